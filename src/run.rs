@@ -1,0 +1,196 @@
+//! The run object: what every run produces, stores and returns.
+//!
+//! Its JSON form is AgentOS's `RunOutput.to_dict()`: the body of a non-streaming
+//! `POST /agents/{id}/runs`, the output of `agentos run --json`, and the row stored for
+//! every run. `None` fields are omitted, timestamps are integer Unix seconds.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Lifecycle of a run, stored and reported in AgentOS's spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Completed,
+    Paused,
+    Cancelled,
+    Error,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "PENDING",
+            RunStatus::Running => "RUNNING",
+            RunStatus::Completed => "COMPLETED",
+            RunStatus::Paused => "PAUSED",
+            RunStatus::Cancelled => "CANCELLED",
+            RunStatus::Error => "ERROR",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "PENDING" => RunStatus::Pending,
+            "RUNNING" => RunStatus::Running,
+            "COMPLETED" => RunStatus::Completed,
+            "PAUSED" => RunStatus::Paused,
+            "CANCELLED" => RunStatus::Cancelled,
+            "ERROR" => RunStatus::Error,
+            _ => return None,
+        })
+    }
+
+    /// A run in this state will not change any more (PAUSED may still be continued).
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Cancelled | RunStatus::Error
+        )
+    }
+}
+
+/// Token and timing figures of a run, a model request or a message.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub total_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time_to_first_token: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub details: Option<MetricsDetails>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsDetails {
+    pub model: Vec<ModelMetrics>,
+}
+
+/// One model's share of a run's tokens (`metrics.details.model[]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetrics {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub id: String,
+    pub provider: String,
+}
+
+/// A message of the conversation as AgentOS stores it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub from_history: bool,
+    #[serde(default)]
+    pub stop_after_tool_call: bool,
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_calls: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_call_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_args: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tool_call_error: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provider_data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metrics: Option<Metrics>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    #[default]
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInput {
+    pub input_content: String,
+}
+
+/// The run object (`RunOutput`), in AgentOS's key order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunOutput {
+    pub run_id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parent_run_id: Option<String>,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub content: Option<Value>,
+    pub content_type: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model_provider_data: Option<Value>,
+    pub model: String,
+    pub model_provider: String,
+    pub session_state: Value,
+    pub created_at: i64,
+    pub status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cancellation_stage: Option<String>,
+    pub metrics: Metrics,
+    pub messages: Vec<Message>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metadata: Option<Value>,
+    /// Tool executions; absent when the run errored (as AgentOS).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tools: Option<Vec<Value>>,
+    pub input: RunInput,
+}
+
+impl RunOutput {
+    /// The content as plain text: a string as is, an object as compact JSON.
+    pub fn content_text(&self) -> String {
+        match &self.content {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    }
+}
+
+/// Current Unix time in whole seconds, the unit of every run and event timestamp.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A new random id in the UUID4 form AgentOS uses for runs, sessions and messages.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
