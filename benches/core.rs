@@ -1,1 +1,204 @@
-fn main() {}
+//! Core benchmark: `cargo bench --bench core`.
+//!
+//! Measures, against a local fake OpenAI-compatible model with zero think time:
+//! 1. one-shot `agentos run` wall time (process start to exit, SQLite write included),
+//!    next to the bare model round trip, so the difference is agentos's own cost;
+//! 2. the engine's CPU per run including the store write (in process, this thread's CPU
+//!    time from `/proc/thread-self/schedstat`), with the offline `test` model and with the
+//!    OpenAI client over HTTP;
+//! 3. run 51 of a session that sends its whole history vs run 1.
+//!
+//! `AGENTOS_BENCH_QUICK=1` shortens every loop (used to smoke-test the program).
+
+#[path = "../tests/fake_model.rs"]
+#[allow(dead_code)]
+mod fake_model;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentos::cancel::CancelToken;
+use agentos::config::Config;
+use agentos::engine::{Engine, RunRequest};
+use agentos::store::Store;
+
+fn thread_cpu() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (percentile(samples, 0.5), percentile(samples, 0.9))
+}
+
+fn config_text(base_url: &str) -> String {
+    format!(
+        r#"
+[providers.fake]
+kind = "openai"
+base_url = "{base_url}"
+
+[[agents]]
+id = "story-writer"
+model = "fake:gpt-4o-mini"
+instructions = "You write very short stories. The robot's name is {{robot_name}}."
+
+[[agents]]
+id = "offline"
+model = "test"
+instructions = "You write very short stories."
+
+[[agents]]
+id = "historian"
+model = "fake:gpt-4o-mini"
+instructions = "You remember everything."
+add_history_to_context = true
+num_history_runs = 1000
+"#
+    )
+}
+
+fn request(agent: &str, message: &str, session: Option<String>) -> RunRequest {
+    RunRequest {
+        agent_id: agent.into(),
+        message: message.into(),
+        session_id: session,
+        stream: true,
+        ..RunRequest::default()
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("AGENTOS_BENCH_QUICK").is_some();
+    let scale = |n: usize| if quick { (n / 20).max(3) } else { n };
+    let fake = fake_model::FakeModel::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = dir.path().join("agents.toml");
+    std::fs::write(&config_path, config_text(&fake.base_url())).expect("write config");
+    let config = Arc::new(Config::load(&config_path).expect("bench config loads"));
+
+    println!("agentos core benchmark ({} mode)\n", if quick { "quick" } else { "full" });
+    println!("| measurement | result |");
+    println!("|---|---|");
+
+    // 1. One-shot CLI runs.
+    let bin = env!("CARGO_BIN_EXE_agentos");
+    let db = dir.path().join("oneshot.db");
+    let oneshot = |message: &str| {
+        let out = Command::new(bin)
+            .args(["run", "story-writer", "-m", message, "--dependencies"])
+            .arg(r#"{"robot_name":"Anna"}"#)
+            .env("AGENTOS_CONFIG", &config_path)
+            .env("AGENTOS_DB", &db)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spawn agentos");
+        assert!(out.status.success(), "agentos run failed: {out:?}");
+    };
+    for _ in 0..3 {
+        oneshot("warm up");
+    }
+    let mut wall = Vec::new();
+    for i in 0..scale(60) {
+        let t = Instant::now();
+        oneshot(&format!("Write story {i}"));
+        wall.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut model = Vec::new();
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let url = format!("{}/chat/completions", fake.base_url());
+    for i in 0..scale(60) {
+        let t = Instant::now();
+        let body = serde_json::json!({"model":"gpt-4o-mini","stream":true,
+            "stream_options":{"include_usage":true},
+            "messages":[{"role":"user","content":format!("Write story {i}")}]});
+        let resp = agent.post(&url).send_json(&body).expect("fake model answers");
+        let _ = resp.into_body().read_to_string();
+        model.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (w50, w90) = ms(&mut wall);
+    let (m50, _) = ms(&mut model);
+    println!("| one-shot `agentos run` wall time (p50 / p90) | {w50:.1} ms / {w90:.1} ms |");
+    println!("| bare model round trip (p50) | {m50:.2} ms |");
+    println!("| one-shot overhead over the model (p50) | {:.1} ms |", w50 - m50);
+
+    // 2. Engine CPU per run with the store write.
+    let store = Arc::new(Store::open(&dir.path().join("engine.db")).expect("open store"));
+    let engine = Engine::new(config.clone(), store);
+    let cancel = CancelToken::new();
+    let mut events = 0usize;
+    let mut per_run = |agent: &str, n: usize, events: &mut usize| {
+        for _ in 0..scale(50) {
+            engine
+                .run(request(agent, "warm up", None), &cancel, &mut |_| {})
+                .expect("run");
+        }
+        let cpu0 = thread_cpu();
+        let t0 = Instant::now();
+        for i in 0..n {
+            let run = engine
+                .run(request(agent, &format!("story {i}"), None), &cancel, &mut |_| {
+                    *events += 1
+                })
+                .expect("run");
+            assert_eq!(run.status.as_str(), "COMPLETED");
+        }
+        (
+            (thread_cpu() - cpu0).as_secs_f64() * 1e3 / n as f64,
+            t0.elapsed().as_secs_f64() * 1e3 / n as f64,
+        )
+    };
+    let n = scale(2000);
+    let (cpu, wall) = per_run("offline", n, &mut events);
+    println!(
+        "| engine CPU per run, `test` model, incl. SQLite write ({n} runs) | {cpu:.3} ms (wall {wall:.3} ms) |"
+    );
+    let (cpu, wall) = per_run("story-writer", n, &mut events);
+    println!(
+        "| engine CPU per run, OpenAI client over HTTP, incl. SQLite write | {cpu:.3} ms (wall {wall:.3} ms) |"
+    );
+
+    // 3. Run 51 with the whole history vs run 1.
+    let sessions = scale(20);
+    let mut first = Vec::new();
+    let mut fifty_first = Vec::new();
+    for s in 0..sessions {
+        let session = format!("history-{s}");
+        for i in 1..=51 {
+            let t = Instant::now();
+            engine
+                .run(
+                    request("historian", &format!("Message number {i} of a long chat"), Some(session.clone())),
+                    &cancel,
+                    &mut |_| {},
+                )
+                .expect("run");
+            let took = t.elapsed().as_secs_f64() * 1e3;
+            if i == 1 {
+                first.push(took);
+            } else if i == 51 {
+                fifty_first.push(took);
+            }
+        }
+    }
+    let (r1, _) = ms(&mut first);
+    let (r51, _) = ms(&mut fifty_first);
+    println!("| run 1 of a session (p50, {sessions} sessions) | {r1:.3} ms |");
+    println!("| run 51, whole history sent (100 earlier messages) (p50) | {r51:.3} ms |");
+    println!("| run 51 / run 1 | {:.2}× |", r51 / r1);
+}

@@ -3,10 +3,13 @@
 //! Parsing happens in two stages: `Raw*` serde structs that reject unknown keys, then
 //! validation into [`Config`], after which nothing downstream handles unsettled options.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use toml::Spanned;
+
+use crate::template;
 
 /// A validated agents file.
 #[derive(Clone, Debug)]
@@ -34,7 +37,9 @@ pub struct AgentDef {
     pub output_schema: Option<Value>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
-    /// 1-based line of the agent's `model` key (or its `id` when `model` is absent).
+    /// Default values for `{placeholders}`; a run's own `dependencies` override them.
+    pub dependencies: serde_json::Map<String, Value>,
+    /// 1-based line of the agent's `model` key, for errors found when the model is resolved.
     pub model_line: usize,
 }
 
@@ -78,12 +83,23 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    fn new(path: &Path, line: Option<usize>, key: Option<String>, message: String) -> Self {
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+
     fn render(&self) -> String {
         let mut out = self.path.display().to_string();
         if let Some(line) = self.line {
             out.push_str(&format!(":{line}"));
         }
-        out.push_str(": ");
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
         if let Some(key) = &self.key {
             out.push_str(&format!("`{key}`: "));
         }
@@ -92,8 +108,1279 @@ impl ConfigError {
     }
 }
 
+/// The documented example agents file, as shipped at the top of the repository.
+pub const EXAMPLE: &str = include_str!("../agents.toml");
+
+/// Environment variable naming the agents file.
+pub const CONFIG_ENV: &str = "AGENTOS_CONFIG";
+
+const DEFAULT_NUM_HISTORY_RUNS: usize = 3;
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+const OLLAMA_BASE_URL: &str = "http://localhost:11434/v1";
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawConfig {
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+    #[serde(default)]
+    providers: BTreeMap<Spanned<String>, RawProvider>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an agent table")]
+struct RawAgent {
+    id: Spanned<String>,
+    name: Option<String>,
+    description: Option<String>,
+    model: Spanned<String>,
+    instructions: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    markdown: bool,
+    #[serde(default)]
+    add_history_to_context: bool,
+    num_history_runs: Option<Spanned<i64>>,
+    output_schema: Option<Spanned<toml::Value>>,
+    temperature: Option<Spanned<f64>>,
+    max_tokens: Option<Spanned<i64>>,
+    dependencies: Option<Spanned<toml::Table>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a provider table")]
+struct RawProvider {
+    kind: Option<Spanned<String>>,
+    base_url: Option<Spanned<String>>,
+    api_key_env: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
 impl Config {
-    pub fn load(_path: &Path) -> Result<Config, ConfigError> {
-        unimplemented!()
+    /// Finds the agents file: `explicit` (the `--config` flag), then `AGENTOS_CONFIG`, then
+    /// `./agents.toml`, then `agents.toml` in the user config dir.
+    pub fn find(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+        if let Some(path) = explicit {
+            return existing(path, "given with --config or AGENTOS_CONFIG");
+        }
+        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+            return existing(Path::new(&path), "named by AGENTOS_CONFIG");
+        }
+        let local = PathBuf::from("agents.toml");
+        if local.is_file() {
+            return Ok(local);
+        }
+        let user = user_config_file();
+        if let Some(user) = &user {
+            if user.is_file() {
+                return Ok(user.clone());
+            }
+        }
+        let mut looked = String::from("./agents.toml");
+        if let Some(user) = &user {
+            looked.push_str(&format!(" and {}", user.display()));
+        }
+        Err(ConfigError::new(
+            Path::new(""),
+            None,
+            None,
+            format!(
+                "no agents file found (looked for {looked}); pass --config PATH or set \
+                 {CONFIG_ENV}"
+            ),
+        ))
+    }
+
+    /// Reads and validates an agents file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(path, None, None, format!("could not read the file: {e}"))
+        })?;
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Parses and validates agents-file text; `path` is only used in error messages.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
+        Validator { text, path }.validate(raw)
+    }
+
+    /// The agent with this id.
+    pub fn agent(&self, id: &str) -> Option<&AgentDef> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// Checks a `provider:model` reference (or `test`) against the providers and reads the
+    /// provider's API key from the environment. `line` is the line of the `model` key the
+    /// reference came from, if any.
+    pub fn resolve_model(
+        &self,
+        spec: &str,
+        line: Option<usize>,
+    ) -> Result<ResolvedModel, ConfigError> {
+        let error = |message| ConfigError::new(&self.path, line, Some("model".into()), message);
+        let (provider, model) = parse_model_spec(spec).map_err(error)?;
+        let def = self
+            .providers
+            .get(provider)
+            .ok_or_else(|| error(unknown_provider(provider, &self.providers)))?;
+        let api_key = match &def.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(key) if !key.trim().is_empty() => Some(key.trim().to_string()),
+                _ => {
+                    return Err(error(format!(
+                        "provider `{provider}` needs an API key: set {var}"
+                    )));
+                }
+            },
+        };
+        Ok(ResolvedModel {
+            provider: def.clone(),
+            model: model.to_string(),
+            api_key,
+        })
+    }
+
+    /// What `agentos check` prints: a summary of the agents and providers, and warnings
+    /// about things that will fail or stay unfilled at run time.
+    pub fn check_report(&self) -> (String, Vec<String>) {
+        let mut out = String::new();
+        let mut warnings = Vec::new();
+        let count = self.agents.len();
+        let plural = if count == 1 { "" } else { "s" };
+        out.push_str(&format!("{}: {count} agent{plural}\n", self.path.display()));
+
+        let id_width = self.agents.iter().map(|a| a.id.len()).max().unwrap_or(0);
+        let model_width = self.agents.iter().map(|a| a.model.len()).max().unwrap_or(0);
+        let mut used = BTreeSet::new();
+        for agent in &self.agents {
+            let line = format!(
+                "  {:id_width$}  {:model_width$}  {}",
+                agent.id,
+                agent.model,
+                agent.description.as_deref().unwrap_or("")
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+            if let Ok((provider, _)) = parse_model_spec(&agent.model) {
+                used.insert(provider);
+            }
+            if let Err(e) = self.resolve_model(&agent.model, Some(agent.model_line)) {
+                warnings.push(format!("agent `{}`: {e}", agent.id));
+            }
+            let mut seen = BTreeSet::new();
+            for name in agent
+                .instructions
+                .iter()
+                .flat_map(|i| template::placeholders(i))
+            {
+                if name != "user_id"
+                    && !agent.dependencies.contains_key(&name)
+                    && seen.insert(name.clone())
+                {
+                    warnings.push(format!(
+                        "agent `{}`: placeholder {{{name}}} must come from session_state, \
+                         dependencies or metadata at run time",
+                        agent.id
+                    ));
+                }
+            }
+        }
+        if count == 0 {
+            warnings.push(format!(
+                "{}: no agents defined; add an [[agents]] table",
+                self.path.display()
+            ));
+        }
+        let used: Vec<String> = used
+            .into_iter()
+            .filter_map(|name| self.providers.get(name))
+            .map(|p| match p.kind {
+                ProviderKind::Test => format!("{} (offline)", p.name),
+                _ => format!("{} ({})", p.name, p.base_url),
+            })
+            .collect();
+        if !used.is_empty() {
+            out.push_str(&format!("providers: {}\n", used.join(", ")));
+        }
+        (out, warnings)
+    }
+}
+
+/// `path` if it is a file, else an error saying where the path came from.
+fn existing(path: &Path, origin: &str) -> Result<PathBuf, ConfigError> {
+    if path.is_file() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(ConfigError::new(
+            path,
+            None,
+            None,
+            format!("no such file ({origin})"),
+        ))
+    }
+}
+
+/// `agents.toml` in the user config dir (`~/.config/agentos/` on Linux).
+pub fn user_config_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "agentos").map(|d| d.config_dir().join("agents.toml"))
+}
+
+/// The providers available without configuration.
+fn builtin_providers() -> BTreeMap<String, ProviderDef> {
+    let openai_url = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| OPENAI_BASE_URL.to_string());
+    let builtin = |name: &str, kind, base_url: &str, key: Option<&str>, display: &str| {
+        let def = ProviderDef {
+            name: name.to_string(),
+            kind,
+            base_url: base_url.to_string(),
+            api_key_env: key.map(str::to_string),
+            headers: BTreeMap::new(),
+            display_name: display.to_string(),
+        };
+        (name.to_string(), def)
+    };
+    BTreeMap::from([
+        builtin(
+            "openai",
+            ProviderKind::OpenAi,
+            &openai_url,
+            Some("OPENAI_API_KEY"),
+            "OpenAI",
+        ),
+        builtin(
+            "ollama",
+            ProviderKind::OpenAi,
+            OLLAMA_BASE_URL,
+            None,
+            "Ollama",
+        ),
+        builtin("test", ProviderKind::Test, "", None, "Test"),
+    ])
+}
+
+/// Splits `provider:model`; bare `test` means the test provider.
+fn parse_model_spec(spec: &str) -> Result<(&str, &str), String> {
+    if spec == "test" {
+        return Ok(("test", "test"));
+    }
+    match spec.split_once(':') {
+        Some((provider, model))
+            if is_name(provider) && !model.is_empty() && !model.contains(char::is_whitespace) =>
+        {
+            Ok((provider, model))
+        }
+        _ => Err(format!(
+            "`{spec}` is not a model reference: expected `provider:model` (e.g. \
+             `openai:gpt-4o-mini` or `ollama:llama3.2`) or `test`"
+        )),
+    }
+}
+
+fn unknown_provider(name: &str, providers: &BTreeMap<String, ProviderDef>) -> String {
+    let known: Vec<String> = providers.keys().map(|k| format!("`{k}`")).collect();
+    format!(
+        "unknown provider `{name}`: known providers are {}; define it in a [providers.{name}] \
+         table",
+        known.join(", ")
+    )
+}
+
+/// Agent ids and provider names: `[A-Za-z0-9_.-]+`.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Turns a parse or deserialization error into `path:line: key: message`.
+fn toml_error(text: &str, path: &Path, error: &toml::de::Error) -> ConfigError {
+    let (doc, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
+    let span = error.span();
+    let line = span.as_ref().map(|span| line_of(text, span.start));
+    let mut key = span
+        .as_ref()
+        .and_then(|span| find_in_table(doc.get_ref(), span.start))
+        .map(key_path)
+        .filter(|k| !k.is_empty());
+    let mut message: String = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        key = Some(match key {
+            Some(table) => format!("{table}.{field}"),
+            None => field.to_string(),
+        });
+    }
+    if !syntax_errors.is_empty() {
+        message = format!("invalid TOML: {message}");
+        // A bare word where a value belongs is most often a string without its quotes.
+        let after_equals = span.as_ref().is_some_and(|span| {
+            text.get(..span.start)
+                .and_then(|before| before.trim_end_matches([' ', '\t']).chars().next_back())
+                == Some('=')
+        });
+        let word = span
+            .filter(|_| after_equals)
+            .and_then(|span| text.get(span.start..))
+            .map(|rest| {
+                rest.split(|c: char| !(c.is_alphanumeric() || "_-.:".contains(c)))
+                    .next()
+                    .unwrap_or("")
+            })
+            .unwrap_or("");
+        if word.starts_with(|c: char| c.is_alphabetic()) && word != "true" && word != "false" {
+            message.push_str(&format!(" (strings need quotes: \"{word}\")"));
+        }
+    }
+    ConfigError::new(path, line, key, message)
+}
+
+/// Renders a path found by [`find_in_table`] as `agents[1].model`.
+fn key_path(path: Vec<Segment>) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&quote_key(&k));
+            }
+        }
+    }
+    out
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn contains(span: &std::ops::Range<usize>, offset: usize) -> bool {
+    span.start <= offset && (offset < span.end || offset == span.start)
+}
+
+fn find_in_table(table: &toml::de::DeTable<'_>, offset: usize) -> Option<Vec<Segment>> {
+    for (key, value) in table.iter() {
+        if contains(&key.span(), offset) {
+            return Some(vec![Segment::Key(key.get_ref().to_string())]);
+        }
+        if let Some(mut rest) = find_in_value(value, offset) {
+            rest.insert(0, Segment::Key(key.get_ref().to_string()));
+            return Some(rest);
+        }
+    }
+    None
+}
+
+/// The path inside `value` to the entry at `offset`: empty when `value` itself holds it.
+fn find_in_value(value: &Spanned<toml::de::DeValue<'_>>, offset: usize) -> Option<Vec<Segment>> {
+    let deeper = match value.get_ref() {
+        toml::de::DeValue::Table(table) => find_in_table(table, offset),
+        toml::de::DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            find_in_value(item, offset).map(|mut rest| {
+                rest.insert(0, Segment::Index(i));
+                rest
+            })
+        }),
+        _ => None,
+    };
+    deeper.or_else(|| contains(&value.span(), offset).then(Vec::new))
+}
+
+fn quote_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// Turns the raw structs into a [`Config`], reporting the first problem with its line.
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, span: std::ops::Range<usize>, key: String, message: String) -> ConfigError {
+        ConfigError::new(
+            self.path,
+            Some(line_of(self.text, span.start)),
+            Some(key),
+            message,
+        )
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut providers = builtin_providers();
+        for (name, raw) in raw.providers {
+            let def = self.provider(&name, raw, providers.get(name.get_ref()))?;
+            providers.insert(def.name.clone(), def);
+        }
+
+        let mut agents: Vec<AgentDef> = Vec::with_capacity(raw.agents.len());
+        let mut id_lines: BTreeMap<String, usize> = BTreeMap::new();
+        for (index, raw) in raw.agents.into_iter().enumerate() {
+            let id_line = line_of(self.text, raw.id.span().start);
+            if let Some(first) = id_lines.get(raw.id.get_ref()) {
+                return Err(self.error(
+                    raw.id.span(),
+                    format!("agents[{index}].id"),
+                    format!(
+                        "duplicate agent id `{}` (first defined on line {first})",
+                        raw.id.get_ref()
+                    ),
+                ));
+            }
+            id_lines.insert(raw.id.get_ref().clone(), id_line);
+            agents.push(self.agent(index, raw, &providers)?);
+        }
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            agents,
+            providers,
+        })
+    }
+
+    fn agent(
+        &self,
+        index: usize,
+        raw: RawAgent,
+        providers: &BTreeMap<String, ProviderDef>,
+    ) -> Result<AgentDef, ConfigError> {
+        let key = |field: &str| format!("agents[{index}].{field}");
+
+        let id = raw.id.get_ref();
+        if id.is_empty() {
+            return Err(self.error(raw.id.span(), key("id"), "must not be empty".into()));
+        }
+        if !is_name(id) {
+            return Err(self.error(
+                raw.id.span(),
+                key("id"),
+                format!("`{id}` is not a valid id: use letters, digits, `_`, `.` and `-`"),
+            ));
+        }
+
+        let model = raw.model.get_ref();
+        let (provider, _) = parse_model_spec(model)
+            .map_err(|message| self.error(raw.model.span(), key("model"), message))?;
+        if !providers.contains_key(provider) {
+            return Err(self.error(
+                raw.model.span(),
+                key("model"),
+                unknown_provider(provider, providers),
+            ));
+        }
+
+        let instructions = match &raw.instructions {
+            None => Vec::new(),
+            Some(value) => match value.get_ref() {
+                toml::Value::String(s) => vec![s.clone()],
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        self.error(
+                            value.span(),
+                            key("instructions"),
+                            "expected a string or an array of strings".into(),
+                        )
+                    })?,
+                other => {
+                    return Err(self.error(
+                        value.span(),
+                        key("instructions"),
+                        format!(
+                            "expected a string or an array of strings, found {}",
+                            other.type_str()
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let output_schema = match &raw.output_schema {
+            None => None,
+            Some(value) => Some(
+                output_schema(value.get_ref())
+                    .map_err(|message| self.error(value.span(), key("output_schema"), message))?,
+            ),
+        };
+
+        let temperature = match &raw.temperature {
+            None => None,
+            Some(t) if (0.0..=2.0).contains(t.get_ref()) => Some(*t.get_ref()),
+            Some(t) => {
+                return Err(self.error(
+                    t.span(),
+                    key("temperature"),
+                    format!("must be between 0 and 2, found {}", t.get_ref()),
+                ));
+            }
+        };
+
+        let max_tokens = match &raw.max_tokens {
+            None => None,
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(self.error(
+                        m.span(),
+                        key("max_tokens"),
+                        format!(
+                            "must be a positive whole number up to {}, found {}",
+                            u32::MAX,
+                            m.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
+
+        let num_history_runs = match &raw.num_history_runs {
+            None => DEFAULT_NUM_HISTORY_RUNS,
+            Some(n) => usize::try_from(*n.get_ref()).map_err(|_| {
+                self.error(
+                    n.span(),
+                    key("num_history_runs"),
+                    format!("must be 0 or more, found {}", n.get_ref()),
+                )
+            })?,
+        };
+
+        let dependencies = match &raw.dependencies {
+            None => serde_json::Map::new(),
+            Some(table) => match serde_json::to_value(table.get_ref()) {
+                Ok(Value::Object(map)) => map,
+                _ => {
+                    return Err(self.error(
+                        table.span(),
+                        key("dependencies"),
+                        "expected a table of values".into(),
+                    ));
+                }
+            },
+        };
+
+        Ok(AgentDef {
+            id: id.clone(),
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            description: raw.description,
+            model: model.clone(),
+            instructions,
+            markdown: raw.markdown,
+            add_history_to_context: raw.add_history_to_context,
+            num_history_runs,
+            output_schema,
+            temperature,
+            max_tokens,
+            dependencies,
+            model_line: line_of(self.text, raw.model.span().start),
+        })
+    }
+
+    /// A `[providers.NAME]` table, layered over the built-in provider of that name if any.
+    fn provider(
+        &self,
+        name: &Spanned<String>,
+        raw: RawProvider,
+        builtin: Option<&ProviderDef>,
+    ) -> Result<ProviderDef, ConfigError> {
+        let table = format!("providers.{}", quote_key(name.get_ref()));
+        let key = |field: &str| format!("{table}.{field}");
+        if !is_name(name.get_ref()) {
+            return Err(self.error(
+                name.span(),
+                table.clone(),
+                format!(
+                    "`{}` is not a valid provider name: use letters, digits, `_`, `.` and `-`",
+                    name.get_ref()
+                ),
+            ));
+        }
+
+        let kind = match &raw.kind {
+            None => builtin.map_or(ProviderKind::OpenAi, |b| b.kind),
+            Some(kind) => match kind.get_ref().as_str() {
+                "openai" => ProviderKind::OpenAi,
+                "anthropic" => ProviderKind::Anthropic,
+                other => {
+                    return Err(self.error(
+                        kind.span(),
+                        key("kind"),
+                        format!(
+                            "unknown provider kind `{other}`: expected `openai` or `anthropic`"
+                        ),
+                    ));
+                }
+            },
+        };
+        // Settings of the built-in provider carry over only while its protocol is kept.
+        let builtin = builtin.filter(|b| b.kind == kind);
+
+        let base_url = match &raw.base_url {
+            Some(url) => {
+                let trimmed = url.get_ref().trim().trim_end_matches('/');
+                let scheme_ok = trimmed.starts_with("http://") || trimmed.starts_with("https://");
+                if !scheme_ok || trimmed.contains(char::is_whitespace) {
+                    return Err(self.error(
+                        url.span(),
+                        key("base_url"),
+                        format!("`{}` is not an http:// or https:// URL", url.get_ref()),
+                    ));
+                }
+                trimmed.to_string()
+            }
+            None => match (builtin, kind) {
+                (Some(b), _) => b.base_url.clone(),
+                (None, ProviderKind::Anthropic) => ANTHROPIC_BASE_URL.to_string(),
+                (None, _) => {
+                    return Err(self.error(
+                        name.span(),
+                        key("base_url"),
+                        "missing: a provider that is not built in needs a `base_url` \
+                         (e.g. `https://openrouter.ai/api/v1`)"
+                            .into(),
+                    ));
+                }
+            },
+        };
+
+        let api_key_env = match &raw.api_key_env {
+            Some(var) => {
+                let v = var.get_ref();
+                if v.is_empty() || v.contains(['=', '\0']) || v.contains(char::is_whitespace) {
+                    return Err(self.error(
+                        var.span(),
+                        key("api_key_env"),
+                        format!(
+                            "`{v}` is not an environment variable name; leave the key out when \
+                             the provider needs no API key"
+                        ),
+                    ));
+                }
+                Some(v.clone())
+            }
+            None => match (builtin, kind) {
+                (Some(b), _) => b.api_key_env.clone(),
+                (None, ProviderKind::Anthropic) => Some("ANTHROPIC_API_KEY".to_string()),
+                (None, _) => None,
+            },
+        };
+
+        let mut headers = builtin.map(|b| b.headers.clone()).unwrap_or_default();
+        for (header, value) in raw.headers {
+            let valid_name = !header.get_ref().is_empty()
+                && header
+                    .get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':');
+            if !valid_name {
+                return Err(self.error(
+                    header.span(),
+                    key("headers"),
+                    format!("`{}` is not a valid HTTP header name", header.get_ref()),
+                ));
+            }
+            if value.get_ref().chars().any(|c| c.is_control() && c != '\t') {
+                return Err(self.error(
+                    value.span(),
+                    format!("{}.{}", key("headers"), quote_key(header.get_ref())),
+                    "header values must not contain line breaks or control characters".into(),
+                ));
+            }
+            headers.insert(header.into_inner(), value.into_inner());
+        }
+
+        Ok(ProviderDef {
+            name: name.get_ref().clone(),
+            kind,
+            base_url,
+            api_key_env,
+            headers,
+            display_name: builtin
+                .map_or_else(|| name.get_ref().clone(), |b| b.display_name.clone()),
+        })
+    }
+}
+
+/// Checks an `output_schema` table and converts it to JSON.
+fn output_schema(value: &toml::Value) -> Result<Value, String> {
+    if !value.is_table() {
+        return Err(format!(
+            "expected a table holding a JSON Schema object, found {}",
+            value.type_str()
+        ));
+    }
+    let schema = toml_to_json(value)?;
+    if schema.get("type").and_then(Value::as_str) != Some("object") {
+        return Err("the schema must declare `type = \"object\"` at its root".into());
+    }
+    Ok(schema)
+}
+
+fn toml_to_json(value: &toml::Value) -> Result<Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{f} has no JSON representation"))?,
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(toml_to_json)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        toml::Value::Table(table) => Value::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
+                .collect::<Result<serde_json::Map<_, _>, String>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(text, Path::new("agents.toml"))
+    }
+
+    /// The error for `text`, as (line, key, message).
+    fn error(text: &str) -> (Option<usize>, Option<String>, String) {
+        match parse(text) {
+            Ok(_) => panic!("expected an error for:\n{text}"),
+            Err(e) => (e.line, e.key, e.message),
+        }
+    }
+
+    const TWO: &str = "[[agents]]\nid = \"a\"\nmodel = \"test\"\n\n[[agents]]\nid = \"b\"\n";
+
+    #[test]
+    fn example_parses_and_checks_without_keys() {
+        let config = parse(EXAMPLE).unwrap();
+        let ids: Vec<&str> = config.agents.iter().map(|a| a.id.as_str()).collect();
+        for id in [
+            "story-writer",
+            "summarizer",
+            "commit-writer",
+            "movie-script",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let story = config.agent("story-writer").unwrap();
+        assert_eq!(story.model, "test");
+        assert_eq!(story.name, "Story Writer");
+        assert_eq!(
+            template::placeholders(&story.instructions[0]),
+            ["robot_name"]
+        );
+        let schema = config
+            .agent("movie-script")
+            .unwrap()
+            .output_schema
+            .clone()
+            .unwrap();
+        assert_eq!(schema["type"], "object");
+        assert_eq!(
+            schema["properties"]["characters"]["items"]["type"],
+            "string"
+        );
+        for agent in &config.agents {
+            config
+                .resolve_model(&agent.model, Some(agent.model_line))
+                .unwrap();
+        }
+        let (report, warnings) = config.check_report();
+        assert!(report.contains("story-writer"), "{report}");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("{robot_name}"), "{warnings:?}");
+    }
+
+    #[test]
+    fn example_model_lines_point_at_model_keys() {
+        let config = parse(EXAMPLE).unwrap();
+        let lines: Vec<&str> = EXAMPLE.lines().collect();
+        for agent in &config.agents {
+            assert!(
+                lines[agent.model_line - 1].starts_with("model = "),
+                "{}",
+                agent.id
+            );
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse("[[agents]]\nid = \"a\"\nmodel = \"test\"\n").unwrap();
+        let a = &config.agents[0];
+        assert_eq!(a.name, "a");
+        assert_eq!(a.description, None);
+        assert!(a.instructions.is_empty());
+        assert!(!a.markdown);
+        assert!(!a.add_history_to_context);
+        assert_eq!(a.num_history_runs, 3);
+        assert_eq!(a.output_schema, None);
+        assert_eq!(a.temperature, None);
+        assert_eq!(a.max_tokens, None);
+        assert_eq!(a.model_line, 3);
+        assert!(parse("").unwrap().agents.is_empty());
+    }
+
+    #[test]
+    fn all_agent_keys() {
+        let text = r#"
+[[agents]]
+id = "x.y_z-1"
+name = "X"
+description = "d"
+model = "ollama:llama3.2:3b"
+instructions = ["one", "two"]
+markdown = true
+add_history_to_context = true
+num_history_runs = 0
+temperature = 1
+max_tokens = 10
+output_schema = { type = "object", properties = { n = { type = "integer", minimum = 1 } } }
+"#;
+        let a = parse(text).unwrap().agents.remove(0);
+        assert_eq!(a.model, "ollama:llama3.2:3b");
+        assert_eq!(a.instructions, ["one", "two"]);
+        assert!(a.markdown && a.add_history_to_context);
+        assert_eq!(a.num_history_runs, 0);
+        assert_eq!(a.temperature, Some(1.0));
+        assert_eq!(a.max_tokens, Some(10));
+        assert_eq!(
+            a.output_schema,
+            Some(
+                serde_json::json!({"type":"object","properties":{"n":{"type":"integer","minimum":1}}})
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = format!("{TWO}modle = \"test\"\n");
+        let (line, key, message) = error(&text);
+        assert_eq!(line, Some(7));
+        assert_eq!(key.as_deref(), Some("agents[1].modle"));
+        assert!(
+            message.starts_with("unknown field `modle`, expected one of"),
+            "{message}"
+        );
+        let rendered = parse(&text).unwrap_err().to_string();
+        assert!(rendered.starts_with("agents.toml:7: `agents[1].modle`: unknown field"));
+        assert!(!rendered.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_top_level_and_provider_keys() {
+        let (line, key, _) = error("\nfoo = 1\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("foo")));
+        let (line, key, _) = error("[providers.x]\nbase_url = \"http://x\"\nkidn = \"openai\"\n");
+        assert_eq!((line, key.as_deref()), (Some(3), Some("providers.x.kidn")));
+    }
+
+    #[test]
+    fn wrong_types() {
+        let (line, key, message) = error(&format!("{TWO}model = \"test\"\nmarkdown = \"yes\"\n"));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(8), Some("agents[1].markdown"))
+        );
+        assert!(message.contains("expected a boolean"), "{message}");
+
+        let (line, key, message) =
+            error("[[agents]]\nid = \"a\"\nmodel = \"test\"\ninstructions = 3\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].instructions"))
+        );
+        assert!(
+            message.contains("string or an array of strings"),
+            "{message}"
+        );
+
+        let (line, key, _) =
+            error("[[agents]]\nid = \"a\"\nmodel = \"test\"\ninstructions = [\"a\", 1]\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].instructions"))
+        );
+
+        let (line, key, message) = error("agents = 3\n");
+        assert_eq!((line, key.as_deref()), (Some(1), Some("agents")));
+        assert!(message.contains("expected a sequence"), "{message}");
+
+        let (_, key, message) = error("[providers]\nx = 3\n");
+        assert_eq!(key.as_deref(), Some("providers.x"));
+        assert!(message.contains("expected a provider table"), "{message}");
+
+        let (line, key, _) = error("[providers.x]\nbase_url = \"http://x\"\nheaders = { a = 1 }\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(3), Some("providers.x.headers.a"))
+        );
+    }
+
+    #[test]
+    fn bad_syntax() {
+        let (line, key, message) = error("[[agents]]\nid = \"a\"\nmodel = test\n");
+        assert_eq!((line, key.as_deref()), (Some(3), Some("agents[0].model")));
+        assert!(message.starts_with("invalid TOML: "), "{message}");
+        assert!(
+            message.contains("strings need quotes: \"test\""),
+            "{message}"
+        );
+
+        let (line, _, message) = error("[[agents]\nid = \"a\"\n");
+        assert_eq!(line, Some(1));
+        assert!(message.starts_with("invalid TOML: "), "{message}");
+
+        let (line, _, message) = error("[[agents]]\nid = \"a\"\nid = \"b\"\nmodel = \"test\"\n");
+        assert_eq!(line, Some(3));
+        assert!(!message.contains("quotes"), "{message}");
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        let (line, key, message) = error(TWO);
+        assert_eq!(line, Some(5));
+        assert_eq!(key.as_deref(), Some("agents[1].model"));
+        assert_eq!(message, "missing field `model`");
+        let (_, key, _) = error("[[agents]]\nmodel = \"test\"\n");
+        assert_eq!(key.as_deref(), Some("agents[0].id"));
+    }
+
+    #[test]
+    fn duplicate_ids_point_at_the_second() {
+        let text = format!("{TWO}model = \"test\"\n[[agents]]\nid = \"a\"\nmodel = \"test\"\n");
+        let (line, key, message) = error(&text);
+        assert_eq!((line, key.as_deref()), (Some(9), Some("agents[2].id")));
+        assert_eq!(message, "duplicate agent id `a` (first defined on line 2)");
+    }
+
+    #[test]
+    fn bad_ids() {
+        let (line, key, message) = error("[[agents]]\nid = \"\"\nmodel = \"test\"\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("agents[0].id")));
+        assert_eq!(message, "must not be empty");
+        let (_, _, message) = error("[[agents]]\nid = \"a b\"\nmodel = \"test\"\n");
+        assert!(message.contains("not a valid id"), "{message}");
+    }
+
+    #[test]
+    fn model_references() {
+        for (spec, want) in [
+            ("test", ("test", "test")),
+            ("test:echo", ("test", "echo")),
+            ("openai:gpt-4o-mini", ("openai", "gpt-4o-mini")),
+            ("ollama:llama3.2:3b", ("ollama", "llama3.2:3b")),
+        ] {
+            assert_eq!(parse_model_spec(spec), Ok(want));
+        }
+        for bad in [
+            "",
+            "gpt-4o",
+            ":x",
+            "openai:",
+            "open ai:x",
+            "openai:gpt 4",
+            "ollama",
+        ] {
+            assert!(parse_model_spec(bad).is_err(), "{bad}");
+        }
+        let (line, key, message) = error("[[agents]]\nid = \"a\"\n\nmodel = \"gpt-4o\"\n");
+        assert_eq!((line, key.as_deref()), (Some(4), Some("agents[0].model")));
+        assert!(message.contains("expected `provider:model`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_provider_lists_known_ones() {
+        let text = "[providers.local]\nbase_url = \"http://localhost:8080/v1\"\n\n\
+                    [[agents]]\nid = \"a\"\nmodel = \"nope:x\"\n";
+        let (line, key, message) = error(text);
+        assert_eq!((line, key.as_deref()), (Some(6), Some("agents[0].model")));
+        assert_eq!(
+            message,
+            "unknown provider `nope`: known providers are `local`, `ollama`, `openai`, `test`; \
+             define it in a [providers.nope] table"
+        );
+    }
+
+    #[test]
+    fn bad_output_schemas() {
+        let head = "[[agents]]\nid = \"a\"\nmodel = \"test\"\n";
+        let (line, key, message) = error(&format!("{head}output_schema = \"x\"\n"));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].output_schema"))
+        );
+        assert!(message.contains("expected a table"), "{message}");
+        let (line, key, message) = error(&format!(
+            "{head}\n[agents.output_schema]\ntype = \"array\"\n"
+        ));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(5), Some("agents[0].output_schema"))
+        );
+        assert!(message.contains("type = \"object\""), "{message}");
+        let (_, _, message) = error(&format!("{head}output_schema = {{ title = \"T\" }}\n"));
+        assert!(message.contains("type = \"object\""), "{message}");
+        let (_, _, message) = error(&format!(
+            "{head}output_schema = {{ type = \"object\", x = nan }}\n"
+        ));
+        assert!(message.contains("no JSON representation"), "{message}");
+    }
+
+    #[test]
+    fn numeric_ranges() {
+        let head = "[[agents]]\nid = \"a\"\nmodel = \"test\"\n";
+        for (extra, key) in [
+            ("temperature = 2.5", "agents[0].temperature"),
+            ("temperature = -0.1", "agents[0].temperature"),
+            ("temperature = nan", "agents[0].temperature"),
+            ("max_tokens = 0", "agents[0].max_tokens"),
+            ("max_tokens = -3", "agents[0].max_tokens"),
+            ("max_tokens = 99999999999", "agents[0].max_tokens"),
+            ("num_history_runs = -1", "agents[0].num_history_runs"),
+        ] {
+            let (line, got, _) = error(&format!("{head}{extra}\n"));
+            assert_eq!((line, got.as_deref()), (Some(4), Some(key)), "{extra}");
+        }
+        assert!(parse(&format!("{head}temperature = 0\nmax_tokens = 1\n")).is_ok());
+    }
+
+    #[test]
+    fn providers() {
+        let text = r#"
+[providers.openrouter]
+base_url = "https://openrouter.ai/api/v1/"
+api_key_env = "OPENROUTER_API_KEY"
+headers = { "HTTP-Referer" = "https://example.com" }
+
+[providers.claude]
+kind = "anthropic"
+
+[providers.openai]
+base_url = "http://proxy.local/v1"
+"#;
+        let config = parse(text).unwrap();
+        let router = &config.providers["openrouter"];
+        assert_eq!(router.kind, ProviderKind::OpenAi);
+        assert_eq!(router.base_url, "https://openrouter.ai/api/v1");
+        assert_eq!(router.api_key_env.as_deref(), Some("OPENROUTER_API_KEY"));
+        assert_eq!(router.headers["HTTP-Referer"], "https://example.com");
+        assert_eq!(router.display_name, "openrouter");
+        let claude = &config.providers["claude"];
+        assert_eq!(claude.kind, ProviderKind::Anthropic);
+        assert_eq!(claude.base_url, ANTHROPIC_BASE_URL);
+        assert_eq!(claude.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+        let openai = &config.providers["openai"];
+        assert_eq!(openai.base_url, "http://proxy.local/v1");
+        assert_eq!(openai.api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(openai.display_name, "OpenAI");
+        assert_eq!(config.providers["ollama"].display_name, "Ollama");
+        assert_eq!(config.providers["ollama"].api_key_env, None);
+        assert_eq!(config.providers["test"].kind, ProviderKind::Test);
+    }
+
+    #[test]
+    fn bad_providers() {
+        let (line, key, message) = error("[providers.x]\nkind = \"gemini\"\n");
+        assert_eq!((line, key.as_deref()), (Some(2), Some("providers.x.kind")));
+        assert_eq!(
+            message,
+            "unknown provider kind `gemini`: expected `openai` or `anthropic`"
+        );
+        let (line, key, _) = error("\n[providers.x]\napi_key_env = \"K\"\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(2), Some("providers.x.base_url"))
+        );
+        let (_, key, _) = error("[providers.x]\nbase_url = \"ftp://x\"\n");
+        assert_eq!(key.as_deref(), Some("providers.x.base_url"));
+        let (_, key, _) = error("[providers.x]\nbase_url = \"http://x\"\napi_key_env = \"\"\n");
+        assert_eq!(key.as_deref(), Some("providers.x.api_key_env"));
+        let (_, key, _) = error("[providers.\"a:b\"]\nbase_url = \"http://x\"\n");
+        assert_eq!(key.as_deref(), Some("providers.\"a:b\""));
+        let (_, key, _) =
+            error("[providers.x]\nbase_url = \"http://x\"\nheaders = { \"a b\" = \"v\" }\n");
+        assert_eq!(key.as_deref(), Some("providers.x.headers"));
+        let (_, key, _) =
+            error("[providers.x]\nbase_url = \"http://x\"\nheaders = { a = \"v\\nw\" }\n");
+        assert_eq!(key.as_deref(), Some("providers.x.headers.a"));
+    }
+
+    #[test]
+    fn resolve_reads_the_key_env_var() {
+        let var = "AGENTOS_CONFIG_TEST_KEY_4F2A";
+        let text = format!(
+            "[providers.p]\nbase_url = \"http://x/v1\"\napi_key_env = \"{var}\"\n\n\
+             [[agents]]\nid = \"a\"\nmodel = \"p:m\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let agent = config.agent("a").unwrap();
+        assert_eq!(agent.model_line, 7);
+
+        let err = config
+            .resolve_model(&agent.model, Some(agent.model_line))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("agents.toml:7: `model`: provider `p` needs an API key: set {var}")
+        );
+        let (_, warnings) = config.check_report();
+        assert!(warnings.iter().any(|w| w.contains(var)), "{warnings:?}");
+
+        // A variable that is set: the key is read from it, trimmed.
+        let present = text.replace(var, "PATH");
+        let config = parse(&present).unwrap();
+        match std::env::var("PATH") {
+            Ok(path) if !path.trim().is_empty() => {
+                let resolved = config.resolve_model("p:m", None).unwrap();
+                assert_eq!(resolved.api_key.as_deref(), Some(path.trim()));
+                assert_eq!(resolved.model, "m");
+                assert_eq!(resolved.provider.name, "p");
+            }
+            _ => assert!(config.resolve_model("p:m", None).is_err()),
+        }
+    }
+
+    #[test]
+    fn resolve_without_key() {
+        let config = parse("").unwrap();
+        let test = config.resolve_model("test", None).unwrap();
+        assert_eq!(test.provider.kind, ProviderKind::Test);
+        assert_eq!((test.model.as_str(), test.api_key), ("test", None));
+        let ollama = config.resolve_model("ollama:llama3.2", Some(3)).unwrap();
+        assert_eq!(ollama.provider.base_url, OLLAMA_BASE_URL);
+        let err = config.resolve_model("nope:x", None).unwrap_err();
+        assert_eq!(err.line, None);
+        assert_eq!(err.key.as_deref(), Some("model"));
+        assert!(err.message.starts_with("unknown provider `nope`"));
+    }
+
+    #[test]
+    fn check_report_lists_agents() {
+        let text = r#"
+[[agents]]
+id = "greeter"
+description = "Says hello"
+model = "test"
+instructions = ["Hello {user_id}.", "Call them {nick} or {nick}."]
+"#;
+        let (report, warnings) = parse(text).unwrap().check_report();
+        assert!(report.starts_with("agents.toml: 1 agent\n"), "{report}");
+        assert!(report.contains("  greeter  test  Says hello\n"), "{report}");
+        assert!(report.contains("providers: test (offline)"), "{report}");
+        assert_eq!(
+            warnings,
+            [
+                "agent `greeter`: placeholder {nick} must come from session_state, dependencies \
+              or metadata at run time"
+            ]
+        );
+        let (_, warnings) = parse("").unwrap().check_report();
+        assert!(warnings[0].contains("no agents defined"), "{warnings:?}");
+    }
+
+    #[test]
+    fn error_display() {
+        let full = ConfigError::new(Path::new("a.toml"), Some(3), Some("k".into()), "m".into());
+        assert_eq!(full.to_string(), "a.toml:3: `k`: m");
+        let bare = ConfigError::new(Path::new(""), None, None, "m".into());
+        assert_eq!(bare.to_string(), "m");
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let samples = [
+            "\u{feff}",
+            "\0",
+            "[",
+            "[[agents]]",
+            "[[agents]]\nid = 1",
+            "agents = [1, 2]",
+            "[agents]\nid = \"a\"",
+            "providers = []",
+            "[[providers]]",
+            "ü = \"ä\"\n[[",
+            "[[agents]]\nid = \"a\"\nmodel = \"test\"\noutput_schema = { type = \"object\", d = 1979-05-27 }",
+            "x = \"\"\"\nunterminated",
+            "\n\n\n= 1",
+        ];
+        for text in samples {
+            let _ = parse(text);
+            for cut in 0..=text.len() {
+                if let Some(prefix) = text.get(..cut) {
+                    let _ = parse(prefix);
+                }
+            }
+        }
+        let _ = parse(EXAMPLE);
+        for cut in (0..EXAMPLE.len()).step_by(7) {
+            if let Some(prefix) = EXAMPLE.get(..cut) {
+                let _ = parse(prefix);
+            }
+        }
+    }
+
+    #[test]
+    fn find_prefers_the_explicit_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mine.toml");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(Config::find(Some(&file)).unwrap(), file);
+        let missing = dir.path().join("missing.toml");
+        let err = Config::find(Some(&missing)).unwrap_err();
+        assert_eq!(err.path, missing);
+        assert!(err.message.contains("no such file"), "{}", err.message);
+    }
+
+    #[test]
+    fn load_reports_unreadable_files() {
+        let err = Config::load(Path::new("/nonexistent/agents.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/agents.toml: could not read")
+        );
     }
 }

@@ -164,7 +164,10 @@ mod tests {
         keys.sort();
         assert_eq!(keys, expected);
         assert_eq!(v["event"], "RunContentCompleted");
-        assert!(ev.to_sse().starts_with("event: RunContentCompleted\ndata: {"));
+        assert!(
+            ev.to_sse()
+                .starts_with("event: RunContentCompleted\ndata: {")
+        );
         assert!(ev.to_sse().ends_with("}\n\n"));
     }
 }

@@ -5,8 +5,30 @@
 //! semver-stable.
 
 pub mod cancel;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod engine;
+pub mod error;
 pub mod event;
 pub mod model;
+pub mod render;
 pub mod run;
+pub mod schema;
 pub mod store;
+pub mod template;
+
+use cli::{Cli, Command};
+use commands::Context;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context::from_cli(&cli);
+    match cli.command {
+        Command::Run(args) => commands::run::run(args, &ctx),
+        Command::Check(args) => commands::check::run(args.path.as_deref(), &ctx),
+        Command::Agents(args) => commands::agents::run(args.command, &ctx),
+        Command::Sessions(cmd) => commands::sessions::run(cmd, &ctx),
+        Command::Completions(args) => commands::completions::run(args.shell),
+    }
+}

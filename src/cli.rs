@@ -1,0 +1,177 @@
+//! Command-line surface: clap types only, no logic.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ENV_HELP: &str = "\
+Environment:
+  AGENTOS_CONFIG   agents file (else ./agents.toml, then the user config dir)
+  AGENTOS_DB       SQLite store (else agentos.db in the user data dir)
+  OPENAI_API_KEY   key of the built-in `openai` provider (OPENAI_BASE_URL overrides its URL)
+
+Exit codes: 0 success, 1 the run failed, 2 usage or config error, 130 cancelled (Ctrl-C).";
+
+/// Run LLM agents defined in agents.toml, in the terminal and as an AgentOS-compatible server.
+#[derive(Debug, Parser)]
+#[command(name = "agentos", version, about, after_help = ENV_HELP)]
+pub struct Cli {
+    /// Agents file to use.
+    #[arg(long, global = true, env = "AGENTOS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// SQLite file holding sessions and runs.
+    #[arg(long, global = true, env = "AGENTOS_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent once and stream its answer to stdout.
+    Run(RunArgs),
+    /// Validate an agents file and print what it defines.
+    Check(CheckArgs),
+    /// List agents or show one.
+    Agents(AgentsArgs),
+    /// List, show, rename or delete stored sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The message is the -m text. When stdin is not a terminal, its text is the message; with -m
+as well, the piped text is appended after the -m text and a blank line.")]
+pub struct RunArgs {
+    /// Agent id (see `agentos agents`).
+    pub agent: String,
+
+    /// The message to send.
+    #[arg(short, long)]
+    pub message: Option<String>,
+
+    /// Continue this session (created when it does not exist).
+    #[arg(short, long = "session", value_name = "SESSION_ID")]
+    pub session: Option<String>,
+
+    /// User the run belongs to.
+    #[arg(short, long = "user", value_name = "USER_ID")]
+    pub user: Option<String>,
+
+    /// JSON object whose values fill {placeholders} in the instructions.
+    #[arg(long, value_name = "JSON")]
+    pub dependencies: Option<String>,
+
+    /// JSON object: the session state (also fills {placeholders}).
+    #[arg(long, value_name = "JSON")]
+    pub session_state: Option<String>,
+
+    /// JSON object stored with the run.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+
+    /// JSON Schema the answer must follow (JSON text, or @FILE).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub output_schema: Option<String>,
+
+    /// Use this model instead of the agent's (`provider:model`, or `test`).
+    #[arg(long, value_name = "PROVIDER:MODEL")]
+    pub model: Option<String>,
+
+    /// Ask the model for the whole answer at once instead of streaming it.
+    #[arg(long)]
+    pub no_stream: bool,
+
+    /// Print the final run object as JSON (the API's shape) instead of the text.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub json: bool,
+
+    /// Print every event as one JSON object per line, as it happens.
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Agents file to check (default: the one agentos would use).
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// One line per agent (the default).
+    List,
+    /// Everything about one agent, instructions included.
+    Show {
+        /// Agent id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List sessions, newest first.
+    List(SessionsListArgs),
+    /// Print a session's conversation.
+    Show {
+        /// Session id.
+        id: String,
+        /// Print the stored runs as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a session and its runs.
+    Delete {
+        /// Session id.
+        id: String,
+    },
+    /// Give a session a name.
+    Rename {
+        /// Session id.
+        id: String,
+        /// The new name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsListArgs {
+    /// Only sessions of this agent.
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    /// Only sessions of this user.
+    #[arg(short, long = "user", value_name = "USER_ID")]
+    pub user: Option<String>,
+    /// How many to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate the script for.
+    pub shell: Shell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}

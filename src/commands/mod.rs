@@ -1,0 +1,49 @@
+//! One module per subcommand. Each turns parsed arguments into calls on the library and
+//! prints the result.
+
+pub mod agents;
+pub mod check;
+pub mod completions;
+pub mod run;
+pub mod sessions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Global options shared by the subcommands.
+pub struct Context {
+    pub config_path: Option<PathBuf>,
+    pub db_path: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn from_cli(cli: &Cli) -> Self {
+        Context {
+            config_path: cli.config.clone(),
+            db_path: cli.db.clone(),
+        }
+    }
+
+    /// Finds and loads the agents file.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let path = Config::find(self.config_path.as_deref())?;
+        Ok(Config::load(&path)?)
+    }
+
+    /// Opens the store at `--db`, `AGENTOS_DB` or the default path.
+    pub fn store(&self) -> anyhow::Result<Arc<Store>> {
+        let path = match &self.db_path {
+            Some(p) => p.clone(),
+            None => Store::default_path(),
+        };
+        let store = Store::open(&path)
+            .with_context(|| format!("could not open the store {}", path.display()))?;
+        Ok(Arc::new(store))
+    }
+}

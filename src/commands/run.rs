@@ -1,0 +1,182 @@
+//! `agentos run <agent>`: one run, streamed to the terminal.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use serde_json::{Map, Value};
+
+use super::Context;
+use crate::cancel::CancelToken;
+use crate::cli::RunArgs;
+use crate::engine::{Engine, RunRequest};
+use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, SilentExit, UsageError};
+use crate::render::{OutputMode, TerminalSink};
+use crate::run::RunStatus;
+use crate::schema::OutputSchema;
+
+pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
+    let config = Arc::new(ctx.config()?);
+    let request = build_request(&args)?;
+    let engine = Engine::new(config.clone(), ctx.store()?);
+    engine.validate(&request)?;
+    let agent_name = config
+        .agent(&request.agent_id)
+        .map_or_else(|| request.agent_id.clone(), |a| a.name.clone());
+
+    let cancel = CancelToken::new();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        let interrupted = interrupted.clone();
+        // The first Ctrl-C cancels the run (it is stored CANCELLED); a second one leaves at once.
+        ctrlc::set_handler(move || {
+            if interrupted.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(EXIT_CANCELLED));
+            }
+            cancel.cancel();
+        })
+        .context("could not install the Ctrl-C handler")?;
+    }
+
+    let mode = if args.json {
+        OutputMode::Json
+    } else if args.jsonl {
+        OutputMode::Jsonl
+    } else {
+        OutputMode::Text
+    };
+    let mut sink = TerminalSink::new(mode, &agent_name);
+    let run = engine.run(request, &cancel, &mut |event| {
+        sink.handle(event);
+        if sink.pipe_closed() {
+            cancel.cancel();
+        }
+    })?;
+    if let Some(err) = sink.take_error() {
+        return Err(err).context("could not write to stdout");
+    }
+    if sink.pipe_closed() {
+        return Ok(());
+    }
+    sink.finish().context("could not write to stdout")?;
+    drop(sink);
+
+    if mode == OutputMode::Json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &run)?;
+        writeln!(out)?;
+        out.flush()?;
+    }
+    if io::stderr().is_terminal() && mode == OutputMode::Text {
+        eprintln!("session: {}", run.session_id);
+    }
+    match run.status {
+        RunStatus::Completed => Ok(()),
+        RunStatus::Cancelled => {
+            if interrupted.load(Ordering::SeqCst) {
+                eprintln!("agentos: run {} cancelled", run.run_id);
+            }
+            Err(SilentExit(EXIT_CANCELLED).into())
+        }
+        _ => {
+            eprintln!("agentos: run failed: {}", run.content_text());
+            Err(SilentExit(EXIT_FAILURE).into())
+        }
+    }
+}
+
+/// Turns the flags and piped stdin into a run request.
+fn build_request(args: &RunArgs) -> anyhow::Result<RunRequest> {
+    let piped = if io::stdin().is_terminal() {
+        None
+    } else {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .context("could not read stdin")?;
+        Some(text)
+    };
+    let message = compose_message(args.message.as_deref(), piped.as_deref())?;
+    let output_schema = match &args.output_schema {
+        Some(raw) => {
+            let text = match raw.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| UsageError(format!("--output-schema: cannot read {path}: {e}")))?,
+                None => raw.clone(),
+            };
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| UsageError(format!("--output-schema: invalid JSON: {e}")))?;
+            Some(
+                OutputSchema::from_schema(&value)
+                    .map_err(|e| UsageError(format!("--output-schema: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(RunRequest {
+        agent_id: args.agent.clone(),
+        message,
+        session_id: args.session.clone(),
+        user_id: args.user.clone(),
+        run_id: None,
+        session_state: json_object("--session-state", args.session_state.as_deref())?,
+        dependencies: json_object("--dependencies", args.dependencies.as_deref())?,
+        metadata: json_object("--metadata", args.metadata.as_deref())?,
+        output_schema,
+        model_override: args.model.clone(),
+        add_history_to_context: None,
+        stream: !args.no_stream,
+    })
+}
+
+/// The message rule: `-m` text, piped text, or `-m` text, a blank line and the piped text.
+fn compose_message(flag: Option<&str>, piped: Option<&str>) -> anyhow::Result<String> {
+    let piped = piped
+        .map(|p| p.trim_end_matches(['\n', '\r']))
+        .filter(|p| !p.is_empty());
+    let message = match (flag, piped) {
+        (Some(m), Some(p)) => format!("{m}\n\n{p}"),
+        (Some(m), None) => m.to_string(),
+        (None, Some(p)) => p.to_string(),
+        (None, None) => String::new(),
+    };
+    if message.trim().is_empty() {
+        return Err(UsageError("no message: pass -m TEXT or pipe text on stdin".into()).into());
+    }
+    Ok(message)
+}
+
+fn json_object(flag: &str, raw: Option<&str>) -> anyhow::Result<Option<Map<String, Value>>> {
+    let Some(raw) = raw else { return Ok(None) };
+    match serde_json::from_str::<Value>(raw) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(UsageError(format!("{flag}: expected a JSON object")).into()),
+        Err(e) => Err(UsageError(format!("{flag}: invalid JSON: {e}")).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_rule() {
+        assert_eq!(compose_message(Some("a"), None).unwrap(), "a");
+        assert_eq!(compose_message(None, Some("b\n")).unwrap(), "b");
+        assert_eq!(compose_message(Some("a"), Some("b\n")).unwrap(), "a\n\nb");
+        assert_eq!(compose_message(Some("a"), Some("")).unwrap(), "a");
+        assert!(compose_message(None, Some("\n")).is_err());
+    }
+
+    #[test]
+    fn json_flags_must_be_objects() {
+        assert!(json_object("--x", Some("[1]")).is_err());
+        assert!(json_object("--x", Some("{")).is_err());
+        assert_eq!(
+            json_object("--x", Some(r#"{"a":1}"#)).unwrap().unwrap()["a"],
+            1
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! `agentos sessions list|show|delete|rename`.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::Context;
+use crate::cli::{SessionsCommand, SessionsListArgs};
+use crate::error::UsageError;
+use crate::run::Role;
+use crate::store::{SessionQuery, SessionType, Store};
+
+pub fn run(command: SessionsCommand, ctx: &Context) -> anyhow::Result<()> {
+    let store = ctx.store()?;
+    match command {
+        SessionsCommand::List(args) => list(&store, &args),
+        SessionsCommand::Show { id, json } => show(&store, &id, json),
+        SessionsCommand::Delete { id } => {
+            if !store.delete_session(&id)? {
+                return Err(not_found(&id));
+            }
+            println!("deleted session {id}");
+            Ok(())
+        }
+        SessionsCommand::Rename { id, name } => {
+            if !store.rename_session(&id, &name)? {
+                return Err(not_found(&id));
+            }
+            println!("renamed session {id} to {name}");
+            Ok(())
+        }
+    }
+}
+
+fn not_found(id: &str) -> anyhow::Error {
+    UsageError(format!("session '{id}' not found")).into()
+}
+
+fn list(store: &Store, args: &SessionsListArgs) -> anyhow::Result<()> {
+    let query = SessionQuery {
+        session_type: args.agent.as_ref().map(|_| SessionType::Agent),
+        component_id: args.agent.clone(),
+        user_id: args.user.clone(),
+        limit: args.limit.max(1),
+        ..SessionQuery::default()
+    };
+    let (sessions, total) = store.list_sessions(&query)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for s in &sessions {
+            let line = json!({
+                "session_id": s.session.session_id,
+                "session_type": s.session.session_type.as_str(),
+                "agent_id": s.session.component_id,
+                "user_id": s.session.user_id,
+                "session_name": s.display_name,
+                "runs": s.run_count,
+                "total_tokens": s.total_tokens,
+                "created_at": s.session.created_at,
+                "updated_at": s.session.updated_at,
+            });
+            writeln!(out, "{line}")?;
+        }
+    } else {
+        for s in &sessions {
+            let name: String = s.display_name.chars().take(50).collect();
+            writeln!(
+                out,
+                "{}  {:16}  {:10}  {:>4} runs  {}",
+                s.session.session_id,
+                s.session.component_id,
+                s.session.user_id.as_deref().unwrap_or("-"),
+                s.run_count,
+                name.replace('\n', " ")
+            )?;
+        }
+        if total as usize > sessions.len() {
+            writeln!(
+                out,
+                "({} of {total} sessions; use -n to see more)",
+                sessions.len()
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn show(store: &Store, id: &str, as_json: bool) -> anyhow::Result<()> {
+    if store.get_session(id)?.is_none() {
+        return Err(not_found(id));
+    }
+    let runs = store.list_runs(id)?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        let runs: Vec<_> = runs.iter().map(|r| &r.run).collect();
+        serde_json::to_writer_pretty(&mut out, &runs)?;
+        writeln!(out)?;
+    } else {
+        for stored in &runs {
+            let run = &stored.run;
+            for m in &run.messages {
+                let who = match m.role {
+                    Role::System => continue,
+                    Role::User => "user",
+                    Role::Assistant => run.agent_id.as_str(),
+                    Role::Tool => "tool",
+                };
+                writeln!(out, "── {who}")?;
+                writeln!(out, "{}", m.content.as_deref().unwrap_or(""))?;
+            }
+            if run.status.as_str() != "COMPLETED" {
+                writeln!(out, "   [{}]", run.status.as_str())?;
+            }
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,565 @@
+//! The run engine: one agent turn from request to stored run object.
+//!
+//! It builds the prompt (instructions templated from session state, dependencies,
+//! metadata and user id; history from the store), calls the model, emits AgentOS events to
+//! a sink, and stores the run. It never prints and knows nothing about HTTP: the terminal,
+//! `--jsonl` and the server are all sinks of the same [`Event`]s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::cancel::CancelToken;
+use crate::config::{AgentDef, Config, ConfigError};
+use crate::event::{Event, EventData, EventSource};
+use crate::model::{Delta, Model, ModelError, ModelRequest};
+use crate::run::{
+    Message, Metrics, MetricsDetails, ModelMetrics, Role, RunInput, RunOutput, RunStatus, new_id,
+    now_secs,
+};
+use crate::schema::OutputSchema;
+use crate::store::{Session, SessionType, Store, StoreError};
+use crate::template;
+
+/// Everything a caller can ask of one agent run.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    pub agent_id: String,
+    pub message: String,
+    /// Continue this session; a new one is created when absent or unknown.
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    /// A caller-chosen run id (lets a client cancel a run before it learns the id).
+    pub run_id: Option<String>,
+    /// Merged over the stored session state.
+    pub session_state: Option<Map<String, Value>>,
+    pub dependencies: Option<Map<String, Value>>,
+    pub metadata: Option<Map<String, Value>>,
+    /// Overrides the agent's own output schema.
+    pub output_schema: Option<OutputSchema>,
+    /// `provider:model` replacing the agent's model for this run.
+    pub model_override: Option<String>,
+    /// Overrides the agent's `add_history_to_context`.
+    pub add_history_to_context: Option<bool>,
+    /// Ask the model to stream (deltas become `RunContent` events as they arrive).
+    pub stream: bool,
+}
+
+/// Why a run could not start. Once a run has started, failures are part of the run
+/// object (`status: ERROR` / `CANCELLED`), not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("agent '{0}' not found")]
+    AgentNotFound(String),
+    /// The session exists but belongs to another user (reported like an unknown session).
+    #[error("Session not found")]
+    SessionNotFound(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The engine shared by the CLI and the server: configuration, store and model clients.
+pub struct Engine {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    models: Mutex<HashMap<String, Arc<dyn Model>>>,
+}
+
+/// The prepared parts of a run, before the model is called.
+struct Prepared<'a> {
+    agent: &'a AgentDef,
+    model: Arc<dyn Model>,
+    session: Session,
+    session_state: Value,
+    /// What is sent to the model: system prompt, history, the new user message.
+    messages: Vec<Message>,
+    /// What the run stores as its own: the system prompt and the new user message.
+    own_messages: Vec<Message>,
+    schema: Option<OutputSchema>,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Self {
+        Engine {
+            config,
+            store,
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The model client for `spec`, built once and shared by later runs.
+    fn model(&self, spec: &str, line: Option<usize>) -> Result<Arc<dyn Model>, ConfigError> {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(model) = models.get(spec) {
+            return Ok(model.clone());
+        }
+        let resolved = self.config.resolve_model(spec, line)?;
+        let model = crate::model::from_resolved(&resolved);
+        models.insert(spec.to_string(), model.clone());
+        Ok(model)
+    }
+
+    /// Checks that an agent exists and its model can be used, without running it.
+    pub fn validate(&self, req: &RunRequest) -> Result<(), EngineError> {
+        let agent = self
+            .config
+            .agent(&req.agent_id)
+            .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
+        match &req.model_override {
+            Some(spec) => self.model(spec, None)?,
+            None => self.model(&agent.model, Some(agent.model_line))?,
+        };
+        Ok(())
+    }
+
+    /// Runs one agent turn, emitting events to `sink` as they happen, and returns the
+    /// stored run object. Model failures and cancellation are reported in the run's
+    /// `status`, never as `Err`.
+    pub fn run(
+        &self,
+        req: RunRequest,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<RunOutput, EngineError> {
+        let started = Instant::now();
+        let prepared = self.prepare(&req)?;
+        let Prepared {
+            agent,
+            model,
+            session,
+            session_state,
+            messages,
+            own_messages,
+            schema,
+        } = prepared;
+
+        let run_id = req.run_id.clone().unwrap_or_else(new_id);
+        let created_at = now_secs();
+        let content_type = schema
+            .as_ref()
+            .map_or_else(|| "str".to_string(), |s| s.content_type.clone());
+        let mut run = RunOutput {
+            run_id: run_id.clone(),
+            agent_id: agent.id.clone(),
+            agent_name: agent.name.clone(),
+            parent_run_id: None,
+            session_id: session.session_id.clone(),
+            user_id: req.user_id.clone(),
+            content: None,
+            content_type: content_type.clone(),
+            model_provider_data: None,
+            model: model.id().to_string(),
+            model_provider: model.provider().to_string(),
+            session_state: session_state.clone(),
+            created_at,
+            status: RunStatus::Running,
+            cancellation_stage: None,
+            metrics: Metrics::default(),
+            messages: own_messages,
+            metadata: req.metadata.clone().map(Value::Object),
+            tools: Some(Vec::new()),
+            input: RunInput {
+                input_content: req.message.clone(),
+            },
+        };
+        self.store
+            .begin_run(&session, &run, SessionType::Agent)
+            .map_err(|e| match e {
+                StoreError::RunExists(id) => {
+                    EngineError::InvalidRequest(format!("run '{id}' already exists"))
+                }
+                other => EngineError::Store(other),
+            })?;
+
+        let source = EventSource {
+            agent_id: agent.id.clone(),
+            agent_name: agent.name.clone(),
+            run_id: run_id.clone(),
+            parent_run_id: None,
+            session_id: session.session_id.clone(),
+            nested_depth: 0,
+        };
+        let mut log: Vec<Event> = Vec::new();
+        let mut emit = |data: EventData, log: &mut Vec<Event>| {
+            let event = Event::new(&source, data);
+            sink(&event);
+            // Content deltas are not kept in the stored event log (as AgentOS).
+            if event.event != "RunContent" || schema.is_some() {
+                log.push(event);
+            }
+        };
+        let model_id = model.id().to_string();
+        let provider = model.provider().to_string();
+        emit(
+            EventData::RunStarted {
+                model: model_id.clone(),
+                model_provider: provider.clone(),
+            },
+            &mut log,
+        );
+        emit(
+            EventData::ModelRequestStarted {
+                model: model_id.clone(),
+                model_provider: provider.clone(),
+            },
+            &mut log,
+        );
+
+        let request = ModelRequest {
+            messages: &messages,
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            response_format: schema.as_ref().map(|s| s.response_format.clone()),
+            stream: req.stream,
+        };
+        let model_started = Instant::now();
+        let mut first_token: Option<f64> = None;
+        let mut partial = String::new();
+        let mut provider_data: Option<Value> = None;
+        let outcome = if cancel.is_cancelled() {
+            Err(ModelError::Cancelled)
+        } else {
+            model.invoke(&request, cancel, &mut |delta: &Delta| {
+                if first_token.is_none() {
+                    first_token = Some(model_started.elapsed().as_secs_f64());
+                }
+                if provider_data.is_none() {
+                    provider_data.clone_from(&delta.provider_data);
+                }
+                partial.push_str(&delta.content);
+                if schema.is_none() {
+                    emit(
+                        EventData::RunContent {
+                            content: Value::String(delta.content.clone()),
+                            workflow_agent: false,
+                            content_type: "str".into(),
+                            reasoning_content: String::new(),
+                            model_provider_data: provider_data.clone(),
+                        },
+                        &mut log,
+                    );
+                }
+            })
+        };
+        let outcome = match outcome {
+            Ok(_) if cancel.is_cancelled() => Err(ModelError::Cancelled),
+            other => other,
+        };
+        let model_duration = model_started.elapsed().as_secs_f64();
+
+        match outcome {
+            Ok(response) => {
+                let provider_data = response.provider_data.clone().or(provider_data);
+                let content = match &schema {
+                    Some(_) => serde_json::from_str::<Value>(&response.content)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| Value::String(response.content.clone())),
+                    None => Value::String(response.content.clone()),
+                };
+                let usage = response.usage.unwrap_or_default();
+                let ttft = first_token.or(Some(model_duration));
+                if schema.is_some() {
+                    emit(
+                        EventData::RunContent {
+                            content: content.clone(),
+                            workflow_agent: false,
+                            content_type: content_type.clone(),
+                            reasoning_content: String::new(),
+                            model_provider_data: None,
+                        },
+                        &mut log,
+                    );
+                }
+                let tokens = response.usage.is_some();
+                emit(
+                    EventData::ModelRequestCompleted {
+                        model: model_id.clone(),
+                        model_provider: provider.clone(),
+                        input_tokens: Some(usage.input_tokens),
+                        output_tokens: Some(usage.output_tokens),
+                        total_tokens: Some(usage.total_tokens),
+                        time_to_first_token: ttft,
+                        reasoning_tokens: usage.reasoning_tokens,
+                        cache_read_tokens: usage.cache_read_tokens,
+                        cache_write_tokens: usage.cache_write_tokens,
+                    },
+                    &mut log,
+                );
+                emit(EventData::RunContentCompleted {}, &mut log);
+                let token_metrics = |m: &mut Metrics| {
+                    if tokens {
+                        m.input_tokens = Some(usage.input_tokens);
+                        m.output_tokens = Some(usage.output_tokens);
+                        m.total_tokens = Some(usage.total_tokens);
+                    }
+                };
+                let mut message_metrics = Metrics {
+                    duration: Some(model_duration),
+                    time_to_first_token: ttft,
+                    ..Metrics::default()
+                };
+                token_metrics(&mut message_metrics);
+                run.messages.push(Message {
+                    id: new_id(),
+                    content: Some(response.content.clone()),
+                    role: Role::Assistant,
+                    provider_data: provider_data.clone(),
+                    metrics: Some(message_metrics),
+                    created_at: now_secs(),
+                    ..Message::default()
+                });
+                token_metrics(&mut run.metrics);
+                run.metrics.time_to_first_token = ttft;
+                run.metrics.duration = Some(started.elapsed().as_secs_f64());
+                if tokens {
+                    run.metrics.details = Some(MetricsDetails {
+                        model: vec![ModelMetrics {
+                            input_tokens: usage.input_tokens,
+                            output_tokens: usage.output_tokens,
+                            total_tokens: usage.total_tokens,
+                            id: model_id.clone(),
+                            provider: format!("{provider} Chat"),
+                        }],
+                    });
+                }
+                run.content = Some(content.clone());
+                run.model_provider_data = provider_data.clone();
+                run.status = RunStatus::Completed;
+                emit(
+                    EventData::RunCompleted {
+                        content: Some(content),
+                        content_type: content_type.clone(),
+                        model_provider_data: provider_data,
+                        metadata: run.metadata.clone(),
+                        session_state: session_state.clone(),
+                        metrics: run.metrics.clone(),
+                    },
+                    &mut log,
+                );
+            }
+            Err(ModelError::Cancelled) => {
+                let reason = format!("Run {run_id} was cancelled");
+                run.status = RunStatus::Cancelled;
+                run.cancellation_stage = Some("EXECUTING".into());
+                run.metrics.time_to_first_token = first_token;
+                run.metrics.duration = Some(started.elapsed().as_secs_f64());
+                run.model_provider_data = provider_data.clone();
+                if !partial.is_empty() {
+                    run.messages.push(Message {
+                        id: new_id(),
+                        content: Some(partial.clone()),
+                        role: Role::Assistant,
+                        created_at: now_secs(),
+                        ..Message::default()
+                    });
+                }
+                let content = if partial.is_empty() {
+                    reason.clone()
+                } else {
+                    partial.clone()
+                };
+                run.content = Some(Value::String(content.clone()));
+                emit(
+                    EventData::RunCancelled {
+                        content: Some(content.clone()),
+                        reason,
+                    },
+                    &mut log,
+                );
+                emit(
+                    EventData::RunCompleted {
+                        content: Some(Value::String(content)),
+                        content_type: "str".into(),
+                        model_provider_data: provider_data,
+                        metadata: run.metadata.clone(),
+                        session_state: session_state.clone(),
+                        metrics: run.metrics.clone(),
+                    },
+                    &mut log,
+                );
+            }
+            Err(error) => {
+                let message = error.to_string();
+                run.status = RunStatus::Error;
+                run.content_type = "str".into();
+                run.content = Some(Value::String(message.clone()));
+                run.tools = None;
+                run.metrics.duration = Some(started.elapsed().as_secs_f64());
+                if !partial.is_empty() {
+                    run.messages.push(Message {
+                        id: new_id(),
+                        content: Some(partial.clone()),
+                        role: Role::Assistant,
+                        created_at: now_secs(),
+                        ..Message::default()
+                    });
+                }
+                emit(
+                    EventData::RunError {
+                        content: message,
+                        error_type: Some("model_provider_error".into()),
+                    },
+                    &mut log,
+                );
+            }
+        }
+
+        let events: Vec<Value> = log
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        self.store.finish_run(&run, &events, &session_state)?;
+        Ok(run)
+    }
+
+    /// Resolves agent, model and session, and builds the messages to send.
+    fn prepare<'a>(&'a self, req: &RunRequest) -> Result<Prepared<'a>, EngineError> {
+        let agent = self
+            .config
+            .agent(&req.agent_id)
+            .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
+        let model = match &req.model_override {
+            Some(spec) => self.model(spec, None)?,
+            None => self.model(&agent.model, Some(agent.model_line))?,
+        };
+        let schema = match (&req.output_schema, &agent.output_schema) {
+            (Some(schema), _) => Some(schema.clone()),
+            (None, Some(raw)) => Some(
+                OutputSchema::from_schema(raw)
+                    .map_err(|e| EngineError::InvalidRequest(e.to_string()))?,
+            ),
+            (None, None) => None,
+        };
+
+        let now = now_secs();
+        let existing = match &req.session_id {
+            Some(id) => self.store.get_session(id)?,
+            None => None,
+        };
+        let mut session = match existing {
+            Some(session) => {
+                if session.user_id.is_some() && session.user_id != req.user_id {
+                    return Err(EngineError::SessionNotFound(session.session_id));
+                }
+                session
+            }
+            None => Session {
+                session_id: req.session_id.clone().unwrap_or_else(new_id),
+                session_type: SessionType::Agent,
+                component_id: agent.id.clone(),
+                user_id: req.user_id.clone(),
+                session_name: None,
+                session_state: Value::Object(Map::new()),
+                metadata: None,
+                session_data: None,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        if session.user_id.is_none() {
+            session.user_id.clone_from(&req.user_id);
+        }
+
+        let mut state = match &session.session_state {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        if let Some(update) = &req.session_state {
+            for (k, v) in update {
+                state.insert(k.clone(), v.clone());
+            }
+        }
+
+        let empty = Map::new();
+        let mut dependencies = agent.dependencies.clone();
+        if let Some(given) = &req.dependencies {
+            for (k, v) in given {
+                dependencies.insert(k.clone(), v.clone());
+            }
+        }
+        let sources = [
+            &state,
+            &dependencies,
+            req.metadata.as_ref().unwrap_or(&empty),
+        ];
+        let mut system = agent
+            .instructions
+            .iter()
+            .map(|line| template::render(line, &sources, req.user_id.as_deref()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if agent.markdown {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str("Use markdown to format your answers.");
+        }
+
+        let mut messages = Vec::new();
+        if !system.is_empty() {
+            messages.push(Message {
+                id: new_id(),
+                content: Some(system),
+                role: Role::System,
+                created_at: now,
+                ..Message::default()
+            });
+        }
+        let with_history = req
+            .add_history_to_context
+            .unwrap_or(agent.add_history_to_context);
+        if with_history && agent.num_history_runs > 0 && req.session_id.is_some() {
+            for past in self
+                .store
+                .history(&session.session_id, agent.num_history_runs, None)?
+            {
+                for mut m in past.messages {
+                    if m.role == Role::System || m.from_history {
+                        continue;
+                    }
+                    m.from_history = true;
+                    messages.push(m);
+                }
+            }
+        }
+        let user = Message {
+            id: new_id(),
+            content: Some(req.message.clone()),
+            role: Role::User,
+            created_at: now,
+            ..Message::default()
+        };
+        // History messages are sent to the model but stay stored with their own runs.
+        let mut own_messages: Vec<Message> = messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .cloned()
+            .collect();
+        own_messages.push(user.clone());
+        messages.push(user);
+        Ok(Prepared {
+            agent,
+            model,
+            session,
+            session_state: Value::Object(state),
+            messages,
+            own_messages,
+            schema,
+        })
+    }
+}

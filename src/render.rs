@@ -1,0 +1,130 @@
+//! The terminal sink: turns run events into what a person or a pipe sees.
+//!
+//! - text mode: content deltas go to stdout as they arrive; an indicatif spinner runs on
+//!   stderr until the first token, only when stderr is a terminal, and is cleared before
+//!   any output;
+//! - `--jsonl`: every event as one compact JSON line;
+//! - `--json`: nothing while running; the caller prints the final run object.
+//!
+//! A closed stdout stops output and is remembered, so the caller can cancel the run and
+//! exit quietly.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::event::{Event, EventData};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    Text,
+    Jsonl,
+    Json,
+}
+
+pub struct TerminalSink {
+    mode: OutputMode,
+    out: io::Stdout,
+    spinner: Option<ProgressBar>,
+    /// Text mode: whether the last byte written was a newline (or nothing was written).
+    at_line_start: bool,
+    pipe_closed: bool,
+    error: Option<io::Error>,
+}
+
+impl TerminalSink {
+    pub fn new(mode: OutputMode, agent_name: &str) -> Self {
+        let spinner = io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+                bar.set_style(style);
+            }
+            bar.set_message(format!("{agent_name} is thinking…"));
+            bar.enable_steady_tick(Duration::from_millis(80));
+            bar
+        });
+        TerminalSink {
+            mode,
+            out: io::stdout(),
+            spinner,
+            at_line_start: true,
+            pipe_closed: false,
+            error: None,
+        }
+    }
+
+    /// True once stdout was found closed; the run should stop.
+    pub fn pipe_closed(&self) -> bool {
+        self.pipe_closed
+    }
+
+    /// A write error other than a closed pipe, if one happened.
+    pub fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+
+    fn clear_spinner(&mut self) {
+        if let Some(bar) = self.spinner.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    pub fn handle(&mut self, event: &Event) {
+        if self.pipe_closed || self.error.is_some() {
+            return;
+        }
+        let result = match self.mode {
+            OutputMode::Json => Ok(()),
+            OutputMode::Jsonl => {
+                self.clear_spinner();
+                let mut lock = self.out.lock();
+                writeln!(lock, "{}", event.to_json()).and_then(|_| lock.flush())
+            }
+            OutputMode::Text => self.text(event),
+        };
+        if let Err(err) = result {
+            if err.kind() == io::ErrorKind::BrokenPipe {
+                self.pipe_closed = true;
+            } else {
+                self.error = Some(err);
+            }
+        }
+    }
+
+    fn text(&mut self, event: &Event) -> io::Result<()> {
+        let EventData::RunContent { content, .. } = &event.data else {
+            return Ok(());
+        };
+        let text = match content {
+            Value::String(s) if s.is_empty() => return Ok(()),
+            Value::String(s) => s.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        };
+        self.clear_spinner();
+        let mut lock = self.out.lock();
+        lock.write_all(text.as_bytes())?;
+        lock.flush()?;
+        self.at_line_start = text.ends_with('\n');
+        Ok(())
+    }
+
+    /// Ends the output: clears the spinner and closes an unfinished text line.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.clear_spinner();
+        if self.mode == OutputMode::Text && !self.at_line_start && !self.pipe_closed {
+            let mut lock = self.out.lock();
+            writeln!(lock)?;
+            lock.flush()?;
+            self.at_line_start = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TerminalSink {
+    fn drop(&mut self) {
+        self.clear_spinner();
+    }
+}

@@ -1,0 +1,206 @@
+//! Output schemas: turning a user's JSON Schema into a provider `response_format`.
+//!
+//! Two forms exist, as in AgentOS:
+//! - a JSON Schema object (`"type": "object"`, from agents.toml, `--output-schema` or the
+//!   `output_schema` form field). It is sent as a strict `json_schema` response format
+//!   named after its `title`, and the run's `content_type` is that title;
+//! - with `use_json_schema=true`, a response format given by the caller
+//!   (`{"type":"json_object"}`, `{"type":"json_schema","json_schema":{…}}`, or a plain object
+//!   schema). Unlike AgentOS, which forwards a plain schema verbatim as an invalid
+//!   `response_format`, agentos wraps it into a valid `json_schema` format.
+
+use serde_json::{Map, Value, json};
+
+/// A validated output schema and what to send the provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputSchema {
+    /// The `response_format` object for the provider.
+    pub response_format: Value,
+    /// The run's `content_type`: the schema title, or `dict` for raw response formats.
+    pub content_type: String,
+}
+
+/// Why a schema was refused; the text is AgentOS's 422 `detail`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemaError(pub String);
+
+impl OutputSchema {
+    /// A JSON Schema whose root declares `"type": "object"`.
+    pub fn from_schema(schema: &Value) -> Result<Self, SchemaError> {
+        let obj = schema.as_object().ok_or_else(|| {
+            SchemaError("Invalid output_schema: expected a JSON object schema".into())
+        })?;
+        if obj.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(SchemaError(
+                "Invalid output_schema: root must declare \"type\": \"object\"".into(),
+            ));
+        }
+        let title = obj
+            .get("title")
+            .and_then(Value::as_str)
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or("Output");
+        Ok(OutputSchema {
+            response_format: json_schema_format(title, schema),
+            content_type: title.to_string(),
+        })
+    }
+
+    /// A caller-supplied response format (`use_json_schema=true`).
+    pub fn from_response_format(format: &Value) -> Result<Self, SchemaError> {
+        let obj = format.as_object().ok_or_else(|| {
+            SchemaError("Invalid output_schema: expected a JSON object schema".into())
+        })?;
+        let response_format = match obj.get("type").and_then(Value::as_str) {
+            Some("json_object") => json!({"type": "json_object"}),
+            Some("json_schema") => {
+                let inner = obj.get("json_schema").and_then(Value::as_object);
+                let schema = inner.and_then(|i| i.get("schema"));
+                if !schema.is_some_and(Value::is_object) {
+                    return Err(SchemaError(
+                        "Invalid output_schema: json_schema.schema must be a JSON object".into(),
+                    ));
+                }
+                format.clone()
+            }
+            _ => {
+                let title = obj.get("title").and_then(Value::as_str).unwrap_or("Output");
+                json_schema_format(title, format)
+            }
+        };
+        Ok(OutputSchema {
+            response_format,
+            content_type: "dict".into(),
+        })
+    }
+}
+
+/// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`. Strict mode is asked
+/// for only when the schema already meets its rules (every property required), so an
+/// optional property is never silently made mandatory.
+fn json_schema_format(title: &str, schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    let strict = close_objects(&mut schema);
+    json!({
+        "type": "json_schema",
+        "json_schema": {"name": format_name(title), "schema": schema, "strict": strict}
+    })
+}
+
+/// Adds `additionalProperties: false` to every object schema that does not set it;
+/// returns whether every object lists all its properties as required.
+fn close_objects(schema: &mut Value) -> bool {
+    let mut strict_ok = true;
+    match schema {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("object") {
+                map.entry("additionalProperties")
+                    .or_insert(Value::Bool(false));
+                strict_ok &= all_required(map);
+            }
+            for (key, child) in map.iter_mut() {
+                if key == "enum" || key == "const" || key == "default" || key == "examples" {
+                    continue;
+                }
+                strict_ok &= close_objects(child);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                strict_ok &= close_objects(item);
+            }
+        }
+        _ => {}
+    }
+    strict_ok
+}
+
+fn all_required(map: &Map<String, Value>) -> bool {
+    let Some(props) = map.get("properties").and_then(Value::as_object) else {
+        return true;
+    };
+    let required: Vec<&str> = map
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    props.keys().all(|k| required.contains(&k.as_str()))
+}
+
+/// Provider format names allow `[A-Za-z0-9_-]{1,64}`.
+fn format_name(title: &str) -> String {
+    let name: String = title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "Output".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_becomes_strict_json_schema_format() {
+        let schema = json!({"type":"object","title":"Movie Script","properties":{"title":{"type":"string"}},"required":["title"]});
+        let out = OutputSchema::from_schema(&schema).unwrap();
+        assert_eq!(out.content_type, "Movie Script");
+        assert_eq!(out.response_format["type"], "json_schema");
+        assert_eq!(out.response_format["json_schema"]["name"], "Movie_Script");
+        assert_eq!(out.response_format["json_schema"]["strict"], true);
+        assert_eq!(
+            out.response_format["json_schema"]["schema"]["additionalProperties"],
+            false
+        );
+    }
+
+    #[test]
+    fn optional_property_disables_strict() {
+        let schema = json!({"type":"object","properties":{"a":{"type":"string"},"b":{"type":"integer"}},"required":["a"]});
+        let out = OutputSchema::from_schema(&schema).unwrap();
+        assert_eq!(out.response_format["json_schema"]["strict"], false);
+        assert_eq!(out.content_type, "Output");
+    }
+
+    #[test]
+    fn rejects_non_object_schemas_with_agentos_messages() {
+        assert_eq!(
+            OutputSchema::from_schema(&json!([1])).unwrap_err().0,
+            "Invalid output_schema: expected a JSON object schema"
+        );
+        assert!(
+            OutputSchema::from_schema(&json!({"type":"array"}))
+                .unwrap_err()
+                .0
+                .contains("root must declare")
+        );
+    }
+
+    #[test]
+    fn raw_formats_are_kept_or_made_valid() {
+        let raw = OutputSchema::from_response_format(&json!({"type":"json_object"})).unwrap();
+        assert_eq!(raw.response_format, json!({"type":"json_object"}));
+        assert_eq!(raw.content_type, "dict");
+        let plain =
+            OutputSchema::from_response_format(&json!({"type":"object","properties":{}})).unwrap();
+        assert_eq!(plain.response_format["type"], "json_schema");
+        assert!(
+            OutputSchema::from_response_format(
+                &json!({"type":"json_schema","json_schema":{"schema":3}})
+            )
+            .is_err()
+        );
+    }
+}
