@@ -32,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent once and stream its answer to stdout.
     Run(RunArgs),
+    /// Serve the AgentOS HTTP API.
+    Serve(ServeArgs),
     /// Validate an agents file and print what it defines.
     Check(CheckArgs),
     /// List agents or show one.
@@ -94,6 +96,37 @@ pub struct RunArgs {
     /// Print every event as one JSON object per line, as it happens.
     #[arg(long)]
     pub jsonl: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AGENTOS_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one; the real address is printed).
+    #[arg(long, env = "AGENTOS_PORT", default_value_t = 7777)]
+    pub port: u16,
+
+    /// Bearer key required on every non-public path.
+    #[arg(long, env = "OS_SECURITY_KEY", hide_env_values = true, value_name = "KEY")]
+    pub security_key: Option<String>,
+
+    /// Allow listening on a non-loopback address without a security key.
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Extra CORS origin allowed on top of AgentOS's defaults (repeatable).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+
+    /// Most runs executing at once; more get 429.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_runs: usize,
+
+    /// Largest request body in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Args)]

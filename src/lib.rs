@@ -15,6 +15,7 @@ pub mod model;
 pub mod render;
 pub mod run;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod template;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context::from_cli(&cli);
     match cli.command {
         Command::Run(args) => commands::run::run(args, &ctx),
+        Command::Serve(args) => commands::serve::run(args, &ctx),
         Command::Check(args) => commands::check::run(args.path.as_deref(), &ctx),
         Command::Agents(args) => commands::agents::run(args.command, &ctx),
         Command::Sessions(cmd) => commands::sessions::run(cmd, &ctx),

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod check;
 pub mod completions;
 pub mod run;
+pub mod serve;
 pub mod sessions;
 
 use std::path::PathBuf;

@@ -1,0 +1,1 @@
+//! Form bodies: `application/x-www-form-urlencoded` and `multipart/form-data`.

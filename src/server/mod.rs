@@ -1,0 +1,198 @@
+//! `agentos serve`: the AgentOS HTTP API over hyper 1.
+//!
+//! [`serve`] takes an already-bound listener and a shutdown future, so tests run it on
+//! port 0. Handlers never hold a lock across a model call: runs execute on blocking
+//! threads and stream their events through channels.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod form;
+pub mod info;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod runs;
+pub mod sessions;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use body::Body;
+use error::ApiError;
+use request::Req;
+
+/// Limits and identity of a server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Bearer key required on every non-public path (`OS_SECURITY_KEY`).
+    pub security_key: Option<String>,
+    /// Extra CORS origins on top of AgentOS's defaults.
+    pub cors_origins: Vec<String>,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Runs executing at once (429 above).
+    pub max_runs_in_flight: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for open connections after cancelling runs.
+    pub shutdown_grace: Duration,
+    /// `/info` and `/` name.
+    pub name: String,
+    pub os_id: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            security_key: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_runs_in_flight: 1024,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+            name: "agentos".into(),
+            os_id: "agentos".into(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub options: ServerOptions,
+    pub runs: runs::Registry,
+    /// When the server started (`/health`'s `instantiated_at`).
+    pub started_at: SystemTime,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, options: ServerOptions) -> Self {
+        AppState {
+            engine,
+            options,
+            runs: runs::Registry::default(),
+            started_at: SystemTime::now(),
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then cancels in-flight runs (they are stored
+/// CANCELLED) and waits up to `shutdown_grace` for connections to close.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.options.header_read_timeout)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        eprintln!("agentos: accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = service_fn(move |req| handle(state.clone(), req));
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    state.runs.cancel_all();
+    let grace = state.options.shutdown_grace;
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    state.runs.wait_idle(grace).await;
+    Ok(())
+}
+
+/// One request: CORS, auth, body limit, routing, logging.
+async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let origin = req
+        .headers()
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+
+    let mut resp = match dispatch(&state, req).await {
+        Ok(resp) => resp,
+        Err(err) => err.into_response(),
+    };
+    auth::apply_cors(&state.options, origin.as_deref(), &mut resp);
+    if std::env::var_os("AGENTOS_LOG_REQUESTS").is_some() {
+        eprintln!(
+            "{method} {path} {} {:.1}ms",
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(resp)
+}
+
+async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if let Some(preflight) = auth::preflight(&state.options, &req) {
+        return Ok(preflight);
+    }
+    auth::check(&state.options, req.method(), req.uri().path(), req.headers())?;
+    let (parts, incoming) = req.into_parts();
+    let body = match Limited::new(incoming, state.options.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "Request body larger than {} bytes",
+                        state.options.max_body_bytes
+                    ),
+                ));
+            }
+            return Err(ApiError::bad_request("Could not read the request body"));
+        }
+    };
+    let req = Req::new(
+        parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        parts.headers,
+        body,
+    );
+    router::route(state.clone(), req).await
+}

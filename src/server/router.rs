@@ -1,0 +1,117 @@
+//! Every route of the API on one screen.
+
+use std::sync::Arc;
+
+use hyper::Method;
+
+use super::error::{ApiError, ApiResult};
+use super::request::Req;
+use super::{AppState, info, runs, sessions};
+
+/// Dispatches a request to its handler.
+pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
+    let segments: Vec<String> = req
+        .path
+        .split('/')
+        .skip(1)
+        .map(percent_decode)
+        .collect();
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let m = &req.method;
+    match seg.as_slice() {
+        [""] => get(m).and_then(|()| info::root(&state)),
+        ["health"] => get(m).and_then(|()| info::health(&state)),
+        ["info"] => get(m).and_then(|()| info::info(&state)),
+        ["config"] => get(m).and_then(|()| info::config(&state)),
+        ["openapi.json"] => get(m).and_then(|()| info::openapi(&state)),
+        ["agents"] => get(m).and_then(|()| info::agents(&state)),
+        ["agents", id] => get(m).and_then(|()| info::agent(&state, id)),
+        ["teams"] => get(m).and_then(|()| info::teams(&state)),
+        ["teams", id] => get(m).and_then(|()| info::team(&state, id)),
+        ["workflows"] => get(m).and_then(|()| info::workflows(&state)),
+        ["workflows", id] => get(m).and_then(|()| info::workflow(&state, id)),
+        ["agents", id, "runs"] => match *m {
+            Method::POST => runs::create(state, req, id).await,
+            Method::GET => sessions::agent_runs(state, req, id).await,
+            _ => Err(ApiError::method_not_allowed("GET, POST")),
+        },
+        ["agents", id, "runs", run_id] => {
+            get(m)?;
+            sessions::agent_run(state, req, id, run_id).await
+        }
+        ["agents", id, "runs", run_id, "cancel"] => {
+            post(m)?;
+            runs::cancel(state, req, id, run_id).await
+        }
+        ["agents", id, "runs", run_id, "resume"] => {
+            post(m)?;
+            runs::resume(state, req, id, run_id).await
+        }
+        ["sessions"] => match *m {
+            Method::GET => sessions::list(state, req).await,
+            Method::POST => sessions::create(state, req).await,
+            Method::DELETE => sessions::delete_many(state, req).await,
+            _ => Err(ApiError::method_not_allowed("GET, POST, DELETE")),
+        },
+        ["sessions", id] => match *m {
+            Method::GET => sessions::get(state, req, id).await,
+            Method::PATCH => sessions::update(state, req, id).await,
+            Method::DELETE => sessions::delete(state, req, id).await,
+            _ => Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
+        },
+        ["sessions", id, "rename"] => {
+            post(m)?;
+            sessions::rename(state, req, id).await
+        }
+        ["sessions", id, "runs"] => {
+            get(m)?;
+            sessions::runs(state, req, id).await
+        }
+        ["sessions", id, "run-previews"] => {
+            get(m)?;
+            sessions::run_previews(state, req, id).await
+        }
+        ["sessions", id, "runs", run_id] => {
+            get(m)?;
+            sessions::run(state, req, id, run_id).await
+        }
+        _ => Err(ApiError::route_not_found()),
+    }
+}
+
+/// A GET-only route: 405 with `allow: GET` otherwise.
+fn get(method: &Method) -> Result<(), ApiError> {
+    if *method == Method::GET || *method == Method::HEAD {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed("GET"))
+    }
+}
+
+/// A POST-only route: 405 with `allow: POST` otherwise.
+fn post(method: &Method) -> Result<(), ApiError> {
+    if *method == Method::POST {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed("POST"))
+    }
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(&segment[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
