@@ -60,6 +60,8 @@ pub enum EngineError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("run '{0}' already exists")]
+    RunExists(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,6 +71,19 @@ pub struct Engine {
     config: Arc<Config>,
     store: Arc<Store>,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
+}
+
+/// A run that passed validation and is stored as RUNNING; [`Engine::execute`] runs it.
+pub struct PendingRun {
+    /// The run object so far (status RUNNING, no content yet).
+    pub run: RunOutput,
+    model: Arc<dyn Model>,
+    messages: Vec<Message>,
+    schema: Option<OutputSchema>,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+    stream: bool,
+    started: Instant,
 }
 
 /// The prepared parts of a run, before the model is called.
@@ -135,6 +150,13 @@ impl Engine {
         cancel: &CancelToken,
         sink: &mut dyn FnMut(&Event),
     ) -> Result<RunOutput, EngineError> {
+        let pending = self.start(req)?;
+        self.execute(pending, cancel, sink)
+    }
+
+    /// Validates a request and stores the run as RUNNING: everything that can refuse a
+    /// run happens here, before any event is emitted.
+    pub fn start(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
         let started = Instant::now();
         let prepared = self.prepare(&req)?;
         let Prepared {
@@ -148,11 +170,10 @@ impl Engine {
         } = prepared;
 
         let run_id = req.run_id.clone().unwrap_or_else(new_id);
-        let created_at = now_secs();
         let content_type = schema
             .as_ref()
             .map_or_else(|| "str".to_string(), |s| s.content_type.clone());
-        let mut run = RunOutput {
+        let run = RunOutput {
             run_id: run_id.clone(),
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
@@ -160,12 +181,12 @@ impl Engine {
             session_id: session.session_id.clone(),
             user_id: req.user_id.clone(),
             content: None,
-            content_type: content_type.clone(),
+            content_type,
             model_provider_data: None,
             model: model.id().to_string(),
             model_provider: model.provider().to_string(),
             session_state: session_state.clone(),
-            created_at,
+            created_at: now_secs(),
             status: RunStatus::Running,
             cancellation_stage: None,
             metrics: Metrics::default(),
@@ -179,18 +200,48 @@ impl Engine {
         self.store
             .begin_run(&session, &run, SessionType::Agent)
             .map_err(|e| match e {
-                StoreError::RunExists(id) => {
-                    EngineError::InvalidRequest(format!("run '{id}' already exists"))
-                }
+                StoreError::RunExists(id) => EngineError::RunExists(id),
                 other => EngineError::Store(other),
             })?;
+        Ok(PendingRun {
+            run,
+            model,
+            messages,
+            schema,
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            stream: req.stream,
+            started,
+        })
+    }
+
+    /// Calls the model for a started run, emitting events, and stores the outcome.
+    pub fn execute(
+        &self,
+        pending: PendingRun,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<RunOutput, EngineError> {
+        let PendingRun {
+            mut run,
+            model,
+            messages,
+            schema,
+            temperature,
+            max_tokens,
+            stream,
+            started,
+        } = pending;
+        let run_id = run.run_id.clone();
+        let content_type = run.content_type.clone();
+        let session_state = run.session_state.clone();
 
         let source = EventSource {
-            agent_id: agent.id.clone(),
-            agent_name: agent.name.clone(),
+            agent_id: run.agent_id.clone(),
+            agent_name: run.agent_name.clone(),
             run_id: run_id.clone(),
             parent_run_id: None,
-            session_id: session.session_id.clone(),
+            session_id: run.session_id.clone(),
             nested_depth: 0,
         };
         let mut log: Vec<Event> = Vec::new();
@@ -221,10 +272,10 @@ impl Engine {
 
         let request = ModelRequest {
             messages: &messages,
-            temperature: agent.temperature,
-            max_tokens: agent.max_tokens,
+            temperature,
+            max_tokens,
             response_format: schema.as_ref().map(|s| s.response_format.clone()),
-            stream: req.stream,
+            stream,
         };
         let model_started = Instant::now();
         let mut first_token: Option<f64> = None;

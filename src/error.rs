@@ -54,6 +54,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                     crate::engine::EngineError::AgentNotFound(_)
                         | crate::engine::EngineError::Config(_)
                         | crate::engine::EngineError::InvalidRequest(_)
+                        | crate::engine::EngineError::RunExists(_)
                         | crate::engine::EngineError::SessionNotFound(_)
                 )
             )

@@ -17,7 +17,7 @@ pub type DropGuard = Box<dyn FnOnce() + Send + Sync>;
 pub enum Body {
     Full(Option<Bytes>),
     Stream {
-        rx: mpsc::Receiver<Bytes>,
+        rx: mpsc::UnboundedReceiver<Bytes>,
         on_drop: Option<DropGuard>,
     },
 }
@@ -36,7 +36,7 @@ impl Body {
         }
     }
 
-    pub fn stream(rx: mpsc::Receiver<Bytes>, on_drop: Option<DropGuard>) -> Self {
+    pub fn stream(rx: mpsc::UnboundedReceiver<Bytes>, on_drop: Option<DropGuard>) -> Self {
         Body::Stream { rx, on_drop }
     }
 }

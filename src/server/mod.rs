@@ -163,11 +163,19 @@ async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if let Some(preflight) = auth::preflight(&state.options, &req) {
         return Ok(preflight);
     }
-    auth::check(&state.options, req.method(), req.uri().path(), req.headers())?;
+    auth::check(
+        &state.options,
+        req.method(),
+        req.uri().path(),
+        req.headers(),
+    )?;
     let (parts, incoming) = req.into_parts();
     let body = match Limited::new(incoming, state.options.max_body_bytes)
         .collect()
@@ -175,7 +183,10 @@ async fn dispatch(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Respo
     {
         Ok(collected) => collected.to_bytes(),
         Err(err) => {
-            if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(

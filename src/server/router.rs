@@ -10,12 +10,7 @@ use super::{AppState, info, runs, sessions};
 
 /// Dispatches a request to its handler.
 pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
-    let segments: Vec<String> = req
-        .path
-        .split('/')
-        .skip(1)
-        .map(percent_decode)
-        .collect();
+    let segments: Vec<String> = req.path.split('/').skip(1).map(percent_decode).collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match seg.as_slice() {

@@ -1,21 +1,509 @@
-//! Run endpoints: create (inline, streaming, background), cancel and resume.
+//! Run endpoints: create (inline, streaming, background), cancel and resume, and the
+//! registry of runs in flight that makes cancel and resume possible.
+//!
+//! A run executes on a blocking thread. Inline streams get its events through a channel
+//! whose body cancels the run when dropped (the client left). Background runs keep every
+//! SSE frame, numbered with `event_index`, so `resume` can replay what a client missed and
+//! then follow the run live.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 use super::AppState;
+use super::body::Body;
 use super::error::{ApiError, ApiResult};
+use super::form::{self, Form};
 use super::request::Req;
+use super::response::{event_stream, json_response, ok};
+use crate::cancel::CancelToken;
+use crate::engine::{EngineError, PendingRun, RunRequest};
+use crate::run::{RunStatus, new_id};
+use crate::schema::OutputSchema;
 
-/// Runs in flight, by run id.
+/// Finished background runs kept in memory for `resume`.
+const KEEP_FINISHED: usize = 256;
+/// Cancel requests remembered for runs that have not started (cancel before start).
+const KEEP_EARLY_CANCELS: usize = 4096;
+
+/// Runs in flight, and recently finished background runs, by run id.
 #[derive(Default)]
-pub struct Registry {}
-
-impl Registry {
-    pub fn cancel_all(&self) {}
-    pub async fn wait_idle(&self, _grace: Duration) {}
+pub struct Registry {
+    inner: Mutex<Inner>,
 }
 
-pub async fn create(_s: Arc<AppState>, _r: Req, _agent_id: &str) -> ApiResult { Err(ApiError::route_not_found()) }
-pub async fn cancel(_s: Arc<AppState>, _r: Req, _agent_id: &str, _run_id: &str) -> ApiResult { Err(ApiError::route_not_found()) }
-pub async fn resume(_s: Arc<AppState>, _r: Req, _agent_id: &str, _run_id: &str) -> ApiResult { Err(ApiError::route_not_found()) }
+#[derive(Default)]
+struct Inner {
+    live: HashMap<String, Arc<LiveRun>>,
+    early_cancels: HashSet<String>,
+    early_order: VecDeque<String>,
+    finished: VecDeque<Arc<LiveRun>>,
+}
+
+/// One run the server is executing (or executed in the background).
+pub struct LiveRun {
+    pub run_id: String,
+    pub agent_id: String,
+    pub session_id: String,
+    pub cancel: CancelToken,
+    background: bool,
+    log: Mutex<RunLog>,
+}
+
+#[derive(Default)]
+struct RunLog {
+    /// Every SSE frame of a background run, in order; frame `i` has `event_index` i.
+    frames: Vec<Bytes>,
+    /// Set when the run is over.
+    status: Option<RunStatus>,
+    /// Clients following the run live.
+    subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
+}
+
+impl LiveRun {
+    fn log(&self) -> MutexGuard<'_, RunLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a frame and sends it to every live subscriber.
+    fn publish(&self, frame: Bytes) {
+        let mut log = self.log();
+        log.subscribers.retain(|tx| tx.send(frame.clone()).is_ok());
+        log.frames.push(frame);
+    }
+
+    fn close(&self, status: RunStatus) {
+        let mut log = self.log();
+        log.status = Some(status);
+        log.subscribers.clear();
+    }
+}
+
+impl Registry {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs executing now.
+    pub fn in_flight(&self) -> usize {
+        self.inner().live.len()
+    }
+
+    /// Registers a run about to execute; a cancel that arrived first cancels it at once.
+    fn admit(
+        &self,
+        run_id: &str,
+        agent_id: &str,
+        session_id: &str,
+        background: bool,
+    ) -> Arc<LiveRun> {
+        let live = Arc::new(LiveRun {
+            run_id: run_id.to_string(),
+            agent_id: agent_id.to_string(),
+            session_id: session_id.to_string(),
+            cancel: CancelToken::new(),
+            background,
+            log: Mutex::new(RunLog::default()),
+        });
+        let mut inner = self.inner();
+        if inner.early_cancels.remove(run_id) {
+            live.cancel.cancel();
+        }
+        inner.live.insert(run_id.to_string(), live.clone());
+        live
+    }
+
+    /// Takes a run out of the in-flight set; background runs stay resumable for a while.
+    fn finish(&self, live: &Arc<LiveRun>, status: RunStatus) {
+        live.close(status);
+        let mut inner = self.inner();
+        inner.live.remove(&live.run_id);
+        if live.background {
+            inner.finished.push_back(live.clone());
+            while inner.finished.len() > KEEP_FINISHED {
+                inner.finished.pop_front();
+            }
+        }
+    }
+
+    /// Cancels a running run, or remembers the request for a run that has not started.
+    pub fn cancel(&self, run_id: &str) {
+        let mut inner = self.inner();
+        if let Some(live) = inner.live.get(run_id) {
+            let live = live.clone();
+            drop(inner);
+            live.cancel.cancel();
+            return;
+        }
+        if inner.early_cancels.insert(run_id.to_string()) {
+            inner.early_order.push_back(run_id.to_string());
+            while inner.early_order.len() > KEEP_EARLY_CANCELS {
+                if let Some(old) = inner.early_order.pop_front() {
+                    inner.early_cancels.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn find(&self, run_id: &str) -> Option<Arc<LiveRun>> {
+        let inner = self.inner();
+        inner
+            .live
+            .get(run_id)
+            .cloned()
+            .or_else(|| inner.finished.iter().find(|r| r.run_id == run_id).cloned())
+    }
+
+    /// Cancels every run in flight (server shutdown).
+    pub fn cancel_all(&self) {
+        let live: Vec<_> = self.inner().live.values().cloned().collect();
+        for run in live {
+            run.cancel.cancel();
+        }
+    }
+
+    /// Waits until no run is in flight, at most `grace`.
+    pub async fn wait_idle(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// What the form asks of a run besides the engine request.
+struct Delivery {
+    stream: bool,
+    background: bool,
+    stream_events: bool,
+}
+
+/// `POST /agents/{agent_id}/runs`.
+pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult {
+    let form = form::parse(&req.headers, &req.body)?;
+    // Form validation comes before the agent lookup, as in AgentOS.
+    let message = form
+        .get("message")
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::missing("body", "message"))?
+        .to_string();
+    let delivery = Delivery {
+        stream: bool_field(&form, "stream")?.unwrap_or(true),
+        background: bool_field(&form, "background")?.unwrap_or(false),
+        stream_events: bool_field(&form, "stream_events")?.unwrap_or(true),
+    };
+    if state.engine.config().agent(agent_id).is_none() {
+        return Err(ApiError::not_found("Agent not found"));
+    }
+    let mut request = run_request(&form, agent_id, message, delivery.stream)?;
+    let run_id = request.run_id.get_or_insert_with(new_id).clone();
+
+    let limit = state.options.max_runs_in_flight;
+    if state.runs.in_flight() >= limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many runs in flight (limit {limit}); retry later"),
+        ));
+    }
+    let engine = state.engine.clone();
+    let pending = tokio::task::spawn_blocking(move || engine.start(request))
+        .await
+        .map_err(|_| ApiError::internal("JoinError"))?
+        .map_err(engine_error)?;
+    let session_id = pending.run.session_id.clone();
+    let live = state
+        .runs
+        .admit(&run_id, agent_id, &session_id, delivery.background);
+
+    if delivery.background {
+        let rx = delivery.stream.then(|| subscribe(&live));
+        spawn_execution(state, live, pending, None, delivery.stream_events);
+        return Ok(match rx {
+            Some(rx) => event_stream(Body::stream(rx, None)),
+            None => json_response(
+                StatusCode::ACCEPTED,
+                &json!({"run_id": run_id, "session_id": session_id, "status": "PENDING"}),
+            ),
+        });
+    }
+    if delivery.stream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = live.cancel.clone();
+        spawn_execution(state, live, pending, Some(tx), delivery.stream_events);
+        // The client going away drops the body, which cancels the run at once.
+        return Ok(event_stream(Body::stream(
+            rx,
+            Some(Box::new(move || cancel.cancel())),
+        )));
+    }
+    let guard = CancelOnDrop(Some(live.cancel.clone()));
+    let handle = spawn_execution(state, live, pending, None, false);
+    let run = handle
+        .await
+        .map_err(|_| ApiError::internal("JoinError"))?
+        .map_err(engine_error)?;
+    guard.disarm();
+    Ok(ok(&run))
+}
+
+/// Cancels a non-streaming run when its request future is dropped (client gone).
+struct CancelOnDrop(Option<CancelToken>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.0.take() {
+            token.cancel();
+        }
+    }
+}
+
+/// Executes a started run on a blocking thread, delivering its events as SSE frames.
+fn spawn_execution(
+    state: Arc<AppState>,
+    live: Arc<LiveRun>,
+    pending: PendingRun,
+    inline: Option<mpsc::UnboundedSender<Bytes>>,
+    stream_events: bool,
+) -> tokio::task::JoinHandle<Result<crate::run::RunOutput, EngineError>> {
+    tokio::task::spawn_blocking(move || {
+        let mut next_index = 0u64;
+        let background = live.background;
+        let cancel = live.cancel.clone();
+        let result = state.engine.execute(pending, &cancel, &mut |event| {
+            if !stream_events && event.event != "RunContent" {
+                return;
+            }
+            if background {
+                let mut event = event.clone();
+                event.event_index = Some(next_index);
+                next_index += 1;
+                live.publish(Bytes::from(event.to_sse()));
+            } else if let Some(tx) = &inline
+                && tx.send(Bytes::from(event.to_sse())).is_err()
+            {
+                cancel.cancel();
+            }
+        });
+        let status = match &result {
+            Ok(run) => run.status,
+            Err(_) => RunStatus::Error,
+        };
+        if let Err(err) = &result {
+            eprintln!("agentos: run {} could not be stored: {err}", live.run_id);
+        }
+        state.runs.finish(&live, status);
+        result
+    })
+}
+
+/// Subscribes to a background run from its first frame on.
+fn subscribe(live: &Arc<LiveRun>) -> mpsc::UnboundedReceiver<Bytes> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut log = live.log();
+    for frame in &log.frames {
+        let _ = tx.send(frame.clone());
+    }
+    if log.status.is_none() {
+        log.subscribers.push(tx);
+    }
+    rx
+}
+
+/// `POST /agents/{agent_id}/runs/{run_id}/cancel`: always 200 `{}` for a known agent;
+/// an unknown run id is remembered so the run is cancelled if it starts later.
+pub async fn cancel(state: Arc<AppState>, _req: Req, agent_id: &str, run_id: &str) -> ApiResult {
+    if state.engine.config().agent(agent_id).is_none() {
+        return Err(ApiError::not_found("Agent not found"));
+    }
+    state.runs.cancel(run_id);
+    Ok(ok(&json!({})))
+}
+
+/// `POST /agents/{agent_id}/runs/{run_id}/resume`: replays the events after
+/// `last_event_index`, then follows the run live while it is still going.
+pub async fn resume(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str) -> ApiResult {
+    let form = form::parse(&req.headers, &req.body)?;
+    let last: i64 = match form
+        .get("last_event_index")
+        .filter(|v| !v.trim().is_empty())
+    {
+        None => -1,
+        Some(v) => v.trim().parse().map_err(|_| {
+            ApiError::validation(
+                "int_parsing",
+                "body",
+                "last_event_index",
+                "Input should be a valid integer, unable to parse string as an integer",
+                Value::String(v.to_string()),
+            )
+        })?,
+    };
+    let session_id = form.get("session_id").filter(|s| !s.is_empty());
+    if state.engine.config().agent(agent_id).is_none() {
+        return Err(ApiError::not_found("Agent not found"));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    if let Some(live) = state
+        .runs
+        .find(run_id)
+        .filter(|l| l.agent_id == agent_id && l.background)
+        .filter(|l| session_id.is_none_or(|s| s == l.session_id))
+    {
+        let mut log = live.log();
+        let total = log.frames.len();
+        let from = usize::try_from(last + 1).unwrap_or(0).min(total);
+        let missed = total - from;
+        let status = log.status.map_or("RUNNING", RunStatus::as_str);
+        let message = format!("Run {status}. Replaying {missed} missed events (of {total} total).");
+        let replay = python_json(&[
+            ("event", json!("replay")),
+            ("run_id", json!(run_id)),
+            ("status", json!(status)),
+            ("total_events", json!(missed)),
+            ("total_buffered", json!(total)),
+            ("last_event_index_requested", json!(last)),
+            ("message", json!(message)),
+        ]);
+        let _ = tx.send(Bytes::from(format!("event: replay\ndata: {replay}\n\n")));
+        for frame in &log.frames[from..] {
+            let _ = tx.send(frame.clone());
+        }
+        if log.status.is_none() {
+            log.subscribers.push(tx);
+        }
+        return Ok(event_stream(Body::stream(rx, None)));
+    }
+
+    let store = state.engine.store().clone();
+    let id = run_id.to_string();
+    let stored = tokio::task::spawn_blocking(move || store.get_run(&id))
+        .await
+        .map_err(|_| ApiError::internal("JoinError"))??;
+    let Some(stored) = stored.filter(|s| {
+        s.run.agent_id == agent_id && session_id.is_none_or(|sid| sid == s.run.session_id)
+    }) else {
+        return Err(ApiError::not_found("Run not found"));
+    };
+    let status = stored.run.status.as_str();
+    let replay = python_json(&[
+        ("event", json!("replay")),
+        ("run_id", json!(run_id)),
+        ("status", json!(status)),
+        ("total_events", json!(0)),
+        (
+            "message",
+            json!(format!(
+                "Run {status} with no stored events: a run submitted without streaming keeps only its final output."
+            )),
+        ),
+    ]);
+    let _ = tx.send(Bytes::from(format!("event: replay\ndata: {replay}\n\n")));
+    drop(tx);
+    Ok(event_stream(Body::stream(rx, None)))
+}
+
+/// JSON with Python's default separators (`", "`, `": "`), as AgentOS writes `replay` frames.
+fn python_json(pairs: &[(&str, Value)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}: {}", json!(k), v))
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiError> {
+    form.get(name)
+        .map(|v| form::parse_bool(name, v))
+        .transpose()
+}
+
+/// A JSON object field; invalid JSON or another type is ignored, as AgentOS does.
+fn lenient_object(form: &Form, name: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str(form.get(name)?) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// The engine request from the form's fields (spec §4.1 conversions).
+fn run_request(
+    form: &Form,
+    agent_id: &str,
+    message: String,
+    stream: bool,
+) -> Result<RunRequest, ApiError> {
+    let metadata = match form.get("metadata").map(serde_json::from_str::<Value>) {
+        None | Some(Err(_)) | Some(Ok(Value::Null)) => None,
+        Some(Ok(Value::Object(map))) => Some(map),
+        Some(Ok(_)) => {
+            return Err(ApiError::bad_request(
+                "Invalid metadata parameter: expected a JSON object",
+            ));
+        }
+    };
+    let use_json_schema = form
+        .get("use_json_schema")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let output_schema = match form.get("output_schema").filter(|s| !s.trim().is_empty()) {
+        None => None,
+        Some(raw) => {
+            let value: Value = serde_json::from_str(raw).map_err(|_| {
+                ApiError::unprocessable("Invalid output_schema: expected a JSON object schema")
+            })?;
+            let schema = if use_json_schema {
+                OutputSchema::from_response_format(&value)
+            } else {
+                OutputSchema::from_schema(&value)
+            };
+            Some(schema.map_err(|e| ApiError::unprocessable(e.0))?)
+        }
+    };
+    let add_history_to_context = match form.get("add_history_to_context") {
+        None => None,
+        Some(v) => Some(form::parse_bool("add_history_to_context", v)?),
+    };
+    let non_empty = |name: &str| form.get(name).filter(|v| !v.is_empty()).map(str::to_string);
+    Ok(RunRequest {
+        agent_id: agent_id.to_string(),
+        message,
+        session_id: non_empty("session_id"),
+        user_id: non_empty("user_id"),
+        run_id: non_empty("run_id"),
+        session_state: lenient_object(form, "session_state"),
+        dependencies: lenient_object(form, "dependencies"),
+        metadata,
+        output_schema,
+        model_override: None,
+        add_history_to_context,
+        stream,
+    })
+}
+
+/// Why a run could not start, as HTTP.
+fn engine_error(err: EngineError) -> ApiError {
+    match err {
+        EngineError::AgentNotFound(_) => ApiError::not_found("Agent not found"),
+        EngineError::SessionNotFound(_) => ApiError::not_found("Session not found"),
+        EngineError::RunExists(id) => ApiError::conflict(format!("Run {id} already exists")),
+        EngineError::InvalidRequest(msg) => ApiError::unprocessable(msg),
+        EngineError::Config(err) => {
+            eprintln!("agentos: {err}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Model not available: {}", err.message),
+            )
+        }
+        EngineError::Store(err) => ApiError::from(err),
+    }
+}
