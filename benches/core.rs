@@ -11,7 +11,6 @@
 //! `AGENTOS_BENCH_QUICK=1` shortens every loop (used to smoke-test the program).
 
 #[path = "../tests/fake_model.rs"]
-#[allow(dead_code)]
 mod fake_model;
 
 use std::process::Command;
@@ -92,7 +91,10 @@ fn main() {
     std::fs::write(&config_path, config_text(&fake.base_url())).expect("write config");
     let config = Arc::new(Config::load(&config_path).expect("bench config loads"));
 
-    println!("agentos core benchmark ({} mode)\n", if quick { "quick" } else { "full" });
+    println!(
+        "agentos core benchmark ({} mode)\n",
+        if quick { "quick" } else { "full" }
+    );
     println!("| measurement | result |");
     println!("|---|---|");
 
@@ -127,7 +129,10 @@ fn main() {
         let body = serde_json::json!({"model":"gpt-4o-mini","stream":true,
             "stream_options":{"include_usage":true},
             "messages":[{"role":"user","content":format!("Write story {i}")}]});
-        let resp = agent.post(&url).send_json(&body).expect("fake model answers");
+        let resp = agent
+            .post(&url)
+            .send_json(&body)
+            .expect("fake model answers");
         let _ = resp.into_body().read_to_string();
         model.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -135,14 +140,17 @@ fn main() {
     let (m50, _) = ms(&mut model);
     println!("| one-shot `agentos run` wall time (p50 / p90) | {w50:.1} ms / {w90:.1} ms |");
     println!("| bare model round trip (p50) | {m50:.2} ms |");
-    println!("| one-shot overhead over the model (p50) | {:.1} ms |", w50 - m50);
+    println!(
+        "| one-shot overhead over the model (p50) | {:.1} ms |",
+        w50 - m50
+    );
 
     // 2. Engine CPU per run with the store write.
     let store = Arc::new(Store::open(&dir.path().join("engine.db")).expect("open store"));
     let engine = Engine::new(config.clone(), store);
     let cancel = CancelToken::new();
     let mut events = 0usize;
-    let mut per_run = |agent: &str, n: usize, events: &mut usize| {
+    let per_run = |agent: &str, n: usize, events: &mut usize| {
         for _ in 0..scale(50) {
             engine
                 .run(request(agent, "warm up", None), &cancel, &mut |_| {})
@@ -152,9 +160,11 @@ fn main() {
         let t0 = Instant::now();
         for i in 0..n {
             let run = engine
-                .run(request(agent, &format!("story {i}"), None), &cancel, &mut |_| {
-                    *events += 1
-                })
+                .run(
+                    request(agent, &format!("story {i}"), None),
+                    &cancel,
+                    &mut |_| *events += 1,
+                )
                 .expect("run");
             assert_eq!(run.status.as_str(), "COMPLETED");
         }
@@ -183,7 +193,11 @@ fn main() {
             let t = Instant::now();
             engine
                 .run(
-                    request("historian", &format!("Message number {i} of a long chat"), Some(session.clone())),
+                    request(
+                        "historian",
+                        &format!("Message number {i} of a long chat"),
+                        Some(session.clone()),
+                    ),
                     &cancel,
                     &mut |_| {},
                 )

@@ -109,7 +109,12 @@ pub struct ServeArgs {
     pub port: u16,
 
     /// Bearer key required on every non-public path.
-    #[arg(long, env = "OS_SECURITY_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "OS_SECURITY_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub security_key: Option<String>,
 
     /// Allow listening on a non-loopback address without a security key.

@@ -930,8 +930,8 @@ mod tests {
         }
         let (report, warnings) = config.check_report();
         assert!(report.contains("story-writer"), "{report}");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("{robot_name}"), "{warnings:?}");
+        // story-writer's {robot_name} has a default in its `dependencies` table.
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

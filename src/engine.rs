@@ -398,7 +398,7 @@ impl Engine {
                         model_provider_data: provider_data,
                         metadata: run.metadata.clone(),
                         session_state: session_state.clone(),
-                        metrics: run.metrics.clone(),
+                        metrics: Box::new(run.metrics.clone()),
                     },
                     &mut log,
                 );
@@ -439,7 +439,7 @@ impl Engine {
                         model_provider_data: provider_data,
                         metadata: run.metadata.clone(),
                         session_state: session_state.clone(),
-                        metrics: run.metrics.clone(),
+                        metrics: Box::new(run.metrics.clone()),
                     },
                     &mut log,
                 );

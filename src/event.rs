@@ -67,7 +67,7 @@ pub enum EventData {
         #[serde(skip_serializing_if = "Option::is_none")]
         metadata: Option<Value>,
         session_state: Value,
-        metrics: Metrics,
+        metrics: Box<Metrics>,
     },
     RunError {
         content: String,
