@@ -1,1 +1,15 @@
+//! The integration tests: one test binary (`[[test]] integration`, `autotests = false`)
+//! that runs the real `agentos` binary against a fake OpenAI-compatible server over real
+//! sockets.
+//!
+//! - `util`: the [`util::TestEnv`] builder (tempdir-isolated config, store and home);
+//! - `fake_model`: the fake chat-completions server (std only) and its own tests;
+//! - `cli`: `agentos run`, `agents` and `sessions` end to end;
+//! - `config_files`: `agents.toml` errors, the repository's example file and README blocks;
+//! - `completions`: the committed completion scripts match the binary.
 
+mod cli;
+mod completions;
+mod config_files;
+mod fake_model;
+mod util;

@@ -1,0 +1,959 @@
+//! A fake OpenAI-compatible chat-completions server for the integration tests, std only.
+//!
+//! It mirrors `/work/shared/reference/fake_openai.py` (the fake the reference captures were
+//! made with) where that makes sense, and adds the misbehaviours the CLI tests need. The
+//! behaviour is chosen by words in the last user message:
+//!
+//! - `fail`: HTTP 500 with an OpenAI error body (`fake upstream failure`);
+//! - `unauthorized`: HTTP 401 (`Incorrect API key provided`);
+//! - `ratelimit`: the first request with that message gets 429 (`Retry-After: 0`), the next
+//!   one succeeds;
+//! - `slow`: 30 content chunks `slow-0 `, `slow-1 `, … 0.3 s apart;
+//! - `stall`: a role chunk and one content chunk `partial `, then silence for 60 s with the
+//!   socket held open;
+//! - otherwise `Story for '<message>'. Starring <robot>. The end.`, where `<robot>` comes
+//!   from `robot's name is X` in the system message (the sentence is left out when there is
+//!   none), or a JSON object when the request asks for a `response_format`.
+//!
+//! Every request body is logged and available through [`FakeModel::requests`]. Each
+//! connection is served by its own thread and closed after one response
+//! (`Connection: close`); streamed answers use real SSE framing inside a chunked body.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+const CREATED: i64 = 1_700_000_000;
+
+/// A running fake server; dropping it stops it.
+pub struct FakeModel {
+    addr: SocketAddr,
+    state: Arc<State>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    shutdown: AtomicBool,
+    requests: Mutex<Vec<Value>>,
+    /// The headers of each logged request (names lowercased), parallel to `requests`.
+    headers: Mutex<Vec<Vec<(String, String)>>>,
+    next_id: AtomicU64,
+    /// How many times each message text asked for `ratelimit` so far.
+    ratelimit_seen: Mutex<HashMap<String, u32>>,
+}
+
+impl FakeModel {
+    /// Binds 127.0.0.1 on a free port and serves in background threads.
+    pub fn start() -> FakeModel {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake model's port");
+        let addr = listener.local_addr().expect("the fake model's address");
+        let state = Arc::new(State::default());
+        let accept_state = state.clone();
+        let accept_thread = std::thread::Builder::new()
+            .name("fake-model-accept".into())
+            .spawn(move || accept_loop(listener, accept_state))
+            .expect("spawn the fake model's accept thread");
+        FakeModel {
+            addr,
+            state,
+            accept_thread: Some(accept_thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, what a provider's `base_url` should be.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Every chat-completions request body received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The value of header `name` (case-insensitive) on the `index`th logged request.
+    pub fn header(&self, index: usize, name: &str) -> Option<String> {
+        let headers = self.state.headers.lock().unwrap_or_else(|e| e.into_inner());
+        headers.get(index).and_then(|h| {
+            h.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    /// How many chat-completions requests arrived so far.
+    pub fn request_count(&self) -> usize {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The only request received; fails the test when there is not exactly one.
+    #[track_caller]
+    pub fn single_request(&self) -> Value {
+        let requests = self.requests();
+        assert_eq!(
+            requests.len(),
+            1,
+            "expected exactly one request to the fake model, got {}: {requests:#?}",
+            requests.len()
+        );
+        requests.into_iter().next().expect("one request")
+    }
+}
+
+impl Drop for FakeModel {
+    fn drop(&mut self) {
+        self.state.shutdown.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() so the loop sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept_thread.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The text of a message's `content`: a string, or the text parts of a content array.
+pub fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The messages of a logged request body.
+pub fn messages(body: &Value) -> Vec<Value> {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The roles of a logged request's messages, in order.
+pub fn roles(body: &Value) -> Vec<String> {
+    messages(body)
+        .iter()
+        .map(|m| {
+            m.get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The text of the last user message of a logged request body.
+pub fn last_user_text(body: &Value) -> String {
+    messages(body)
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+        .unwrap_or_default()
+}
+
+/// The system (or developer) messages of a logged request, joined with newlines.
+pub fn system_text(body: &Value) -> String {
+    messages(body)
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("system" | "developer")
+            )
+        })
+        .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The answer text the fake gives for a plain (no response format) request.
+pub fn story_for(user_text: &str, system: &str) -> String {
+    let mut reply = format!("Story for '{user_text}'.");
+    if let Some(robot) = robot_name(system) {
+        reply.push_str(&format!(" Starring {robot}."));
+    }
+    reply.push_str(" The end.");
+    reply
+}
+
+fn robot_name(system: &str) -> Option<String> {
+    const MARK: &str = "robot's name is ";
+    let start = system.find(MARK)? + MARK.len();
+    let word = system[start..].split_whitespace().next()?;
+    let word = word.trim_end_matches('.');
+    (!word.is_empty()).then(|| word.to_string())
+}
+
+/// Whether `text` contains `word` as a whole word (case-insensitive, punctuation ignored).
+fn has_word(text: &str, word: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// A sample value for a JSON Schema, as the Python fake builds it (but arrays hold one
+/// sample item).
+pub fn sample_from_schema(schema: &Value, name: &str, defs: &Map<String, Value>) -> Value {
+    let Some(obj) = schema.as_object() else {
+        return Value::Null;
+    };
+    if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
+        let key = reference.rsplit('/').next().unwrap_or("");
+        let target = defs.get(key).cloned().unwrap_or(json!({}));
+        return sample_from_schema(&target, name, defs);
+    }
+    for key in ["anyOf", "oneOf"] {
+        if let Some(alts) = obj.get(key).and_then(Value::as_array) {
+            return alts
+                .iter()
+                .find(|a| a.get("type").and_then(Value::as_str) != Some("null"))
+                .map_or(Value::Null, |a| sample_from_schema(a, name, defs));
+        }
+    }
+    if let Some(first) = obj
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    let ty = match obj.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("string")
+            .to_string(),
+        _ => String::new(),
+    };
+    if ty == "object" || obj.contains_key("properties") {
+        let mut out = Map::new();
+        if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+            for (key, sub) in props {
+                out.insert(key.clone(), sample_from_schema(sub, key, defs));
+            }
+        }
+        return Value::Object(out);
+    }
+    match ty.as_str() {
+        "array" => {
+            let items = obj
+                .get("items")
+                .cloned()
+                .unwrap_or(json!({"type": "string"}));
+            json!([sample_from_schema(&items, name, defs)])
+        }
+        "integer" => json!(42),
+        "number" => json!(4.2),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => json!(format!("sample {name}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Serving
+
+fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    for stream in listener.incoming() {
+        if state.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = stream else { continue };
+        let state = state.clone();
+        let _ = std::thread::Builder::new()
+            .name("fake-model-conn".into())
+            .spawn(move || {
+                let _ = handle_connection(stream, &state);
+            });
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None); // the self-connect that wakes accept(), or a client that gave up
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut content_length = 0usize;
+    let mut chunked = false;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size_text = line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size_text, 16).unwrap_or(0);
+            if size == 0 {
+                // Trailers, up to the blank line.
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let mut chunk = vec![0; size];
+            reader.read_exact(&mut chunk)?;
+            body.extend_from_slice(&chunk);
+            line.clear();
+            reader.read_line(&mut line)?; // CRLF after the chunk
+        }
+    } else {
+        body.resize(content_length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    Ok(Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+fn handle_connection(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
+    let Some(request) = read_request(&stream)? else {
+        return Ok(());
+    };
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let path = request.path.split('?').next().unwrap_or("");
+    let path = path.trim_end_matches('/');
+    if request.method != "POST" || !matches!(path, "/v1/chat/completions" | "/chat/completions") {
+        return write_json(
+            &mut stream,
+            404,
+            &[],
+            &json!({"error": {"message": format!("unknown path {}", request.path),
+                              "type": "invalid_request_error"}}),
+        );
+    }
+    let body: Value = match serde_json::from_slice(&request.body) {
+        Ok(v) => v,
+        Err(_) => {
+            return write_json(
+                &mut stream,
+                400,
+                &[],
+                &json!({"error": {"message": "invalid json", "type": "invalid_request_error"}}),
+            );
+        }
+    };
+    {
+        // Both logs under the requests lock, so they stay parallel.
+        let mut requests = state.requests.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .headers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.headers.clone());
+        requests.push(body.clone());
+    }
+    respond(&mut stream, state, &body)
+}
+
+fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Result<()> {
+    let msgs = messages(body);
+    let last_is_user = msgs
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("user");
+    let user_text = last_user_text(body);
+    let word = |w: &str| last_is_user && has_word(&user_text, w);
+
+    if word("fail") {
+        return write_json(
+            stream,
+            500,
+            &[],
+            &json!({"error": {"message": "fake upstream failure", "type": "server_error",
+                              "code": "fake_failure"}}),
+        );
+    }
+    if word("unauthorized") {
+        return write_json(
+            stream,
+            401,
+            &[],
+            &json!({"error": {"message": "Incorrect API key provided", "type":
+                              "invalid_request_error", "code": "invalid_api_key"}}),
+        );
+    }
+    if word("ratelimit") {
+        let seen = {
+            let mut counts = state
+                .ratelimit_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let count = counts.entry(user_text.clone()).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if seen == 1 {
+            return write_json(
+                stream,
+                429,
+                &[("Retry-After", "0")],
+                &json!({"error": {"message": "Rate limit reached for fake model",
+                                  "type": "requests", "code": "rate_limit_exceeded"}}),
+            );
+        }
+    }
+
+    let id = format!(
+        "chatcmpl-fake-{:06}",
+        state.next_id.fetch_add(1, Ordering::SeqCst) + 1
+    );
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model")
+        .to_string();
+    let slow = word("slow");
+    let stall = word("stall");
+    let answer = answer_text(body, &user_text);
+    let stream_requested = body.get("stream").and_then(Value::as_bool) == Some(true);
+
+    if !stream_requested {
+        if stall {
+            hold(state, Duration::from_secs(60));
+        } else if slow {
+            hold(state, Duration::from_secs(5));
+        }
+        let content = if slow {
+            (0..30).map(|i| format!("slow-{i} ")).collect::<String>()
+        } else {
+            answer
+        };
+        return write_json(
+            stream,
+            200,
+            &[],
+            &json!({
+                "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+                "choices": [{"index": 0,
+                             "message": {"role": "assistant", "content": content, "refusal": null},
+                             "finish_reason": "stop", "logprobs": null}],
+                "usage": usage(), "system_fingerprint": "fp_fake",
+            }),
+        );
+    }
+
+    write_head(
+        stream,
+        200,
+        &[
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    )?;
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        })
+    };
+    send_event(
+        stream,
+        &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+    )?;
+    if stall {
+        send_event(stream, &chunk(json!({"content": "partial "}), Value::Null))?;
+        hold(state, Duration::from_secs(60));
+        return Ok(()); // close without finishing: the client should have given up long ago
+    }
+    let pieces: Vec<String> = if slow {
+        (0..30).map(|i| format!("slow-{i} ")).collect()
+    } else {
+        split_pieces(&answer, 4)
+    };
+    for (i, piece) in pieces.iter().enumerate() {
+        if slow && i > 0 {
+            hold(state, Duration::from_millis(300));
+        }
+        send_event(stream, &chunk(json!({"content": piece}), Value::Null))?;
+    }
+    send_event(stream, &chunk(json!({}), json!("stop")))?;
+    let include_usage = body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true);
+    if include_usage {
+        send_event(
+            stream,
+            &json!({
+                "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+                "system_fingerprint": "fp_fake", "choices": [], "usage": usage(),
+            }),
+        )?;
+    }
+    write_chunk(stream, b"data: [DONE]\n\n")?;
+    write_chunk(stream, b"")?; // the last chunk
+    Ok(())
+}
+
+/// The text answer for a request that is not an error: JSON for a response format, the
+/// story otherwise.
+fn answer_text(body: &Value, user_text: &str) -> String {
+    if let Some(format) = body.get("response_format").and_then(Value::as_object) {
+        match format.get("type").and_then(Value::as_str) {
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .cloned()
+                    .unwrap_or(json!({}));
+                let defs = schema
+                    .get("$defs")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                return sample_from_schema(&schema, "value", &defs).to_string();
+            }
+            Some("json_object") => {
+                let short: String = user_text.chars().take(60).collect();
+                return json!({"answer": format!("json for '{short}'")}).to_string();
+            }
+            _ => {}
+        }
+    }
+    story_for(user_text, &system_text(body))
+}
+
+fn usage() -> Value {
+    json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+}
+
+/// Splits `text` into at most `n` pieces at word boundaries, the whitespace going to the
+/// start of the next piece (as the Python fake does). Concatenated, the pieces are `text`.
+fn split_pieces(text: &str, n: usize) -> Vec<String> {
+    // Word starts: positions where a non-space follows a space (or the start).
+    let mut starts = Vec::new();
+    let mut prev_space = true;
+    for (i, c) in text.char_indices() {
+        if !c.is_whitespace() && prev_space {
+            starts.push(i);
+        }
+        prev_space = c.is_whitespace();
+    }
+    if starts.len() <= 1 {
+        return vec![text.to_string()];
+    }
+    let per_piece = starts.len().div_ceil(n);
+    let mut cuts: Vec<usize> = starts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && i % per_piece == 0)
+        .map(|(_, pos)| {
+            // Cut before the whitespace that precedes this word.
+            text[..*pos].trim_end().len()
+        })
+        .collect();
+    cuts.push(text.len());
+    let mut out = Vec::new();
+    let mut from = 0;
+    for cut in cuts {
+        if cut > from {
+            out.push(text[from..cut].to_string());
+            from = cut;
+        }
+    }
+    out
+}
+
+/// Waits up to `total`, returning early when the server shuts down.
+fn hold(state: &State, total: Duration) {
+    let deadline = Instant::now() + total;
+    while !state.shutdown.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Unknown",
+    }
+}
+
+fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, &str)],
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.flush()
+}
+
+fn write_json(
+    stream: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &Value,
+) -> std::io::Result<()> {
+    let data = body.to_string();
+    let length = data.len().to_string();
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Content-Length", length.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    write_head(stream, status, &headers)?;
+    stream.write_all(data.as_bytes())?;
+    stream.flush()
+}
+
+fn write_chunk(stream: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+    let mut frame = format!("{:x}\r\n", data.len()).into_bytes();
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\r\n");
+    stream.write_all(&frame)?;
+    stream.flush()
+}
+
+fn send_event(stream: &mut TcpStream, event: &Value) -> std::io::Result<()> {
+    write_chunk(stream, format!("data: {event}\n\n").as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests of the fake itself, over a real socket with ureq (the client the binary uses).
+
+fn post(fake: &FakeModel, body: &Value) -> (u16, Vec<(String, String)>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .proxy(None)
+        .build()
+        .into();
+    let mut response = agent
+        .post(&format!("{}/chat/completions", fake.base_url()))
+        .send_json(body)
+        .expect("request to the fake model");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .expect("read the fake model's body");
+    (status, headers, text)
+}
+
+/// The `data:` payloads of an SSE body, in order.
+fn sse_data(text: &str) -> Vec<String> {
+    assert!(
+        text.ends_with("\n\n"),
+        "SSE body must end with a blank line: {text:?}"
+    );
+    text.split("\n\n")
+        .filter(|frame| !frame.is_empty())
+        .map(|frame| {
+            frame
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("frame without data: {frame:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn story_request(text: &str, stream: bool) -> Value {
+    json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You write very short stories. The robot's name is Anna."},
+            {"role": "user", "content": text},
+        ],
+        "stream": stream,
+        "stream_options": {"include_usage": true},
+    })
+}
+
+#[test]
+fn fake_model_non_stream_story() {
+    let fake = FakeModel::start();
+    let (status, _, text) = post(&fake, &story_request("Tell me a story", false));
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON body");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Story for 'Tell me a story'. Starring Anna. The end."
+    );
+    assert_eq!(v["usage"]["total_tokens"], 15);
+    assert_eq!(v["system_fingerprint"], "fp_fake");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-fake-"));
+    assert_eq!(fake.request_count(), 1);
+    assert_eq!(last_user_text(&fake.single_request()), "Tell me a story");
+    let content_type = fake.header(0, "content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+}
+
+#[test]
+fn fake_model_stream_story_framing() {
+    let fake = FakeModel::start();
+    let (status, headers, text) = post(&fake, &story_request("Tell me a story", true));
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v == "text/event-stream"),
+        "{headers:?}"
+    );
+    let data = sse_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk JSON"))
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant", "content": ""})
+    );
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        content,
+        "Story for 'Tell me a story'. Starring Anna. The end."
+    );
+    let content_chunks = chunks
+        .iter()
+        .filter(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty())
+        })
+        .count();
+    assert!(
+        content_chunks >= 3,
+        "expected several content chunks: {chunks:#?}"
+    );
+    let n = chunks.len();
+    assert_eq!(chunks[n - 2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[n - 1]["choices"], json!([]));
+    assert_eq!(chunks[n - 1]["usage"]["prompt_tokens"], 10);
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["system_fingerprint"], "fp_fake");
+        assert_eq!(c["id"], chunks[0]["id"]);
+        assert_eq!(c["model"], "gpt-4o-mini");
+    }
+}
+
+#[test]
+fn fake_model_stream_without_usage_and_without_robot() {
+    let fake = FakeModel::start();
+    let body = json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi there"}]}],
+        "stream": true,
+    });
+    let (_, _, text) = post(&fake, &body);
+    let data = sse_data(&text);
+    assert!(!text.contains("usage"), "{text}");
+    let content: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(content, "Story for 'Hi there'. The end.");
+}
+
+#[test]
+fn fake_model_errors_and_ratelimit() {
+    let fake = FakeModel::start();
+    let (status, _, text) = post(&fake, &story_request("please fail", true));
+    assert_eq!(status, 500);
+    assert!(text.contains("fake upstream failure"), "{text}");
+
+    let (status, _, text) = post(&fake, &story_request("unauthorized me", false));
+    assert_eq!(status, 401);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+
+    let (status, headers, _) = post(&fake, &story_request("ratelimit me", false));
+    assert_eq!(status, 429);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("retry-after") && v == "0")
+    );
+    let (status, _, _) = post(&fake, &story_request("ratelimit me", false));
+    assert_eq!(status, 200);
+    assert_eq!(fake.request_count(), 4);
+}
+
+#[test]
+fn fake_model_json_schema_and_json_object() {
+    let fake = FakeModel::start();
+    let mut body = story_request("A heist", false);
+    body["response_format"] = json!({
+        "type": "json_schema",
+        "json_schema": {"name": "MovieScript", "strict": true, "schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "year": {"type": "integer"},
+                "rating": {"type": "number"},
+                "sequel": {"type": "boolean"},
+                "characters": {"type": "array", "items": {"type": "string"}},
+                "studio": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "kind": {"$ref": "#/$defs/Kind"},
+            },
+            "$defs": {"Kind": {"enum": ["drama", "comedy"]}},
+        }},
+    });
+    let (_, _, text) = post(&fake, &body);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        content,
+        json!({"name": "sample name", "year": 42, "rating": 4.2, "sequel": true,
+               "characters": ["sample characters"], "studio": {"city": "sample city"},
+               "kind": "drama"})
+    );
+
+    body["response_format"] = json!({"type": "json_object"});
+    let (_, _, text) = post(&fake, &body);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let content: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content, json!({"answer": "json for 'A heist'"}));
+}
+
+#[test]
+fn fake_model_stall_holds_the_socket_until_dropped() {
+    let fake = FakeModel::start();
+    let addr = fake.addr;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let body = story_request("stall please", true).to_string();
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("partial ") {
+        let n = stream.read(&mut buf).expect("the stall chunks arrive");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Nothing more comes for a while.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let err = stream.read(&mut buf).expect_err("no data while stalling");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    let started = Instant::now();
+    drop(fake); // must not wait for the stalled connection's 60 s
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn fake_model_split_pieces() {
+    let text = "Story for 'Tell me a story'. Starring Anna. The end.";
+    let pieces = split_pieces(text, 4);
+    assert_eq!(pieces.concat(), text);
+    assert!((3..=4).contains(&pieces.len()), "{pieces:?}");
+    assert_eq!(split_pieces("one", 4), vec!["one"]);
+    assert_eq!(
+        story_for("x", "The robot's name is Bob."),
+        "Story for 'x'. Starring Bob. The end."
+    );
+    assert_eq!(story_for("x", "no robot"), "Story for 'x'. The end.");
+}
