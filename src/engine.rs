@@ -575,17 +575,12 @@ impl Engine {
             .add_history_to_context
             .unwrap_or(agent.add_history_to_context);
         if with_history && agent.num_history_runs > 0 && req.session_id.is_some() {
-            for past in self
-                .store
-                .history(&session.session_id, agent.num_history_runs, None)?
+            for mut m in
+                self.store
+                    .history_messages(&session.session_id, agent.num_history_runs, None)?
             {
-                for mut m in past.messages {
-                    if m.role == Role::System || m.from_history {
-                        continue;
-                    }
-                    m.from_history = true;
-                    messages.push(m);
-                }
+                m.from_history = true;
+                messages.push(m);
             }
         }
         let user = Message {

@@ -44,7 +44,7 @@ use rusqlite::{
 };
 use serde_json::Value;
 
-use crate::run::{RunOutput, RunStatus, now_secs};
+use crate::run::{Message, Role, RunOutput, RunStatus, now_secs};
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -784,6 +784,41 @@ impl Store {
             .rev()
             .map(|text| Ok(serde_json::from_str(text)?))
             .collect()
+    }
+
+    /// The conversation of the same runs [`Store::history`] selects, oldest first, without
+    /// system prompts: what goes into the next prompt. Reads only the messages of each run.
+    pub fn history_messages(
+        &self,
+        session_id: &str,
+        num_runs: usize,
+        exclude_run_id: Option<&str>,
+    ) -> StoreResult<Vec<Message>> {
+        if num_runs == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(num_runs).unwrap_or(i64::MAX);
+        let texts = self
+            .conn()
+            .prepare_cached(
+                "SELECT json_extract(run, '$.messages') FROM runs \
+                 WHERE session_id = ?1 AND parent_run_id IS NULL AND status = 'COMPLETED' \
+                 AND run_id IS NOT ?2 \
+                 ORDER BY seq DESC LIMIT ?3",
+            )?
+            .query_map(params![session_id, exclude_run_id, limit], |row| {
+                row.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = Vec::new();
+        for text in texts.iter().rev() {
+            let run: Vec<Message> = serde_json::from_str(text)?;
+            messages.extend(
+                run.into_iter()
+                    .filter(|m| m.role != Role::System && !m.from_history),
+            );
+        }
+        Ok(messages)
     }
 }
 
