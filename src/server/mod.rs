@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod runs;
+pub mod schemas;
 pub mod sessions;
 
 use std::convert::Infallible;
