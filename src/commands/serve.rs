@@ -1,8 +1,166 @@
 //! `agentos serve`: load config, open store, bind, serve until Ctrl-C or SIGTERM.
+//!
+//! The tokio runtime is built here and nowhere else, so the other commands stay
+//! synchronous. Signals are tokio's own (no `ctrlc` handler in this process): mixing the
+//! two loses SIGINT.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
 
 use super::Context;
 use crate::cli::ServeArgs;
+use crate::engine::Engine;
+use crate::error::UsageError;
+use crate::server::{self, AppState, ServerOptions};
 
-pub fn run(_args: ServeArgs, _ctx: &Context) -> anyhow::Result<()> {
-    anyhow::bail!("serve is not available in this build")
+/// Blocking threads beyond one per run: store calls and other short blocking work.
+const EXTRA_BLOCKING_THREADS: usize = 64;
+/// How long the runtime waits for blocking work after the server has stopped.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
+
+pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let security_key = args
+        .security_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string);
+    if args.max_runs == 0 {
+        return Err(UsageError("--max-runs must be at least 1".into()).into());
+    }
+    let loopback = is_loopback_host(&args.host, args.port);
+    if !loopback && security_key.is_none() && !args.insecure {
+        return Err(UsageError(format!(
+            "refusing to listen on {} without a security key: anyone who can reach it could \
+             run agents; set OS_SECURITY_KEY (or --security-key), or pass --insecure",
+            args.host
+        ))
+        .into());
+    }
+
+    let config = ctx.config()?;
+    let store = ctx.store()?;
+    let engine = Arc::new(Engine::new(Arc::new(config), store));
+    let options = ServerOptions {
+        security_key,
+        cors_origins: args.cors_origins.clone(),
+        max_body_bytes: args.max_body_bytes,
+        max_runs_in_flight: args.max_runs,
+        ..ServerOptions::default()
+    };
+    let state = Arc::new(AppState::new(engine, options));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("agentos-server")
+        .max_blocking_threads(args.max_runs.saturating_add(EXTRA_BLOCKING_THREADS))
+        .build()
+        .context("could not start the async runtime")?;
+    let result = runtime.block_on(async {
+        let listener = TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("could not listen on {}:{}", args.host, args.port))?;
+        let addr = listener
+            .local_addr()
+            .context("could not read the listening address")?;
+        // Installed before the address is announced, so a signal sent right after it is seen.
+        let shutdown = shutdown_signal()?;
+        if !loopback && state.options.security_key.is_none() {
+            eprintln!("agentos: warning: serving on a non-loopback address without a security key");
+        }
+        eprintln!("agentos: serving on http://{}", display_addr(addr));
+        server::serve(listener, state, shutdown)
+            .await
+            .context("the server stopped with an error")
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are registered when this is called.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("could not install the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("could not install the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
+/// True when every address `host` names is a loopback address (`127.0.0.1`, `::1`,
+/// `localhost`). Names that do not resolve count as not loopback.
+fn is_loopback_host(host: &str, port: u16) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    if bare.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match (bare, port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The listening address as a URL authority (`127.0.0.1:7777`, `[::1]:7777`).
+fn display_addr(addr: SocketAddr) -> String {
+    addr.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback_host(host, 7777), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "[::]", "192.168.1.10", "10.0.0.1"] {
+            assert!(!is_loopback_host(host, 7777), "{host}");
+        }
+    }
+
+    #[test]
+    fn addresses_print_as_url_authorities() {
+        assert_eq!(
+            display_addr("127.0.0.1:7777".parse().unwrap()),
+            "127.0.0.1:7777"
+        );
+        assert_eq!(display_addr("[::1]:80".parse().unwrap()), "[::1]:80");
+    }
 }
