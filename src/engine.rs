@@ -407,6 +407,8 @@ impl Engine {
                 let reason = format!("Run {run_id} was cancelled");
                 run.status = RunStatus::Cancelled;
                 run.cancellation_stage = Some("EXECUTING".into());
+                // As AgentOS: a cancelled run carries no `tools` list.
+                run.tools = None;
                 run.metrics.time_to_first_token = first_token;
                 run.metrics.duration = Some(started.elapsed().as_secs_f64());
                 run.model_provider_data = provider_data.clone();

@@ -12,4 +12,5 @@ mod cli;
 mod completions;
 mod config_files;
 mod fake_model;
+mod serve;
 mod util;

@@ -154,8 +154,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -213,10 +212,7 @@ pub fn send_json(method: &str, url: &str, body: &Value) -> Answer {
     let resp = match method {
         "POST" => agent.post(url).send_json(body),
         "PATCH" => agent.patch(url).send_json(body),
-        "DELETE" => agent
-            .delete(url)
-            .force_send_body()
-            .send_json(body),
+        "DELETE" => agent.delete(url).force_send_body().send_json(body),
         _ => panic!("method {method}"),
     };
     answer(resp.expect("send JSON"))
@@ -314,7 +310,11 @@ fn keys(v: &Value) -> Vec<String> {
 /// Same key set at the top level (and in nested objects named in `nested`).
 #[track_caller]
 pub fn assert_same_keys(ours: &Value, theirs: &Value, nested: &[&str]) {
-    assert_eq!(keys(ours), keys(theirs), "top-level keys differ:\nours:   {ours}\ntheirs: {theirs}");
+    assert_eq!(
+        keys(ours),
+        keys(theirs),
+        "top-level keys differ:\nours:   {ours}\ntheirs: {theirs}"
+    );
     for key in nested {
         assert_eq!(
             keys(&ours[*key]),
@@ -497,27 +497,47 @@ fn form_errors_match_captures() {
     let url = s.url("/agents/story-writer/runs");
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("401_agent_run_missing_message_422", &[("stream", "false")]),
-        ("409_agent_run_empty_message", &[("message", ""), ("stream", "false")]),
+        (
+            "409_agent_run_empty_message",
+            &[("message", ""), ("stream", "false")],
+        ),
         (
             "403_agent_run_bad_stream_bool_422",
             &[("message", "hi"), ("stream", "maybe")],
         ),
         (
             "404_agent_run_invalid_output_schema_json_422",
-            &[("message", "hi"), ("stream", "false"), ("output_schema", "{not json")],
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("output_schema", "{not json"),
+            ],
         ),
         (
             "405_agent_run_output_schema_not_object_422",
-            &[("message", "hi"), ("stream", "false"), ("output_schema", r#"{"type":"array"}"#)],
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("output_schema", r#"{"type":"array"}"#),
+            ],
         ),
         (
             "406_agent_run_metadata_not_object_400",
-            &[("message", "hi"), ("stream", "false"), ("metadata", "[1,2]")],
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("metadata", "[1,2]"),
+            ],
         ),
     ];
     for (capture_name, fields) in cases {
         let a = post_multipart(&url, fields);
-        assert_eq!(a.status, capture_status(capture_name), "{capture_name}: {}", a.body);
+        assert_eq!(
+            a.status,
+            capture_status(capture_name),
+            "{capture_name}: {}",
+            a.body
+        );
         assert_eq!(a.json(), capture_json(capture_name), "{capture_name}");
     }
     let a = post_form(&s.url("/agents/nope/runs"), &[("message", "hi")]);
@@ -536,17 +556,28 @@ fn streaming_run_matches_capture_sequence() {
     let s = Server::start();
     let a = post_form(
         &s.url("/agents/story-writer/runs"),
-        &[("message", "Tell me another story"), ("session_id", "sess-story-1"), ("user_id", "user-1")],
+        &[
+            ("message", "Tell me another story"),
+            ("session_id", "sess-story-1"),
+            ("user_id", "user-1"),
+        ],
     );
     assert_eq!(a.status, 200);
-    assert_eq!(a.header("content-type"), Some("text/event-stream; charset=utf-8"));
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
     let ours = a.events();
     let theirs = parse_sse(&capture("101_agent_run_stream_user_session"));
     let ours_names = names(&ours);
     assert_eq!(ours_names.first(), Some(&"RunStarted"));
     assert_eq!(
         &ours_names[ours_names.len() - 3..],
-        ["ModelRequestCompleted", "RunContentCompleted", "RunCompleted"]
+        [
+            "ModelRequestCompleted",
+            "RunContentCompleted",
+            "RunCompleted"
+        ]
     );
     for (name, value) in &ours {
         let reference = theirs
@@ -572,21 +603,35 @@ fn output_schema_stream_and_nonstream() {
     let schema = r#"{"type":"object","title":"MovieScript","properties":{"title":{"type":"string","description":"Movie title"},"genre":{"type":"string"},"year":{"type":"integer"},"characters":{"type":"array","items":{"type":"string"}}},"required":["title","genre","year","characters"]}"#;
     let a = post_form(
         &s.url("/agents/story-writer/runs"),
-        &[("message", "Write a movie script"), ("stream", "false"), ("output_schema", schema)],
+        &[
+            ("message", "Write a movie script"),
+            ("stream", "false"),
+            ("output_schema", schema),
+        ],
     );
     assert_eq!(a.status, 200, "{}", a.body);
     let v = a.json();
     assert_eq!(v["content_type"], "MovieScript");
     assert!(v["content"].is_object());
-    assert_same_keys(&v, &capture_json("107_agent_run_output_schema_pydantic_nonstream"), &[]);
+    assert_same_keys(
+        &v,
+        &capture_json("107_agent_run_output_schema_pydantic_nonstream"),
+        &[],
+    );
     let sent = s.fake.requests().last().cloned().expect("request");
     assert_eq!(sent["response_format"]["type"], "json_schema");
-    assert_eq!(sent["response_format"]["json_schema"]["name"], "MovieScript");
+    assert_eq!(
+        sent["response_format"]["json_schema"]["name"],
+        "MovieScript"
+    );
     assert_eq!(sent["response_format"]["json_schema"]["strict"], true);
 
     let a = post_form(
         &s.url("/agents/story-writer/runs"),
-        &[("message", "Write a movie script"), ("output_schema", schema)],
+        &[
+            ("message", "Write a movie script"),
+            ("output_schema", schema),
+        ],
     );
     let events = a.events();
     assert_eq!(
@@ -624,20 +669,39 @@ fn model_error_nonstream_and_stream() {
     let s = Server::start();
     let a = post_form(
         &s.url("/agents/story-writer/runs"),
-        &[("message", "please fail now"), ("stream", "false"), ("session_id", "sess-fail-1")],
+        &[
+            ("message", "please fail now"),
+            ("stream", "false"),
+            ("session_id", "sess-fail-1"),
+        ],
     );
     assert_eq!(a.status, 200);
     let v = a.json();
     assert_eq!(v["status"], "ERROR");
-    assert!(v["content"].as_str().unwrap_or("").contains("fake upstream failure"));
-    assert_same_keys(&v, &capture_json("130_agent_model_error_nonstream"), &["metrics"]);
+    assert!(
+        v["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("fake upstream failure")
+    );
+    assert_same_keys(
+        &v,
+        &capture_json("130_agent_model_error_nonstream"),
+        &["metrics"],
+    );
 
     let a = post_form(
         &s.url("/agents/story-writer/runs"),
-        &[("message", "please fail now"), ("session_id", "sess-fail-1")],
+        &[
+            ("message", "please fail now"),
+            ("session_id", "sess-fail-1"),
+        ],
     );
     let events = a.events();
-    assert_eq!(names(&events), ["RunStarted", "ModelRequestStarted", "RunError"]);
+    assert_eq!(
+        names(&events),
+        ["RunStarted", "ModelRequestStarted", "RunError"]
+    );
     let theirs = parse_sse(&capture("131_agent_model_error_stream"));
     assert_same_keys(&events[2].1, &theirs.last().expect("event").1, &[]);
 }
@@ -651,7 +715,10 @@ fn cancel_streaming_run_mid_stream() {
     let started = Instant::now();
     let events = stream_until(
         &url,
-        &[("message", "tell a slow story"), ("session_id", "sess-cancel-1")],
+        &[
+            ("message", "tell a slow story"),
+            ("session_id", "sess-cancel-1"),
+        ],
         |name, v| {
             if name == "RunStarted" {
                 run_id = v["run_id"].as_str().unwrap_or("").to_string();
@@ -669,11 +736,17 @@ fn cancel_streaming_run_mid_stream() {
         },
     );
     assert!(cancelled);
-    assert!(started.elapsed() < Duration::from_secs(5), "cancel ended the stream quickly");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cancel ended the stream quickly"
+    );
     let n = names(&events);
     assert_eq!(&n[n.len() - 2..], ["RunCancelled", "RunCompleted"]);
     let theirs = parse_sse(&capture("140_agent_cancel_running_stream"));
-    let reference = theirs.iter().find(|(n, _)| n == "RunCancelled").expect("capture");
+    let reference = theirs
+        .iter()
+        .find(|(n, _)| n == "RunCancelled")
+        .expect("capture");
     assert_same_keys(&events[events.len() - 2].1, &reference.1, &[]);
     let stored = wait_run(&s, "story-writer", &run_id, "sess-cancel-1");
     assert_eq!(stored["status"], "CANCELLED");
@@ -707,17 +780,31 @@ fn cancel_nonstream_run_and_cancel_before_start() {
     let a = post_form(&format!("{base}/client-run-1/cancel"), &[]);
     assert_eq!(a.status, 200);
     let answer = handle.join().expect("request thread");
-    assert!(started.elapsed() < Duration::from_secs(3), "cancel aborts the silent model at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cancel aborts the silent model at once"
+    );
     assert_eq!(answer.status, 200);
     let v = answer.json();
     assert_eq!(v["status"], "CANCELLED");
-    assert_same_keys(&v, &capture_json("147_agent_cancel_nonstream_request"), &[]);
+    assert_same_keys(
+        &v,
+        &capture_json("146_agent_cancel_running_nonstream_client_run_id"),
+        &[],
+    );
 
     // Cancel before start: the run starts cancelled.
-    assert_eq!(post_form(&format!("{base}/early-run/cancel"), &[]).status, 200);
+    assert_eq!(
+        post_form(&format!("{base}/early-run/cancel"), &[]).status,
+        200
+    );
     let a = post_form(
         &base,
-        &[("message", "hello"), ("stream", "false"), ("run_id", "early-run")],
+        &[
+            ("message", "hello"),
+            ("stream", "false"),
+            ("run_id", "early-run"),
+        ],
     );
     assert_eq!(a.json()["status"], "CANCELLED");
     // Unknown agent.
@@ -751,11 +838,20 @@ fn background_run_poll_and_resume() {
     let url = s.url("/agents/story-writer/runs");
     let a = post_form(
         &url,
-        &[("message", "background story"), ("stream", "false"), ("background", "true"), ("session_id", "sess-bg-1")],
+        &[
+            ("message", "background story"),
+            ("stream", "false"),
+            ("background", "true"),
+            ("session_id", "sess-bg-1"),
+        ],
     );
     assert_eq!(a.status, 202);
     let v = a.json();
-    assert_same_keys(&v, &capture_json("412_agent_run_background_nonstream_202"), &[]);
+    assert_same_keys(
+        &v,
+        &capture_json("412_agent_run_background_nonstream_202"),
+        &[],
+    );
     assert_eq!(v["status"], "PENDING");
     let run_id = v["run_id"].as_str().expect("run id").to_string();
     let done = wait_run(&s, "story-writer", &run_id, "sess-bg-1");
@@ -764,7 +860,11 @@ fn background_run_poll_and_resume() {
     // Background stream: events carry event_index; resume replays from an index.
     let a = post_form(
         &url,
-        &[("message", "background streamed story"), ("background", "true"), ("session_id", "sess-bg-2")],
+        &[
+            ("message", "background streamed story"),
+            ("background", "true"),
+            ("session_id", "sess-bg-2"),
+        ],
     );
     let events = a.events();
     for (i, (_, v)) in events.iter().enumerate() {
@@ -785,7 +885,11 @@ fn background_run_poll_and_resume() {
     );
     assert_eq!(replay.len() - 1, events.len() - 3);
     assert_eq!(replay[1].1["event_index"], 3);
-    assert!(resumed.body.starts_with("event: replay\ndata: {\"event\": \"replay\", "));
+    assert!(
+        resumed
+            .body
+            .starts_with("event: replay\ndata: {\"event\": \"replay\", ")
+    );
 }
 
 #[test]
@@ -795,7 +899,11 @@ fn background_stream_survives_disconnect_and_resume_follows_live() {
     let mut run_id = String::new();
     stream_until(
         &url,
-        &[("message", "tell a slow story"), ("background", "true"), ("session_id", "sess-bg-3")],
+        &[
+            ("message", "tell a slow story"),
+            ("background", "true"),
+            ("session_id", "sess-bg-3"),
+        ],
         |name, v| {
             if name == "RunStarted" {
                 run_id = v["run_id"].as_str().unwrap_or("").to_string();
@@ -816,7 +924,10 @@ fn background_stream_survives_disconnect_and_resume_follows_live() {
         .filter(|(n, _)| n == "RunContent")
         .filter_map(|(_, v)| v["content"].as_str())
         .collect();
-    assert!(contents.contains("slow-29"), "the run went on without its client");
+    assert!(
+        contents.contains("slow-29"),
+        "the run went on without its client"
+    );
 }
 
 #[test]
@@ -826,7 +937,12 @@ fn history_goes_to_the_model_on_the_second_run() {
     for msg in ["first message", "second message"] {
         let a = post_form(
             &url,
-            &[("message", msg), ("stream", "false"), ("session_id", "sess-h"), ("user_id", "u1")],
+            &[
+                ("message", msg),
+                ("stream", "false"),
+                ("session_id", "sess-h"),
+                ("user_id", "u1"),
+            ],
         );
         assert_eq!(a.status, 200);
     }
@@ -845,10 +961,18 @@ fn history_goes_to_the_model_on_the_second_run() {
     // Another user may not run in this owned session.
     let a = post_form(
         &url,
-        &[("message", "intrude"), ("stream", "false"), ("session_id", "sess-h"), ("user_id", "u2")],
+        &[
+            ("message", "intrude"),
+            ("stream", "false"),
+            ("session_id", "sess-h"),
+            ("user_id", "u2"),
+        ],
     );
     assert_eq!(a.status, 404);
-    assert_eq!(a.json(), capture_json("418_agent_run_into_other_users_session_404"));
+    assert_eq!(
+        a.json(),
+        capture_json("418_agent_run_into_other_users_session_404")
+    );
 }
 
 #[test]
@@ -882,8 +1006,14 @@ fn refuses_public_bind_without_key() {
     let out = Command::new(env!("CARGO_BIN_EXE_agentos"))
         .args(["serve", "--host", "0.0.0.0", "--port", "0"])
         .env_remove("OS_SECURITY_KEY")
-        .env("AGENTOS_CONFIG", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("agents.toml"))
-        .env("AGENTOS_DB", std::env::temp_dir().join("agentos-refuse-test.db"))
+        .env(
+            "AGENTOS_CONFIG",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("agents.toml"),
+        )
+        .env(
+            "AGENTOS_DB",
+            std::env::temp_dir().join("agentos-refuse-test.db"),
+        )
         .stdin(Stdio::null())
         .output()
         .expect("run");
@@ -900,7 +1030,10 @@ fn many_concurrent_streaming_runs_complete_and_are_stored() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let session = format!("conc-{i}");
-                let a = post_form(&url, &[("message", "hello there"), ("session_id", &session)]);
+                let a = post_form(
+                    &url,
+                    &[("message", "hello there"), ("session_id", &session)],
+                );
                 (a.status, a.events())
             })
         })
@@ -921,16 +1054,31 @@ fn sigterm_cancels_in_flight_runs_and_exits() {
     let url = s.url("/agents/story-writer/runs");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        stream_until(&url, &[("message", "tell a slow story"), ("session_id", "sess-term")], |name, v| {
-            if name == "RunStarted" {
-                let _ = tx.send(v["run_id"].as_str().unwrap_or("").to_string());
-            }
-            true
-        })
+        stream_until(
+            &url,
+            &[
+                ("message", "tell a slow story"),
+                ("session_id", "sess-term"),
+            ],
+            |name, v| {
+                if name == "RunStarted" {
+                    let _ = tx.send(v["run_id"].as_str().unwrap_or("").to_string());
+                }
+                true
+            },
+        )
     });
-    run_id.push_str(&rx.recv_timeout(Duration::from_secs(10)).expect("run started"));
+    run_id.push_str(
+        &rx.recv_timeout(Duration::from_secs(10))
+            .expect("run started"),
+    );
     let code = s.terminate();
-    assert_eq!(code, Some(0), "server exits cleanly: {:?}", s.stderr_lines());
+    assert_eq!(
+        code,
+        Some(0),
+        "server exits cleanly: {:?}",
+        s.stderr_lines()
+    );
     let store = agentos::store::Store::open(&s.db_path()).expect("open db");
     let stored = store.get_run(&run_id).expect("query").expect("run stored");
     assert_eq!(stored.run.status, agentos::run::RunStatus::Cancelled);
