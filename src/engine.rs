@@ -276,6 +276,7 @@ impl Engine {
             max_tokens,
             response_format: schema.as_ref().map(|s| s.response_format.clone()),
             stream,
+            tools: &[],
         };
         let model_started = Instant::now();
         let mut first_token: Option<f64> = None;

@@ -18,6 +18,7 @@ pub mod schema;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod tools;
 
 use cli::{Cli, Command};
 use commands::Context;

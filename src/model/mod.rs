@@ -24,6 +24,18 @@ pub struct ModelRequest<'a> {
     pub response_format: Option<Value>,
     /// Stream deltas as they arrive (true) or make one blocking request (false).
     pub stream: bool,
+    /// Functions the model may call (sent as OpenAI `tools`); empty for none.
+    pub tools: &'a [crate::tools::ToolSpec],
+}
+
+/// A function call the model asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCall {
+    /// The provider's call id (`call_…`), echoed back in the tool result message.
+    pub id: String,
+    pub name: String,
+    /// The arguments as the JSON text the model produced.
+    pub arguments: String,
 }
 
 /// A piece of the answer as it streams in.
@@ -52,6 +64,8 @@ pub struct ModelResponse {
     pub provider_data: Option<Value>,
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
+    /// Function calls, assembled from the stream's deltas; empty when the model answered.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Why a model call failed. The message is the provider's own where it sent one.

@@ -433,6 +433,7 @@ impl OpenAiModel {
                 .get("finish_reason")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            tool_calls: Vec::new(),
         })
     }
 }
@@ -540,6 +541,7 @@ impl StreamState {
             content: self.content,
             usage: self.usage,
             finish_reason: self.finish_reason,
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -903,6 +905,7 @@ mod tests {
             max_tokens: Some(100),
             response_format: None,
             stream,
+            tools: &[],
         }
     }
 

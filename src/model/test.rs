@@ -133,6 +133,7 @@ impl Model for TestModel {
                 ..Usage::default()
             }),
             finish_reason: Some("stop".into()),
+            tool_calls: Vec::new(),
         })
     }
 }
@@ -420,6 +421,7 @@ mod tests {
             max_tokens: None,
             response_format: None,
             stream,
+            tools: &[],
         }
     }
 
