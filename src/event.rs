@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::run::{Metrics, now_secs};
+use crate::run::{Metrics, ToolExecution, now_secs};
 
 /// Who emitted an event: the fields every agent event carries.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -79,6 +79,24 @@ pub enum EventData {
         content: Option<String>,
         reason: String,
     },
+    ToolCallStarted {
+        tool: Box<ToolExecution>,
+    },
+    ToolCallCompleted {
+        /// `name(arg=value) completed in 0.0008s. `
+        content: String,
+        tool: Box<ToolExecution>,
+    },
+    ToolCallError {
+        tool: Box<ToolExecution>,
+        error: String,
+    },
+    RunPaused {
+        content: String,
+        tools: Vec<ToolExecution>,
+        requirements: Vec<Value>,
+    },
+    RunContinued {},
 }
 
 impl EventData {
@@ -93,6 +111,11 @@ impl EventData {
             EventData::RunCompleted { .. } => "RunCompleted",
             EventData::RunError { .. } => "RunError",
             EventData::RunCancelled { .. } => "RunCancelled",
+            EventData::ToolCallStarted { .. } => "ToolCallStarted",
+            EventData::ToolCallCompleted { .. } => "ToolCallCompleted",
+            EventData::ToolCallError { .. } => "ToolCallError",
+            EventData::RunPaused { .. } => "RunPaused",
+            EventData::RunContinued {} => "RunContinued",
         }
     }
 }

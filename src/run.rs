@@ -165,10 +165,65 @@ pub struct RunOutput {
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub metadata: Option<Value>,
-    /// Tool executions; absent when the run errored (as AgentOS).
+    /// Tool executions; absent when the run errored or was cancelled (as AgentOS).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tools: Option<Vec<Value>>,
+    pub tools: Option<Vec<ToolExecution>>,
+    /// What a paused run waits for: one entry per tool call needing a decision.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub requirements: Option<Vec<Value>>,
     pub input: RunInput,
+}
+
+/// Start, end and duration of a tool call, in (fractional) Unix seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolMetrics {
+    pub start_time: f64,
+    pub end_time: f64,
+    pub duration: f64,
+}
+
+/// One tool call of a run, AgentOS's `ToolExecution`: every key is always present.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolExecution {
+    pub tool_call_id: String,
+    pub tool_name: String,
+    /// The arguments object (or the raw text when the model sent invalid JSON).
+    pub tool_args: Value,
+    #[serde(default)]
+    pub tool_call_error: Option<bool>,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub metrics: Option<ToolMetrics>,
+    #[serde(default)]
+    pub child_run_id: Option<String>,
+    #[serde(default)]
+    pub stop_after_tool_call: bool,
+    pub created_at: i64,
+    #[serde(default)]
+    pub requires_confirmation: Option<bool>,
+    #[serde(default)]
+    pub confirmed: Option<bool>,
+    #[serde(default)]
+    pub confirmation_note: Option<String>,
+    #[serde(default)]
+    pub requires_user_input: Option<bool>,
+    #[serde(default)]
+    pub user_input_schema: Option<Value>,
+    #[serde(default)]
+    pub user_feedback_schema: Option<Value>,
+    #[serde(default)]
+    pub answered: Option<bool>,
+    #[serde(default)]
+    pub external_execution_required: Option<bool>,
+    #[serde(default)]
+    pub external_execution_silent: Option<bool>,
+    #[serde(default)]
+    pub approval_type: Option<String>,
+    #[serde(default)]
+    pub approval_id: Option<String>,
+    #[serde(default)]
+    pub parent_tool_call_id: Option<String>,
 }
 
 impl RunOutput {

@@ -1092,6 +1092,7 @@ mod tests {
             }],
             metadata: None,
             tools: Some(Vec::new()),
+            requirements: None,
             input: RunInput {
                 input_content: input.into(),
             },

@@ -5,6 +5,9 @@
 //! a sink, and stores the run. It never prints and knows nothing about HTTP: the terminal,
 //! `--jsonl` and the server are all sinks of the same [`Event`]s.
 
+mod execute;
+mod tools;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,15 +16,15 @@ use serde_json::{Map, Value};
 
 use crate::cancel::CancelToken;
 use crate::config::{AgentDef, Config, ConfigError};
-use crate::event::{Event, EventData, EventSource};
-use crate::model::{Delta, Model, ModelError, ModelRequest};
+use crate::event::Event;
+use crate::model::Model;
 use crate::run::{
-    Message, Metrics, MetricsDetails, ModelMetrics, Role, RunInput, RunOutput, RunStatus, new_id,
-    now_secs,
+    Message, Metrics, Role, RunInput, RunOutput, RunStatus, ToolExecution, new_id, now_secs,
 };
 use crate::schema::OutputSchema;
 use crate::store::{Session, SessionType, Store, StoreError};
 use crate::template;
+use crate::tools::Toolbox;
 
 /// Everything a caller can ask of one agent run.
 #[derive(Clone, Debug, Default)]
@@ -84,6 +87,10 @@ pub struct PendingRun {
     max_tokens: Option<u32>,
     stream: bool,
     started: Instant,
+    toolbox: Toolbox,
+    tool_call_limit: usize,
+    /// For a continued run: the paused tool calls, with the human's decisions.
+    resume: Option<Vec<ToolExecution>>,
 }
 
 /// The prepared parts of a run, before the model is called.
@@ -126,6 +133,11 @@ impl Engine {
         let model = crate::model::from_resolved(&resolved);
         models.insert(spec.to_string(), model.clone());
         Ok(model)
+    }
+
+    /// The tools `agent` may call.
+    fn toolbox_for(&self, _agent: &AgentDef) -> Result<Toolbox, EngineError> {
+        Ok(Toolbox::default())
     }
 
     /// Checks that an agent exists and its model can be used, without running it.
@@ -193,6 +205,7 @@ impl Engine {
             messages: own_messages,
             metadata: req.metadata.clone().map(Value::Object),
             tools: Some(Vec::new()),
+            requirements: None,
             input: RunInput {
                 input_content: req.message.clone(),
             },
@@ -203,6 +216,7 @@ impl Engine {
                 StoreError::RunExists(id) => EngineError::RunExists(id),
                 other => EngineError::Store(other),
             })?;
+        let toolbox = self.toolbox_for(agent)?;
         Ok(PendingRun {
             run,
             model,
@@ -212,273 +226,10 @@ impl Engine {
             max_tokens: agent.max_tokens,
             stream: req.stream,
             started,
+            toolbox,
+            tool_call_limit: 10,
+            resume: None,
         })
-    }
-
-    /// Calls the model for a started run, emitting events, and stores the outcome.
-    pub fn execute(
-        &self,
-        pending: PendingRun,
-        cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
-    ) -> Result<RunOutput, EngineError> {
-        let PendingRun {
-            mut run,
-            model,
-            messages,
-            schema,
-            temperature,
-            max_tokens,
-            stream,
-            started,
-        } = pending;
-        let run_id = run.run_id.clone();
-        let content_type = run.content_type.clone();
-        let session_state = run.session_state.clone();
-
-        let source = EventSource {
-            agent_id: run.agent_id.clone(),
-            agent_name: run.agent_name.clone(),
-            run_id: run_id.clone(),
-            parent_run_id: None,
-            session_id: run.session_id.clone(),
-            nested_depth: 0,
-        };
-        let mut log: Vec<Event> = Vec::new();
-        let mut emit = |data: EventData, log: &mut Vec<Event>| {
-            let event = Event::new(&source, data);
-            sink(&event);
-            // Content deltas are not kept in the stored event log (as AgentOS).
-            if event.event != "RunContent" || schema.is_some() {
-                log.push(event);
-            }
-        };
-        let model_id = model.id().to_string();
-        let provider = model.provider().to_string();
-        emit(
-            EventData::RunStarted {
-                model: model_id.clone(),
-                model_provider: provider.clone(),
-            },
-            &mut log,
-        );
-        emit(
-            EventData::ModelRequestStarted {
-                model: model_id.clone(),
-                model_provider: provider.clone(),
-            },
-            &mut log,
-        );
-
-        let request = ModelRequest {
-            messages: &messages,
-            temperature,
-            max_tokens,
-            response_format: schema.as_ref().map(|s| s.response_format.clone()),
-            stream,
-            tools: &[],
-        };
-        let model_started = Instant::now();
-        let mut first_token: Option<f64> = None;
-        let mut partial = String::new();
-        let mut provider_data: Option<Value> = None;
-        let outcome = if cancel.is_cancelled() {
-            Err(ModelError::Cancelled)
-        } else {
-            model.invoke(&request, cancel, &mut |delta: &Delta| {
-                if first_token.is_none() {
-                    first_token = Some(model_started.elapsed().as_secs_f64());
-                }
-                if provider_data.is_none() {
-                    provider_data.clone_from(&delta.provider_data);
-                }
-                partial.push_str(&delta.content);
-                if schema.is_none() {
-                    emit(
-                        EventData::RunContent {
-                            content: Value::String(delta.content.clone()),
-                            workflow_agent: false,
-                            content_type: "str".into(),
-                            reasoning_content: String::new(),
-                            model_provider_data: provider_data.clone(),
-                        },
-                        &mut log,
-                    );
-                }
-            })
-        };
-        let outcome = match outcome {
-            Ok(_) if cancel.is_cancelled() => Err(ModelError::Cancelled),
-            other => other,
-        };
-        let model_duration = model_started.elapsed().as_secs_f64();
-
-        match outcome {
-            Ok(response) => {
-                let provider_data = response.provider_data.clone().or(provider_data);
-                let content = match &schema {
-                    Some(_) => serde_json::from_str::<Value>(&response.content)
-                        .ok()
-                        .filter(Value::is_object)
-                        .unwrap_or_else(|| Value::String(response.content.clone())),
-                    None => Value::String(response.content.clone()),
-                };
-                let usage = response.usage.unwrap_or_default();
-                let ttft = first_token.or(Some(model_duration));
-                if schema.is_some() {
-                    emit(
-                        EventData::RunContent {
-                            content: content.clone(),
-                            workflow_agent: false,
-                            content_type: content_type.clone(),
-                            reasoning_content: String::new(),
-                            model_provider_data: None,
-                        },
-                        &mut log,
-                    );
-                }
-                let tokens = response.usage.is_some();
-                emit(
-                    EventData::ModelRequestCompleted {
-                        model: model_id.clone(),
-                        model_provider: provider.clone(),
-                        input_tokens: Some(usage.input_tokens),
-                        output_tokens: Some(usage.output_tokens),
-                        total_tokens: Some(usage.total_tokens),
-                        time_to_first_token: ttft,
-                        reasoning_tokens: usage.reasoning_tokens,
-                        cache_read_tokens: usage.cache_read_tokens,
-                        cache_write_tokens: usage.cache_write_tokens,
-                    },
-                    &mut log,
-                );
-                emit(EventData::RunContentCompleted {}, &mut log);
-                let token_metrics = |m: &mut Metrics| {
-                    if tokens {
-                        m.input_tokens = Some(usage.input_tokens);
-                        m.output_tokens = Some(usage.output_tokens);
-                        m.total_tokens = Some(usage.total_tokens);
-                    }
-                };
-                let mut message_metrics = Metrics {
-                    duration: Some(model_duration),
-                    time_to_first_token: ttft,
-                    ..Metrics::default()
-                };
-                token_metrics(&mut message_metrics);
-                run.messages.push(Message {
-                    id: new_id(),
-                    content: Some(response.content.clone()),
-                    role: Role::Assistant,
-                    provider_data: provider_data.clone(),
-                    metrics: Some(message_metrics),
-                    created_at: now_secs(),
-                    ..Message::default()
-                });
-                token_metrics(&mut run.metrics);
-                run.metrics.time_to_first_token = ttft;
-                run.metrics.duration = Some(started.elapsed().as_secs_f64());
-                if tokens {
-                    run.metrics.details = Some(MetricsDetails {
-                        model: vec![ModelMetrics {
-                            input_tokens: usage.input_tokens,
-                            output_tokens: usage.output_tokens,
-                            total_tokens: usage.total_tokens,
-                            id: model_id.clone(),
-                            provider: format!("{provider} Chat"),
-                        }],
-                    });
-                }
-                run.content = Some(content.clone());
-                run.model_provider_data = provider_data.clone();
-                run.status = RunStatus::Completed;
-                emit(
-                    EventData::RunCompleted {
-                        content: Some(content),
-                        content_type: content_type.clone(),
-                        model_provider_data: provider_data,
-                        metadata: run.metadata.clone(),
-                        session_state: session_state.clone(),
-                        metrics: Box::new(run.metrics.clone()),
-                    },
-                    &mut log,
-                );
-            }
-            Err(ModelError::Cancelled) => {
-                let reason = format!("Run {run_id} was cancelled");
-                run.status = RunStatus::Cancelled;
-                run.cancellation_stage = Some("EXECUTING".into());
-                // As AgentOS: a cancelled run carries no `tools` list.
-                run.tools = None;
-                run.metrics.time_to_first_token = first_token;
-                run.metrics.duration = Some(started.elapsed().as_secs_f64());
-                run.model_provider_data = provider_data.clone();
-                if !partial.is_empty() {
-                    run.messages.push(Message {
-                        id: new_id(),
-                        content: Some(partial.clone()),
-                        role: Role::Assistant,
-                        created_at: now_secs(),
-                        ..Message::default()
-                    });
-                }
-                let content = if partial.is_empty() {
-                    reason.clone()
-                } else {
-                    partial.clone()
-                };
-                run.content = Some(Value::String(content.clone()));
-                emit(
-                    EventData::RunCancelled {
-                        content: Some(content.clone()),
-                        reason,
-                    },
-                    &mut log,
-                );
-                emit(
-                    EventData::RunCompleted {
-                        content: Some(Value::String(content)),
-                        content_type: "str".into(),
-                        model_provider_data: provider_data,
-                        metadata: run.metadata.clone(),
-                        session_state: session_state.clone(),
-                        metrics: Box::new(run.metrics.clone()),
-                    },
-                    &mut log,
-                );
-            }
-            Err(error) => {
-                let message = error.to_string();
-                run.status = RunStatus::Error;
-                run.content_type = "str".into();
-                run.content = Some(Value::String(message.clone()));
-                run.tools = None;
-                run.metrics.duration = Some(started.elapsed().as_secs_f64());
-                if !partial.is_empty() {
-                    run.messages.push(Message {
-                        id: new_id(),
-                        content: Some(partial.clone()),
-                        role: Role::Assistant,
-                        created_at: now_secs(),
-                        ..Message::default()
-                    });
-                }
-                emit(
-                    EventData::RunError {
-                        content: message,
-                        error_type: Some("model_provider_error".into()),
-                    },
-                    &mut log,
-                );
-            }
-        }
-
-        let events: Vec<Value> = log
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
-            .collect();
-        self.store.finish_run(&run, &events, &session_state)?;
-        Ok(run)
     }
 
     /// Resolves agent, model and session, and builds the messages to send.

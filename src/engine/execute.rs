@@ -1,0 +1,412 @@
+//! The model loop of a started run: call the model, run the tools it asks for, feed their
+//! results back, repeat until it answers; pause for a human where a tool needs one.
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use super::tools::{ToolRound, new_execution, pause_requirements};
+use super::{Engine, EngineError, PendingRun};
+use crate::cancel::CancelToken;
+use crate::event::{Event, EventData, EventSource};
+use crate::model::{Delta, ModelError, ModelRequest, ModelResponse, Usage};
+use crate::run::{
+    Message, Metrics, MetricsDetails, ModelMetrics, Role, RunOutput, RunStatus, new_id, now_secs,
+};
+
+/// What a paused run says while it waits (AgentOS's wording).
+pub(super) const PAUSED_CONTENT: &str = "I have tools to execute, but I need confirmation.";
+
+/// Emits events to the caller's sink and keeps the ones the store keeps.
+pub(super) struct Emitter<'a> {
+    source: EventSource,
+    sink: &'a mut dyn FnMut(&Event),
+    /// Content deltas are not stored (as AgentOS), unless they carry a whole object.
+    keep_content: bool,
+    pub(super) log: Vec<Event>,
+}
+
+impl Emitter<'_> {
+    pub(super) fn emit(&mut self, data: EventData) {
+        let event = Event::new(&self.source, data);
+        (self.sink)(&event);
+        if event.event != "RunContent" || self.keep_content {
+            self.log.push(event);
+        }
+    }
+}
+
+/// Token and timing totals over the model requests of a run.
+#[derive(Default)]
+struct Totals {
+    usage: Usage,
+    reported: bool,
+    first_token: Option<f64>,
+}
+
+impl Totals {
+    fn add(&mut self, usage: Option<Usage>) {
+        if let Some(u) = usage {
+            self.reported = true;
+            self.usage.input_tokens += u.input_tokens;
+            self.usage.output_tokens += u.output_tokens;
+            self.usage.total_tokens += u.total_tokens;
+        }
+    }
+
+    fn fill(&self, metrics: &mut Metrics, model: &str, provider: &str, duration: f64) {
+        if self.reported {
+            metrics.input_tokens = Some(self.usage.input_tokens);
+            metrics.output_tokens = Some(self.usage.output_tokens);
+            metrics.total_tokens = Some(self.usage.total_tokens);
+            metrics.details = Some(MetricsDetails {
+                model: vec![ModelMetrics {
+                    input_tokens: self.usage.input_tokens,
+                    output_tokens: self.usage.output_tokens,
+                    total_tokens: self.usage.total_tokens,
+                    id: model.to_string(),
+                    provider: format!("{provider} Chat"),
+                }],
+            });
+        }
+        metrics.time_to_first_token = self.first_token;
+        metrics.duration = Some(duration);
+    }
+}
+
+/// How one model request ended.
+enum Step {
+    Answer(ModelResponse),
+    Paused,
+    Cancelled,
+    Failed(ModelError),
+}
+
+/// A structured answer: the parsed JSON object, or the text when it is not one.
+fn structured(text: &str) -> Value {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::String(text.to_string()))
+}
+
+impl Engine {
+    /// Calls the model for a started run, emitting events, and stores the outcome.
+    pub fn execute(
+        &self,
+        pending: PendingRun,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<RunOutput, EngineError> {
+        let PendingRun {
+            mut run,
+            model,
+            mut messages,
+            schema,
+            temperature,
+            max_tokens,
+            stream,
+            started,
+            toolbox,
+            tool_call_limit,
+            resume,
+        } = pending;
+        let run_id = run.run_id.clone();
+        let content_type = run.content_type.clone();
+        let session_state = run.session_state.clone();
+        let model_id = model.id().to_string();
+        let provider = model.provider().to_string();
+        let mut out = Emitter {
+            source: EventSource {
+                agent_id: run.agent_id.clone(),
+                agent_name: run.agent_name.clone(),
+                run_id: run_id.clone(),
+                parent_run_id: None,
+                session_id: run.session_id.clone(),
+                nested_depth: 0,
+            },
+            sink,
+            keep_content: schema.is_some(),
+            log: Vec::new(),
+        };
+        let mut totals = Totals::default();
+        if run.metrics.input_tokens.is_some() {
+            // A continued run keeps counting from where it paused.
+            totals.reported = true;
+            totals.usage.input_tokens = run.metrics.input_tokens.unwrap_or(0);
+            totals.usage.output_tokens = run.metrics.output_tokens.unwrap_or(0);
+            totals.usage.total_tokens = run.metrics.total_tokens.unwrap_or(0);
+            totals.first_token = run.metrics.time_to_first_token;
+        }
+        let tools = run.tools.get_or_insert_with(Vec::new);
+        let mut round = ToolRound {
+            toolbox: &toolbox,
+            cancel,
+            messages: &mut messages,
+            own: &mut run.messages,
+            executions: tools,
+        };
+
+        match resume {
+            Some(decided) => {
+                out.emit(EventData::RunContinued {});
+                round.run_decided(decided, &mut out);
+            }
+            None => out.emit(EventData::RunStarted {
+                model: model_id.clone(),
+                model_provider: provider.clone(),
+            }),
+        }
+
+        let mut tool_rounds = 0usize;
+        let mut partial = String::new();
+        let mut provider_data: Option<Value> = None;
+        let step = loop {
+            out.emit(EventData::ModelRequestStarted {
+                model: model_id.clone(),
+                model_provider: provider.clone(),
+            });
+            let specs = if tool_rounds < tool_call_limit {
+                round.toolbox.specs()
+            } else {
+                Vec::new()
+            };
+            let request = ModelRequest {
+                messages: round.messages,
+                temperature,
+                max_tokens,
+                response_format: schema.as_ref().map(|s| s.response_format.clone()),
+                stream,
+                tools: &specs,
+            };
+            let model_started = Instant::now();
+            let mut first_token: Option<f64> = None;
+            partial.clear();
+            let keep_content = out.keep_content;
+            let outcome = if cancel.is_cancelled() {
+                Err(ModelError::Cancelled)
+            } else {
+                model.invoke(&request, cancel, &mut |delta: &Delta| {
+                    if first_token.is_none() {
+                        first_token = Some(model_started.elapsed().as_secs_f64());
+                    }
+                    if provider_data.is_none() {
+                        provider_data.clone_from(&delta.provider_data);
+                    }
+                    partial.push_str(&delta.content);
+                    if !keep_content {
+                        out.emit(EventData::RunContent {
+                            content: Value::String(delta.content.clone()),
+                            workflow_agent: false,
+                            content_type: "str".into(),
+                            reasoning_content: String::new(),
+                            model_provider_data: provider_data.clone(),
+                        });
+                    }
+                })
+            };
+            let elapsed = model_started.elapsed().as_secs_f64();
+            if totals.first_token.is_none() {
+                totals.first_token = first_token.or(Some(elapsed));
+            }
+            let response = match outcome {
+                Ok(_) if cancel.is_cancelled() => break Step::Cancelled,
+                Ok(response) => response,
+                Err(ModelError::Cancelled) => break Step::Cancelled,
+                Err(error) => break Step::Failed(error),
+            };
+            if response.provider_data.is_some() {
+                provider_data.clone_from(&response.provider_data);
+            }
+            totals.add(response.usage);
+            if response.tool_calls.is_empty()
+                && let Some(schema) = &schema
+            {
+                // A structured answer is one RunContent with the whole object, before
+                // ModelRequestCompleted (as AgentOS).
+                out.emit(EventData::RunContent {
+                    content: structured(&response.content),
+                    workflow_agent: false,
+                    content_type: schema.content_type.clone(),
+                    reasoning_content: String::new(),
+                    model_provider_data: None,
+                });
+            }
+            let usage = response.usage.unwrap_or_default();
+            let ttft = first_token.or(Some(elapsed));
+            out.emit(EventData::ModelRequestCompleted {
+                model: model_id.clone(),
+                model_provider: provider.clone(),
+                input_tokens: Some(usage.input_tokens),
+                output_tokens: Some(usage.output_tokens),
+                total_tokens: Some(usage.total_tokens),
+                time_to_first_token: ttft,
+                reasoning_tokens: usage.reasoning_tokens,
+                cache_read_tokens: usage.cache_read_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+            });
+            let mut message_metrics = Metrics {
+                duration: Some(elapsed),
+                ..Metrics::default()
+            };
+            if let Some(u) = response.usage {
+                message_metrics.input_tokens = Some(u.input_tokens);
+                message_metrics.output_tokens = Some(u.output_tokens);
+                message_metrics.total_tokens = Some(u.total_tokens);
+            }
+            if response.tool_calls.is_empty() {
+                message_metrics.time_to_first_token = ttft;
+            }
+            let tool_calls: Vec<Value> = response
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({"id": c.id, "function": {"arguments": c.arguments, "name": c.name},
+                           "type": "function"})
+                })
+                .collect();
+            let assistant = Message {
+                id: new_id(),
+                content: (!response.content.is_empty() || tool_calls.is_empty())
+                    .then(|| response.content.clone()),
+                role: Role::Assistant,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                provider_data: provider_data.clone(),
+                metrics: Some(message_metrics),
+                created_at: now_secs(),
+                ..Message::default()
+            };
+            round.own.push(assistant.clone());
+            round.messages.push(assistant);
+            if response.tool_calls.is_empty() {
+                break Step::Answer(response);
+            }
+            tool_rounds += 1;
+            let calls: Vec<_> = response
+                .tool_calls
+                .iter()
+                .map(|c| new_execution(c, round.toolbox))
+                .collect();
+            if calls.iter().any(|c| c.requires_confirmation == Some(true)) {
+                round.executions.extend(calls);
+                break Step::Paused;
+            }
+            round.run_calls(calls, &mut out);
+            if cancel.is_cancelled() {
+                break Step::Cancelled;
+            }
+        };
+        let duration = started.elapsed().as_secs_f64();
+
+        match step {
+            Step::Answer(response) => {
+                let content = match &schema {
+                    Some(_) => structured(&response.content),
+                    None => Value::String(response.content.clone()),
+                };
+                out.emit(EventData::RunContentCompleted {});
+                totals.fill(&mut run.metrics, &model_id, &provider, duration);
+                run.content = Some(content.clone());
+                run.model_provider_data = provider_data.clone();
+                run.status = RunStatus::Completed;
+                out.emit(EventData::RunCompleted {
+                    content: Some(content),
+                    content_type: content_type.clone(),
+                    model_provider_data: provider_data,
+                    metadata: run.metadata.clone(),
+                    session_state: session_state.clone(),
+                    metrics: Box::new(run.metrics.clone()),
+                });
+            }
+            Step::Paused => {
+                out.emit(EventData::RunContentCompleted {});
+                totals.fill(&mut run.metrics, &model_id, &provider, duration);
+                let tools = run.tools.clone().unwrap_or_default();
+                let paused: Vec<_> = tools
+                    .iter()
+                    .filter(|t| t.requires_confirmation == Some(true) && t.confirmed.is_none())
+                    .cloned()
+                    .collect();
+                let requirements = pause_requirements(&paused);
+                run.status = RunStatus::Paused;
+                run.content = Some(Value::String(PAUSED_CONTENT.into()));
+                run.model_provider_data = provider_data;
+                run.requirements = Some(requirements.clone());
+                out.emit(EventData::RunPaused {
+                    content: PAUSED_CONTENT.into(),
+                    tools: paused,
+                    requirements,
+                });
+            }
+            Step::Cancelled => {
+                let reason = format!("Run {run_id} was cancelled");
+                run.status = RunStatus::Cancelled;
+                run.cancellation_stage = Some("EXECUTING".into());
+                // As AgentOS: a cancelled run carries no `tools` list.
+                run.tools = None;
+                run.metrics.time_to_first_token = totals.first_token;
+                run.metrics.duration = Some(duration);
+                run.model_provider_data = provider_data.clone();
+                if !partial.is_empty() {
+                    run.messages.push(Message {
+                        id: new_id(),
+                        content: Some(partial.clone()),
+                        role: Role::Assistant,
+                        created_at: now_secs(),
+                        ..Message::default()
+                    });
+                }
+                let content = if partial.is_empty() {
+                    reason.clone()
+                } else {
+                    partial.clone()
+                };
+                run.content = Some(Value::String(content.clone()));
+                out.emit(EventData::RunCancelled {
+                    content: Some(content.clone()),
+                    reason,
+                });
+                out.emit(EventData::RunCompleted {
+                    content: Some(Value::String(content)),
+                    content_type: "str".into(),
+                    model_provider_data: provider_data,
+                    metadata: run.metadata.clone(),
+                    session_state: session_state.clone(),
+                    metrics: Box::new(run.metrics.clone()),
+                });
+            }
+            Step::Failed(error) => {
+                let message = error.to_string();
+                run.status = RunStatus::Error;
+                run.content_type = "str".into();
+                run.content = Some(Value::String(message.clone()));
+                run.tools = None;
+                run.metrics = Metrics {
+                    duration: Some(duration),
+                    ..Metrics::default()
+                };
+                if !partial.is_empty() {
+                    run.messages.push(Message {
+                        id: new_id(),
+                        content: Some(partial.clone()),
+                        role: Role::Assistant,
+                        created_at: now_secs(),
+                        ..Message::default()
+                    });
+                }
+                out.emit(EventData::RunError {
+                    content: message,
+                    error_type: Some("model_provider_error".into()),
+                });
+            }
+        }
+
+        let events: Vec<Value> = out
+            .log
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect();
+        self.store.finish_run(&run, &events, &session_state)?;
+        Ok(run)
+    }
+}
