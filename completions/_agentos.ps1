@@ -28,6 +28,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent once and stream its answer to stdout')
+            [CompletionResult]::new('continue', 'continue', [CompletionResultType]::ParameterValue, 'Continue a run paused for a tool confirmation')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the AgentOS HTTP API')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
             [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents or show one')
@@ -53,6 +54,18 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--no-stream', '--no-stream', [CompletionResultType]::ParameterName, 'Ask the model for the whole answer at once instead of streaming it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the final run object as JSON (the API''s shape) instead of the text')
             [CompletionResult]::new('--jsonl', '--jsonl', [CompletionResultType]::ParameterName, 'Print every event as one JSON object per line, as it happens')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'agentos;continue' {
+            [CompletionResult]::new('--note', '--note', [CompletionResultType]::ParameterName, 'Why; given to the model with a rejection')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
+            [CompletionResult]::new('--approve', '--approve', [CompletionResultType]::ParameterName, 'Let the paused tool calls run')
+            [CompletionResult]::new('--reject', '--reject', [CompletionResultType]::ParameterName, 'Refuse the paused tool calls; the model is told (with --note)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the final run object as JSON instead of the text')
+            [CompletionResult]::new('--jsonl', '--jsonl', [CompletionResultType]::ParameterName, 'Print every event as one JSON object per line')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -196,6 +209,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         }
         'agentos;help' {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run an agent once and stream its answer to stdout')
+            [CompletionResult]::new('continue', 'continue', [CompletionResultType]::ParameterValue, 'Continue a run paused for a tool confirmation')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the AgentOS HTTP API')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
             [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents or show one')
@@ -205,6 +219,9 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             break
         }
         'agentos;help;run' {
+            break
+        }
+        'agentos;help;continue' {
             break
         }
         'agentos;help;serve' {

@@ -25,6 +25,9 @@ _agentos() {
             agentos,completions)
                 cmd="agentos__subcmd__completions"
                 ;;
+            agentos,continue)
+                cmd="agentos__subcmd__continue"
+                ;;
             agentos,help)
                 cmd="agentos__subcmd__help"
                 ;;
@@ -63,6 +66,9 @@ _agentos() {
                 ;;
             agentos__subcmd__help,completions)
                 cmd="agentos__subcmd__help__subcmd__completions"
+                ;;
+            agentos__subcmd__help,continue)
+                cmd="agentos__subcmd__help__subcmd__continue"
                 ;;
             agentos__subcmd__help,help)
                 cmd="agentos__subcmd__help__subcmd__help"
@@ -131,7 +137,7 @@ _agentos() {
 
     case "${cmd}" in
         agentos)
-            opts="-h -V --config --db --help --version run serve check agents sessions completions help"
+            opts="-h -V --config --db --help --version run continue serve check agents sessions completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,8 +324,34 @@ _agentos() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        agentos__subcmd__continue)
+            opts="-h --approve --reject --note --json --jsonl --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --note)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         agentos__subcmd__help)
-            opts="run serve check agents sessions completions help"
+            opts="run continue serve check agents sessions completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,6 +421,20 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__help__subcmd__completions)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__help__subcmd__continue)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

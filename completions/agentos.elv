@@ -25,6 +25,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand run 'Run an agent once and stream its answer to stdout'
+            cand continue 'Continue a run paused for a tool confirmation'
             cand serve 'Serve the AgentOS HTTP API'
             cand check 'Validate an agents file and print what it defines'
             cand agents 'List agents or show one'
@@ -49,6 +50,17 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --no-stream 'Ask the model for the whole answer at once instead of streaming it'
             cand --json 'Print the final run object as JSON (the API''s shape) instead of the text'
             cand --jsonl 'Print every event as one JSON object per line, as it happens'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'agentos;continue'= {
+            cand --note 'Why; given to the model with a rejection'
+            cand --config 'Agents file to use'
+            cand --db 'SQLite file holding sessions and runs'
+            cand --approve 'Let the paused tool calls run'
+            cand --reject 'Refuse the paused tool calls; the model is told (with --note)'
+            cand --json 'Print the final run object as JSON instead of the text'
+            cand --jsonl 'Print every event as one JSON object per line'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -170,6 +182,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
         }
         &'agentos;help'= {
             cand run 'Run an agent once and stream its answer to stdout'
+            cand continue 'Continue a run paused for a tool confirmation'
             cand serve 'Serve the AgentOS HTTP API'
             cand check 'Validate an agents file and print what it defines'
             cand agents 'List agents or show one'
@@ -178,6 +191,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'agentos;help;run'= {
+        }
+        &'agentos;help;continue'= {
         }
         &'agentos;help;serve'= {
         }

@@ -29,6 +29,7 @@ complete -c agentos -n "__fish_agentos_needs_command" -l db -d 'SQLite file hold
 complete -c agentos -n "__fish_agentos_needs_command" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_needs_command" -s V -l version -d 'Print version'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
+complete -c agentos -n "__fish_agentos_needs_command" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "serve" -d 'Serve the AgentOS HTTP API'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "check" -d 'Validate an agents file and print what it defines'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "agents" -d 'List agents or show one'
@@ -49,6 +50,14 @@ complete -c agentos -n "__fish_agentos_using_subcommand run" -l no-stream -d 'As
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l json -d 'Print the final run object as JSON (the API\'s shape) instead of the text'
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l jsonl -d 'Print every event as one JSON object per line, as it happens'
 complete -c agentos -n "__fish_agentos_using_subcommand run" -s h -l help -d 'Print help'
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l note -d 'Why; given to the model with a rejection' -r
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l config -d 'Agents file to use' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l db -d 'SQLite file holding sessions and runs' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l approve -d 'Let the paused tool calls run'
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l reject -d 'Refuse the paused tool calls; the model is told (with --note)'
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l json -d 'Print the final run object as JSON instead of the text'
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l jsonl -d 'Print every event as one JSON object per line'
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l host -d 'Address to listen on' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l port -d 'Port to listen on (0 picks a free one; the real address is printed)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l security-key -d 'Bearer key required on every non-public path' -r
@@ -110,13 +119,14 @@ complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_see
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l db -d 'SQLite file holding sessions and runs' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "serve" -d 'Serve the AgentOS HTTP API'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "check" -d 'Validate an agents file and print what it defines'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "agents" -d 'List agents or show one'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run serve check agents sessions completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "serve" -d 'Serve the AgentOS HTTP API'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "check" -d 'Validate an agents file and print what it defines'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "agents" -d 'List agents or show one'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'One line per agent (the default)'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "show" -d 'Everything about one agent, instructions included'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "list" -d 'List sessions, newest first'

@@ -10,7 +10,8 @@ Environment:
   AGENTOS_DB       SQLite store (else agentos.db in the user data dir)
   OPENAI_API_KEY   key of the built-in `openai` provider (OPENAI_BASE_URL overrides its URL)
 
-Exit codes: 0 success, 1 the run failed, 2 usage or config error, 130 cancelled (Ctrl-C).";
+Exit codes: 0 success, 1 the run failed, 2 usage or config error, 3 paused for a tool
+confirmation (`agentos continue RUN_ID --approve|--reject`), 130 cancelled (Ctrl-C).";
 
 /// Run LLM agents defined in agents.toml, in the terminal and as an AgentOS-compatible server.
 #[derive(Debug, Parser)]
@@ -32,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an agent once and stream its answer to stdout.
     Run(RunArgs),
+    /// Continue a run paused for a tool confirmation.
+    Continue(ContinueArgs),
     /// Serve the AgentOS HTTP API.
     Serve(ServeArgs),
     /// Validate an agents file and print what it defines.
@@ -132,6 +135,33 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("decision").required(true).args(["approve", "reject"])))]
+pub struct ContinueArgs {
+    /// The paused run's id (printed when it paused).
+    pub run_id: String,
+
+    /// Let the paused tool calls run.
+    #[arg(long)]
+    pub approve: bool,
+
+    /// Refuse the paused tool calls; the model is told (with --note).
+    #[arg(long)]
+    pub reject: bool,
+
+    /// Why; given to the model with a rejection.
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+
+    /// Print the final run object as JSON instead of the text.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub json: bool,
+
+    /// Print every event as one JSON object per line.
+    #[arg(long)]
+    pub jsonl: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,8 @@ pub struct SilentExit(pub u8);
 
 pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+/// The run paused for a tool confirmation (`agentos continue`).
+pub const EXIT_PAUSED: u8 = 3;
 pub const EXIT_CANCELLED: u8 = 130;
 
 /// True when the error chain holds an EPIPE from writing to a closed stdout.
@@ -55,6 +57,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                         | crate::engine::EngineError::Config(_)
                         | crate::engine::EngineError::InvalidRequest(_)
                         | crate::engine::EngineError::RunExists(_)
+                        | crate::engine::EngineError::RunNotFound(_)
+                        | crate::engine::EngineError::NotPaused { .. }
                         | crate::engine::EngineError::SessionNotFound(_)
                 )
             )

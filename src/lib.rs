@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context::from_cli(&cli);
     match cli.command {
         Command::Run(args) => commands::run::run(args, &ctx),
+        Command::Continue(args) => commands::continue_run::run(args, &ctx),
         Command::Serve(args) => commands::serve::run(args, &ctx),
         Command::Check(args) => commands::check::run(args.path.as_deref(), &ctx),
         Command::Agents(args) => commands::agents::run(args.command, &ctx),

@@ -24,6 +24,18 @@ pub enum OutputMode {
     Json,
 }
 
+impl OutputMode {
+    pub fn from_flags(json: bool, jsonl: bool) -> Self {
+        if json {
+            OutputMode::Json
+        } else if jsonl {
+            OutputMode::Jsonl
+        } else {
+            OutputMode::Text
+        }
+    }
+}
+
 pub struct TerminalSink {
     mode: OutputMode,
     out: io::Stdout,

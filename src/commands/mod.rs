@@ -4,6 +4,7 @@
 pub mod agents;
 pub mod check;
 pub mod completions;
+pub mod continue_run;
 pub mod run;
 pub mod serve;
 pub mod sessions;

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 use super::Context;
 use crate::cancel::CancelToken;
 use crate::cli::RunArgs;
-use crate::engine::{Engine, RunRequest};
-use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, SilentExit, UsageError};
+use crate::engine::{Engine, PendingRun, RunRequest, ToolDecision};
+use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, EXIT_PAUSED, SilentExit, UsageError};
 use crate::render::{OutputMode, TerminalSink};
-use crate::run::RunStatus;
+use crate::run::{RunOutput, RunStatus, ToolExecution};
 use crate::schema::OutputSchema;
 
 pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -21,70 +21,164 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
     let request = build_request(&args)?;
     let engine = Engine::new(config.clone(), ctx.store()?);
     engine.validate(&request)?;
-    let agent_name = config
-        .agent(&request.agent_id)
-        .map_or_else(|| request.agent_id.clone(), |a| a.name.clone());
+    let mode = OutputMode::from_flags(args.json, args.jsonl);
+    let terminal = Terminal::new(&engine, &request.agent_id, mode)?;
+    let stream = request.stream;
+    let pending = engine.start(request)?;
+    terminal.drive(pending, stream)
+}
 
-    let cancel = CancelToken::new();
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        let interrupted = interrupted.clone();
-        // The first Ctrl-C cancels the run (it is stored CANCELLED); a second one leaves at once.
-        ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                std::process::exit(i32::from(EXIT_CANCELLED));
-            }
-            cancel.cancel();
+/// Runs in the terminal: output, Ctrl-C, confirmation prompts and exit codes.
+pub(super) struct Terminal<'a> {
+    engine: &'a Engine,
+    agent_id: String,
+    agent_name: String,
+    mode: OutputMode,
+    cancel: CancelToken,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl<'a> Terminal<'a> {
+    pub(super) fn new(
+        engine: &'a Engine,
+        agent_id: &str,
+        mode: OutputMode,
+    ) -> anyhow::Result<Self> {
+        let agent_name = engine
+            .config()
+            .agent(agent_id)
+            .map_or_else(|| agent_id.to_string(), |a| a.name.clone());
+        let cancel = CancelToken::new();
+        let interrupted = Arc::new(AtomicBool::new(false));
+        {
+            let cancel = cancel.clone();
+            let interrupted = interrupted.clone();
+            // The first Ctrl-C cancels the run (stored CANCELLED); a second one leaves at once.
+            ctrlc::set_handler(move || {
+                if interrupted.swap(true, Ordering::SeqCst) {
+                    std::process::exit(i32::from(EXIT_CANCELLED));
+                }
+                cancel.cancel();
+            })
+            .context("could not install the Ctrl-C handler")?;
+        }
+        Ok(Terminal {
+            engine,
+            agent_id: agent_id.to_string(),
+            agent_name,
+            mode,
+            cancel,
+            interrupted,
         })
-        .context("could not install the Ctrl-C handler")?;
     }
 
-    let mode = if args.json {
-        OutputMode::Json
-    } else if args.jsonl {
-        OutputMode::Jsonl
-    } else {
-        OutputMode::Text
-    };
-    let mut sink = TerminalSink::new(mode, &agent_name);
-    let run = engine.run(request, &cancel, &mut |event| {
-        sink.handle(event);
-        if sink.pipe_closed() {
-            cancel.cancel();
-        }
-    })?;
-    if let Some(err) = sink.take_error() {
-        return Err(err).context("could not write to stdout");
-    }
-    if sink.pipe_closed() {
-        return Ok(());
-    }
-    sink.finish().context("could not write to stdout")?;
-    drop(sink);
-
-    if mode == OutputMode::Json {
-        let mut out = io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &run)?;
-        writeln!(out)?;
-        out.flush()?;
-    }
-    if io::stderr().is_terminal() && mode == OutputMode::Text {
-        eprintln!("session: {}", run.session_id);
-    }
-    match run.status {
-        RunStatus::Completed => Ok(()),
-        RunStatus::Cancelled => {
-            if interrupted.load(Ordering::SeqCst) {
-                eprintln!("agentos: run {} cancelled", run.run_id);
+    /// Executes a started run to its end, asking for confirmations on a terminal, and
+    /// turns its status into the exit code.
+    pub(super) fn drive(&self, mut pending: PendingRun, stream: bool) -> anyhow::Result<()> {
+        loop {
+            let mut sink = TerminalSink::new(self.mode, &self.agent_name);
+            let cancel = &self.cancel;
+            let run = self.engine.execute(pending, cancel, &mut |event| {
+                sink.handle(event);
+                if sink.pipe_closed() {
+                    cancel.cancel();
+                }
+            })?;
+            if let Some(err) = sink.take_error() {
+                return Err(err).context("could not write to stdout");
             }
-            Err(SilentExit(EXIT_CANCELLED).into())
-        }
-        _ => {
-            eprintln!("agentos: run failed: {}", run.content_text());
-            Err(SilentExit(EXIT_FAILURE).into())
+            if sink.pipe_closed() {
+                return Ok(());
+            }
+            sink.finish().context("could not write to stdout")?;
+            drop(sink);
+
+            if run.status == RunStatus::Paused && self.mode == OutputMode::Text && interactive() {
+                let decisions = ask_confirmations(&run)?;
+                pending = self.engine.continue_run(
+                    &self.agent_id,
+                    &run.run_id,
+                    Some(&run.session_id),
+                    &decisions,
+                    stream,
+                )?;
+                continue;
+            }
+            return self.finish(&run);
         }
     }
+
+    fn finish(&self, run: &RunOutput) -> anyhow::Result<()> {
+        if self.mode == OutputMode::Json {
+            let mut out = io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, run)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        if io::stderr().is_terminal() && self.mode == OutputMode::Text {
+            eprintln!("session: {}", run.session_id);
+        }
+        match run.status {
+            RunStatus::Completed => Ok(()),
+            RunStatus::Cancelled => {
+                if self.interrupted.load(Ordering::SeqCst) {
+                    eprintln!("agentos: run {} cancelled", run.run_id);
+                }
+                Err(SilentExit(EXIT_CANCELLED).into())
+            }
+            RunStatus::Paused => {
+                let names: Vec<String> = paused_tools(run)
+                    .map(|t| format!("`{}`", t.tool_name))
+                    .collect();
+                eprintln!(
+                    "agentos: run {} paused: {} needs confirmation; continue with \
+                     `agentos continue {} --approve` or `--reject [--note TEXT]`",
+                    run.run_id,
+                    names.join(", "),
+                    run.run_id
+                );
+                Err(SilentExit(EXIT_PAUSED).into())
+            }
+            _ => {
+                eprintln!("agentos: run failed: {}", run.content_text());
+                Err(SilentExit(EXIT_FAILURE).into())
+            }
+        }
+    }
+}
+
+/// Whether a person can answer a prompt: stdin and stderr are terminals.
+fn interactive() -> bool {
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}
+
+/// The tool calls a paused run waits for.
+pub(super) fn paused_tools(run: &RunOutput) -> impl Iterator<Item = &ToolExecution> {
+    run.tools
+        .iter()
+        .flatten()
+        .filter(|t| t.requires_confirmation == Some(true) && t.confirmed.is_none())
+}
+
+/// Asks y/n for each paused tool call on the terminal.
+fn ask_confirmations(run: &RunOutput) -> anyhow::Result<Vec<ToolDecision>> {
+    let mut decisions = Vec::new();
+    for tool in paused_tools(run) {
+        eprint!(
+            "Run tool `{}` with {}? [y/N] ",
+            tool.tool_name, tool.tool_args
+        );
+        io::stderr().flush()?;
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        let confirmed = matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes");
+        decisions.push(ToolDecision {
+            tool_call_id: tool.tool_call_id.clone(),
+            confirmed,
+            note: (!confirmed).then(|| "The user declined this tool call.".to_string()),
+        });
+    }
+    Ok(decisions)
 }
 
 /// Turns the flags and piped stdin into a run request.

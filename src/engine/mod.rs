@@ -6,7 +6,10 @@
 //! `--jsonl` and the server are all sinks of the same [`Event`]s.
 
 mod execute;
+mod resume;
 mod tools;
+
+pub use resume::ToolDecision;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,6 +68,10 @@ pub enum EngineError {
     InvalidRequest(String),
     #[error("run '{0}' already exists")]
     RunExists(String),
+    #[error("No runs found for run ID {0}")]
+    RunNotFound(String),
+    #[error("Cannot continue run {run_id}: run is {}", status.as_str().to_ascii_lowercase())]
+    NotPaused { run_id: String, status: RunStatus },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

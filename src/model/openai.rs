@@ -4,6 +4,11 @@
 //! - Streaming answers are parsed chunk by chunk as they arrive; the first role-only chunk
 //!   becomes an empty delta, and the final `usage` chunk (requested with
 //!   `stream_options.include_usage`) becomes [`Usage`].
+//! - Function calling: the request's tools are sent as `tools`; streamed
+//!   `delta.tool_calls[]` pieces are assembled by their `index` (the first piece carries
+//!   the id and name, later ones append to `function.arguments`) into
+//!   [`ModelResponse::tool_calls`], ordered by index. Stored assistant tool calls and
+//!   `tool` results go back to the provider in OpenAI's message shapes.
 //! - 429 and 5xx answers and failed connections are retried up to [`MAX_RETRIES`] times
 //!   with exponential backoff, honouring `Retry-After`; nothing is retried once part of
 //!   the answer was delivered.
@@ -22,7 +27,7 @@ use serde_json::{Map, Value, json};
 use crate::cancel::CancelToken;
 use crate::config::{ProviderKind, ResolvedModel};
 use crate::model::sse::SseReader;
-use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, Usage};
+use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
 use crate::run::{Message, Role};
 
 /// Environment variable overriding the per-read timeout, in seconds.
@@ -106,6 +111,23 @@ impl OpenAiModel {
         }
         if let Some(format) = &request.response_format {
             body.insert("response_format".into(), format.clone());
+        }
+        if !request.tools.is_empty() {
+            let tools = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    json!({
+                        "type": "function",
+                        "function": {
+                            "name": tool.name,
+                            "description": tool.description,
+                            "parameters": tool.parameters,
+                        }
+                    })
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
         }
         Value::Object(body)
     }
@@ -420,6 +442,17 @@ impl OpenAiModel {
             })
             .unwrap_or("")
             .to_string();
+        let tool_calls = message
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(Value::as_array)
+            .map(|calls| {
+                let mut assembler = ToolCallAssembler::default();
+                for (position, call) in calls.iter().enumerate() {
+                    assembler.merge(position as u64, call);
+                }
+                assembler.finish()
+            })
+            .unwrap_or_default();
         let provider_data = provider_data_of(&value, Map::new());
         on_delta(&Delta {
             content: content.clone(),
@@ -433,7 +466,7 @@ impl OpenAiModel {
                 .get("finish_reason")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            tool_calls: Vec::new(),
+            tool_calls,
         })
     }
 }
@@ -495,6 +528,7 @@ struct StreamState {
     provider_data: Map<String, Value>,
     usage: Option<Usage>,
     finish_reason: Option<String>,
+    tool_calls: ToolCallAssembler,
     /// Some delta (possibly the empty role-only one) was handed on.
     delivered: bool,
     seen_chunk: bool,
@@ -520,6 +554,11 @@ impl StreamState {
         let Some(delta) = choice.get("delta") else {
             return;
         };
+        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            for (position, call) in calls.iter().enumerate() {
+                self.tool_calls.apply(call, position);
+            }
+        }
         let text = delta.get("content").and_then(Value::as_str).unwrap_or("");
         if !text.is_empty() || (!self.delivered && delta.get("role").is_some()) {
             self.content.push_str(text);
@@ -541,8 +580,107 @@ impl StreamState {
             content: self.content,
             usage: self.usage,
             finish_reason: self.finish_reason,
-            tool_calls: Vec::new(),
+            tool_calls: self.tool_calls.finish(),
         }
+    }
+}
+
+/// Tool calls assembled from pieces: streamed `delta.tool_calls[]` entries, or the
+/// complete entries of a non-streaming `message.tool_calls`.
+#[derive(Default)]
+struct ToolCallAssembler {
+    /// `(index, call)` in order of first appearance.
+    calls: Vec<(u64, ToolCall)>,
+}
+
+impl ToolCallAssembler {
+    /// Adds one streamed entry. `position` is its place in its array, used as the index
+    /// by providers that leave `index` out; such an entry with a new id starts a new call,
+    /// one without an id continues the latest call.
+    fn apply(&mut self, entry: &Value, position: usize) {
+        let id = entry
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let index = match entry.get("index").and_then(Value::as_u64) {
+            Some(index) => index,
+            None => match id {
+                Some(id) => self
+                    .calls
+                    .iter()
+                    .find(|(_, call)| call.id == id)
+                    .map_or(self.next_free_index(position as u64), |(index, _)| *index),
+                None => self
+                    .calls
+                    .last()
+                    .map_or(position as u64, |(index, _)| *index),
+            },
+        };
+        self.merge(index, entry);
+    }
+
+    /// Adds an entry's id, name and argument text to the call at `index`.
+    fn merge(&mut self, index: u64, entry: &Value) {
+        let slot = match self.calls.iter().position(|(i, _)| *i == index) {
+            Some(slot) => slot,
+            None => {
+                self.calls.push((index, ToolCall::default()));
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[slot].1;
+        if let Some(id) = entry
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+        {
+            call.id = id.to_string();
+        }
+        let function = entry.get("function");
+        // The name comes whole, on the first piece (some providers repeat it on each).
+        if let Some(name) = function
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            && call.name.is_empty()
+        {
+            call.name = name.to_string();
+        }
+        match function.and_then(|f| f.get("arguments")) {
+            Some(Value::String(piece)) => call.arguments.push_str(piece),
+            // Some servers send the arguments as an object rather than JSON text.
+            Some(value @ (Value::Object(_) | Value::Array(_))) => {
+                call.arguments = value.to_string();
+            }
+            _ => {}
+        }
+    }
+
+    /// The smallest index not in use that is at least `from`.
+    fn next_free_index(&self, from: u64) -> u64 {
+        let mut index = from;
+        while self.calls.iter().any(|(i, _)| *i == index) {
+            index += 1;
+        }
+        index
+    }
+
+    /// The calls ordered by index. A call without an id gets `call_<index>`, and empty
+    /// arguments become `{}`, so every call can be answered and parsed.
+    fn finish(mut self) -> Vec<ToolCall> {
+        self.calls.sort_by_key(|(index, _)| *index);
+        self.calls
+            .into_iter()
+            .map(|(index, mut call)| {
+                if call.id.is_empty() {
+                    call.id = format!("call_{index}");
+                }
+                if call.arguments.trim().is_empty() {
+                    call.arguments = "{}".into();
+                }
+                call
+            })
+            .collect()
     }
 }
 
@@ -550,14 +688,19 @@ impl StreamState {
 fn wire_message(message: &Message) -> Value {
     let mut out = Map::new();
     out.insert("role".into(), Value::String(message.role.as_str().into()));
-    let content = match &message.content {
-        Some(text) => Value::String(text.clone()),
+    // Only assistant turns carry calls, and OpenAI refuses an empty `tool_calls` list.
+    let calls = message
+        .tool_calls
+        .as_deref()
+        .filter(|c| message.role == Role::Assistant && !c.is_empty());
+    let content = match message.content.as_deref() {
         // An assistant turn that only calls tools has no content.
-        None if message.tool_calls.is_some() => Value::Null,
+        None | Some("") if calls.is_some() => Value::Null,
+        Some(text) => Value::String(text.to_string()),
         None => Value::String(String::new()),
     };
     out.insert("content".into(), content);
-    if let Some(calls) = &message.tool_calls {
+    if let Some(calls) = calls {
         out.insert(
             "tool_calls".into(),
             Value::Array(calls.iter().map(wire_tool_call).collect()),
@@ -574,8 +717,15 @@ fn wire_message(message: &Message) -> Value {
 /// A stored tool call in OpenAI's `{id, type, function: {name, arguments}}` shape. Calls
 /// stored flat (`tool_call_id`/`tool_name`/`tool_args`) are converted.
 fn wire_tool_call(call: &Value) -> Value {
-    if call.get("function").is_some() {
-        return call.clone();
+    if let Some(function) = call.get("function") {
+        let mut call = call.clone();
+        // OpenAI wants the arguments as JSON text, never as an object.
+        match function.get("arguments") {
+            Some(Value::String(_)) => {}
+            Some(Value::Null) | None => call["function"]["arguments"] = "{}".into(),
+            Some(other) => call["function"]["arguments"] = other.to_string().into(),
+        }
+        return call;
     }
     let field = |keys: &[&str]| keys.iter().find_map(|k| call.get(*k)).cloned();
     let arguments = match field(&["tool_args", "arguments"]) {
@@ -732,6 +882,7 @@ pub(crate) fn sleep_unless_cancelled(cancel: &CancelToken, duration: Duration) -
 mod tests {
     use super::*;
     use crate::config::ProviderDef;
+    use crate::tools::ToolSpec;
     use std::collections::BTreeMap;
     use std::io::{BufRead, Write};
     use std::net::{TcpListener, TcpStream};
@@ -1028,6 +1179,168 @@ mod tests {
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
     }
 
+    fn weather_tools() -> Vec<ToolSpec> {
+        ["get_weather", "get_time"]
+            .iter()
+            .map(|name| ToolSpec {
+                name: name.to_string(),
+                description: format!("Does {name}."),
+                parameters: json!({"type": "object", "properties": {"city": {"type": "string"}},
+                                   "required": ["city"]}),
+                requires_confirmation: false,
+            })
+            .collect()
+    }
+
+    fn tool_delta(calls: Value) -> String {
+        chunk(json!({ "tool_calls": calls }), Value::Null)
+    }
+
+    #[test]
+    fn streamed_parallel_tool_calls_are_assembled_by_index() {
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            chunk(json!({"role": "assistant", "content": null}), Value::Null),
+            tool_delta(json!([{"index": 0, "id": "call_a", "type": "function",
+                               "function": {"name": "get_weather", "arguments": ""}}])),
+            tool_delta(json!([{"index": 0, "function": {"arguments": "{\"ci"}}])),
+            tool_delta(json!([{"index": 1, "id": "call_b", "type": "function",
+                               "function": {"name": "get_time", "arguments": ""}}])),
+            tool_delta(json!([{"index": 1, "function": {"arguments": "{\"city\":"}}])),
+            // Two pieces in one delta, one per call.
+            tool_delta(
+                json!([{"index": 0, "function": {"arguments": "ty\":\"Berlin\"}"}},
+                              {"index": 1, "function": {"arguments": "\"Oslo\"}"}}]),
+            ),
+            chunk(json!({}), json!("tool_calls")),
+            sse(json!({"id": "chatcmpl-1", "choices": [],
+                       "usage": {"prompt_tokens": 20, "completion_tokens": 8}})),
+            "data: [DONE]\n\n".into(),
+        ])]);
+        let msgs = messages();
+        let tools = weather_tools();
+        let mut req = request(&msgs, true);
+        req.tools = &tools;
+        let (result, deltas) = invoke(&server.model(), &req);
+        let response = result.unwrap();
+        assert_eq!(
+            response.tool_calls,
+            [
+                ToolCall {
+                    id: "call_a".into(),
+                    name: "get_weather".into(),
+                    arguments: "{\"city\":\"Berlin\"}".into(),
+                },
+                ToolCall {
+                    id: "call_b".into(),
+                    name: "get_time".into(),
+                    arguments: "{\"city\":\"Oslo\"}".into(),
+                },
+            ]
+        );
+        assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(response.content, "");
+        assert_eq!(response.usage.unwrap().total_tokens, 28);
+        // Only the role chunk becomes a text delta.
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0].content, "");
+
+        let body = &server.requests()[0].body;
+        assert_eq!(
+            body["tools"],
+            json!([
+                {"type": "function", "function": {"name": "get_weather",
+                 "description": "Does get_weather.", "parameters": tools[0].parameters}},
+                {"type": "function", "function": {"name": "get_time",
+                 "description": "Does get_time.", "parameters": tools[1].parameters}},
+            ])
+        );
+    }
+
+    #[test]
+    fn streamed_calls_without_index_or_id_still_assemble() {
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            // Whole calls without `index`, told apart by their ids.
+            tool_delta(json!([{"id": "c1", "function": {"name": "f", "arguments": "{\"a\":1}"}}])),
+            tool_delta(json!([{"id": "c2", "function": {"name": "g", "arguments": {"b": 2}}}])),
+            // A call without id or arguments, and a repeated name.
+            tool_delta(json!([{"index": 5, "function": {"name": "h"}}])),
+            tool_delta(json!([{"index": 5, "function": {"name": "h"}}])),
+            chunk(json!({}), json!("tool_calls")),
+            "data: [DONE]\n\n".into(),
+        ])]);
+        let msgs = messages();
+        let tools = weather_tools();
+        let mut req = request(&msgs, true);
+        req.tools = &tools;
+        let calls = invoke(&server.model(), &req).0.unwrap().tool_calls;
+        let got: Vec<(&str, &str, &str)> = calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c1", "f", "{\"a\":1}"),
+                ("c2", "g", "{\"b\":2}"),
+                ("call_5", "h", "{}")
+            ]
+        );
+    }
+
+    #[test]
+    fn non_streaming_tool_calls() {
+        let server = FakeServer::start(vec![Reply::Full(
+            200,
+            vec![],
+            json!({
+                "id": "chatcmpl-7", "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": null, "refusal": null,
+                    "tool_calls": [
+                        {"id": "call_x", "type": "function",
+                         "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "call_y", "type": "function",
+                         "function": {"name": "get_time", "arguments": "{}"}}
+                    ]}}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+            })
+            .to_string(),
+        )]);
+        let msgs = messages();
+        let tools = weather_tools();
+        let mut req = request(&msgs, false);
+        req.tools = &tools;
+        let (result, deltas) = invoke(&server.model(), &req);
+        let response = result.unwrap();
+        assert_eq!(response.content, "");
+        assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
+        let names: Vec<&str> = response
+            .tool_calls
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["get_weather", "get_time"]);
+        assert_eq!(response.tool_calls[0].id, "call_x");
+        assert_eq!(response.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(
+            server.requests()[0].body["tools"].as_array().unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn no_tools_key_without_tools() {
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            chunk(json!({"content": "ok"}), json!("stop")),
+            "data: [DONE]\n\n".into(),
+        ])]);
+        let msgs = messages();
+        let response = invoke(&server.model(), &request(&msgs, true)).0.unwrap();
+        assert!(response.tool_calls.is_empty());
+        assert!(server.requests()[0].body.get("tools").is_none());
+    }
+
     #[test]
     fn unauthorized_reports_the_provider_message() {
         let server = FakeServer::start(vec![Reply::Full(
@@ -1242,6 +1555,44 @@ mod tests {
         assert_eq!(
             wire_message(&tool),
             json!({"role": "tool", "content": "42", "tool_call_id": "call_1"})
+        );
+
+        // Empty content beside calls is null; arguments stored as an object become text;
+        // an empty call list is left out.
+        let stored = Message {
+            role: Role::Assistant,
+            content: Some(String::new()),
+            tool_calls: Some(vec![json!({"id": "call_3", "type": "function",
+                                         "function": {"name": "h", "arguments": {"y": 2}}})]),
+            ..Message::default()
+        };
+        assert_eq!(
+            wire_message(&stored),
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_3", "type": "function", "function": {"name": "h", "arguments": "{\"y\":2}"}}
+            ]})
+        );
+        let empty = Message {
+            role: Role::Assistant,
+            content: Some("Done.".into()),
+            tool_calls: Some(Vec::new()),
+            ..Message::default()
+        };
+        assert_eq!(
+            wire_message(&empty),
+            json!({"role": "assistant", "content": "Done."})
+        );
+        let tool_with_name = Message {
+            role: Role::Tool,
+            content: Some("sunny".into()),
+            tool_call_id: Some("call_3".into()),
+            tool_name: Some("h".into()),
+            tool_args: Some(json!({"y": 2})),
+            ..Message::default()
+        };
+        assert_eq!(
+            wire_message(&tool_with_name),
+            json!({"role": "tool", "content": "sunny", "tool_call_id": "call_3"})
         );
     }
 

@@ -23,6 +23,23 @@
 //! - Usage counts whitespace-separated words: input over all messages, output over the
 //!   answer. `provider_data` is `{"id":"test-<hash of the input>"}`.
 //!
+//! Function calling works offline too, so tool flows can be tried without a key:
+//! - When the request offers tools and the last message is a user message that names
+//!   some of them as words (`use get_weather for Berlin`, `call word_count`), the answer
+//!   is a call to each named tool, in order of first appearance (several names make
+//!   parallel calls in one turn), with no text. The ids are `call_test_<n>`, numbered on
+//!   from the calls already in the conversation. The arguments are a sample object for
+//!   the tool's `parameters` schema (as for `response_format` above), except that
+//!   `key=value` pairs in the message whose key is a property of the schema set that
+//!   property: `use get_weather city=Berlin days=3`, or `note="two words"` with quotes.
+//!   Values are strings unless the property's type is `integer`, `number` or `boolean`
+//!   (or `array`/`object` given as JSON) and the value parses as one; trailing `,;.!?`
+//!   are dropped from unquoted values. Streaming delivers only the empty first delta;
+//!   the calls come in the response with `finish_reason` `tool_calls`.
+//! - When the last message is a tool result, the answer reports the results that follow
+//!   the last assistant turn: `Tool results: get_weather: Sunny, 21 °C; word_count: 4.`,
+//!   each result on one line cut to its first 200 characters.
+//!
 //! Markers in the user message change its behaviour, for trying out error handling and
 //! cancellation:
 //! - `[test:error]` fails with HTTP 500 `test model error (HTTP 500)`;
@@ -35,8 +52,9 @@ use serde_json::{Map, Value, json};
 
 use crate::cancel::CancelToken;
 use crate::model::openai::sleep_unless_cancelled;
-use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, Usage};
+use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
 use crate::run::{Message, Role};
+use crate::tools::ToolSpec;
 
 /// Marker that makes the test model fail with HTTP 500.
 pub const ERROR_MARKER: &str = "[test:error]";
@@ -47,6 +65,7 @@ const SLOW_CHUNK_DELAY: Duration = Duration::from_millis(200);
 const WORDS_PER_CHUNK: usize = 3;
 const INSTRUCTIONS_QUOTE_CHARS: usize = 200;
 const USER_QUOTE_CHARS: usize = 500;
+const TOOL_RESULT_QUOTE_CHARS: usize = 200;
 /// Schema nesting followed before giving up (guards against recursive `$ref`s).
 const MAX_SCHEMA_DEPTH: usize = 12;
 
@@ -90,10 +109,16 @@ impl Model for TestModel {
         }
         let slow = user.contains(SLOW_MARKER);
 
-        let text = reply_text(request.messages);
-        let content = match &request.response_format {
-            Some(format) => structured_reply(format, &text),
-            None => text,
+        let tool_calls = requested_tool_calls(request.messages, request.tools);
+        let content = if !tool_calls.is_empty() {
+            String::new()
+        } else {
+            let text =
+                tool_results_text(request.messages).unwrap_or_else(|| reply_text(request.messages));
+            match &request.response_format {
+                Some(format) => structured_reply(format, &text),
+                None => text,
+            }
         };
         let provider_data = json!({ "id": format!("test-{:016x}", input_hash(request)) });
         let input_tokens = request
@@ -101,7 +126,11 @@ impl Model for TestModel {
             .iter()
             .map(|m| word_count(m.content.as_deref().unwrap_or("")))
             .sum::<u64>();
-        let output_tokens = word_count(&content);
+        let output_tokens = word_count(&content)
+            + tool_calls
+                .iter()
+                .map(|c| word_count(&c.name) + word_count(&c.arguments))
+                .sum::<u64>();
 
         let pieces = if request.stream {
             let mut pieces = vec![String::new()];
@@ -132,8 +161,15 @@ impl Model for TestModel {
                 total_tokens: input_tokens + output_tokens,
                 ..Usage::default()
             }),
-            finish_reason: Some("stop".into()),
-            tool_calls: Vec::new(),
+            finish_reason: Some(
+                if tool_calls.is_empty() {
+                    "stop"
+                } else {
+                    "tool_calls"
+                }
+                .into(),
+            ),
+            tool_calls,
         })
     }
 }
@@ -145,6 +181,187 @@ fn last_user_text(messages: &[Message]) -> &str {
         .find(|m| m.role == Role::User)
         .and_then(|m| m.content.as_deref())
         .unwrap_or("")
+}
+
+/// The calls the last message asks for: one per offered tool it names, in order of first
+/// appearance. Empty unless the last message is a user message.
+fn requested_tool_calls(messages: &[Message], tools: &[ToolSpec]) -> Vec<ToolCall> {
+    let Some(last) = messages.last().filter(|m| m.role == Role::User) else {
+        return Vec::new();
+    };
+    let text = last.content.as_deref().unwrap_or("");
+    let mut named: Vec<&ToolSpec> = Vec::new();
+    for word in text.split(|c: char| !is_name_char(c)) {
+        if let Some(tool) = tools.iter().find(|t| t.name == word)
+            && !named.iter().any(|t| t.name == tool.name)
+        {
+            named.push(tool);
+        }
+    }
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let earlier = messages
+        .iter()
+        .filter_map(|m| m.tool_calls.as_ref())
+        .map(Vec::len)
+        .sum::<usize>();
+    let pairs = key_value_pairs(text);
+    named
+        .into_iter()
+        .enumerate()
+        .map(|(i, tool)| ToolCall {
+            id: format!("call_test_{}", earlier + i + 1),
+            name: tool.name.clone(),
+            arguments: Value::Object(tool_arguments(&tool.parameters, &pairs)).to_string(),
+        })
+        .collect()
+}
+
+/// Characters of a tool name as OpenAI allows them (`^[a-zA-Z0-9_-]+$`).
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// The sample arguments for `schema`, with the `key=value` pairs that name one of its
+/// properties filled in.
+fn tool_arguments(schema: &Value, pairs: &[(String, String)]) -> Map<String, Value> {
+    let mut args = match sample_value(schema, "value", schema, 0) {
+        Value::Object(args) => args,
+        // A schema that is not an object schema takes no arguments.
+        _ => Map::new(),
+    };
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (key, raw) in pairs {
+        if let Some(property) = properties.and_then(|p| p.get(key)) {
+            args.insert(key.clone(), typed_value(property, schema, raw));
+        }
+    }
+    args
+}
+
+/// `raw` as the JSON type `property` asks for, or as a string when it does not parse.
+fn typed_value(property: &Value, root: &Value, raw: &str) -> Value {
+    let mut property = property;
+    for _ in 0..MAX_SCHEMA_DEPTH {
+        match property
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| resolve_ref(root, r))
+        {
+            Some(target) => property = target,
+            None => break,
+        }
+    }
+    let types: Vec<&str> = match property.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).collect(),
+        _ => ["anyOf", "oneOf"]
+            .iter()
+            .filter_map(|k| property.get(*k).and_then(Value::as_array))
+            .flatten()
+            .filter_map(|alt| alt.get("type").and_then(Value::as_str))
+            .collect(),
+    };
+    for ty in types {
+        let parsed = match ty {
+            "integer" => raw.parse::<i64>().ok().map(Value::from),
+            "number" => raw
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map(Value::from),
+            "boolean" => raw.parse::<bool>().ok().map(Value::Bool),
+            "array" => serde_json::from_str(raw).ok().filter(Value::is_array),
+            "object" => serde_json::from_str(raw).ok().filter(Value::is_object),
+            _ => None,
+        };
+        if let Some(value) = parsed {
+            return value;
+        }
+    }
+    Value::String(raw.to_string())
+}
+
+/// The `key=value` pairs of a message, in order. A value runs to the next whitespace, or
+/// to the closing quote when it starts with `"` or `'`; trailing `,;.!?` of an unquoted
+/// value are dropped.
+fn key_value_pairs(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let before = &rest[..eq];
+        let key_start = before
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_name_char(*c))
+            .last()
+            .map_or(eq, |(i, _)| i);
+        let key = &before[key_start..];
+        let after = &rest[eq + 1..];
+        let (value, consumed) = match after.chars().next() {
+            Some(q @ ('"' | '\'')) => match after[1..].find(q) {
+                Some(end) => (after[1..1 + end].to_string(), end + 2),
+                None => (after[1..].to_string(), after.len()),
+            },
+            _ => {
+                let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                let value = after[..end].trim_end_matches([',', ';', '.', '!', '?']);
+                (value.to_string(), end)
+            }
+        };
+        if !key.is_empty() {
+            pairs.push((key.to_string(), value));
+        }
+        rest = &after[consumed..];
+    }
+    pairs
+}
+
+/// The report of the tool results after the last assistant turn, when the conversation
+/// ends with one.
+fn tool_results_text(messages: &[Message]) -> Option<String> {
+    if messages.last()?.role != Role::Tool {
+        return None;
+    }
+    let start = messages
+        .iter()
+        .rposition(|m| m.role != Role::Tool)
+        .map_or(0, |i| i + 1);
+    let calls: Vec<&Value> = messages[..start]
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+        .and_then(|m| m.tool_calls.as_ref())
+        .map(|calls| calls.iter().collect())
+        .unwrap_or_default();
+    let results: Vec<String> = messages[start..]
+        .iter()
+        .map(|m| {
+            let name = m
+                .tool_name
+                .clone()
+                .or_else(|| call_name(&calls, m.tool_call_id.as_deref()?))
+                .unwrap_or_else(|| "tool".into());
+            let content = collapse_whitespace(m.content.as_deref().unwrap_or(""));
+            format!("{name}: {}", quote(&content, TOOL_RESULT_QUOTE_CHARS))
+        })
+        .collect();
+    Some(format!("Tool results: {}.", results.join("; ")))
+}
+
+/// The function name of the call with `id`, in OpenAI's shape or stored flat.
+fn call_name(calls: &[&Value], id: &str) -> Option<String> {
+    let call = calls.iter().find(|c| {
+        c.get("id")
+            .or_else(|| c.get("tool_call_id"))
+            .and_then(Value::as_str)
+            == Some(id)
+    })?;
+    call.pointer("/function/name")
+        .or_else(|| call.get("tool_name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// The plain-text answer: the question, the instructions and the history size.
@@ -393,6 +610,16 @@ fn input_hash(request: &ModelRequest<'_>) -> u64 {
     for m in request.messages {
         feed(m.role.as_str().as_bytes());
         feed(m.content.as_deref().unwrap_or("").as_bytes());
+        if let Some(calls) = &m.tool_calls {
+            feed(Value::Array(calls.clone()).to_string().as_bytes());
+        }
+        if let Some(id) = &m.tool_call_id {
+            feed(id.as_bytes());
+        }
+    }
+    for tool in request.tools {
+        feed(tool.name.as_bytes());
+        feed(tool.parameters.to_string().as_bytes());
     }
     if let Some(format) = &request.response_format {
         feed(format.to_string().as_bytes());
@@ -630,6 +857,211 @@ mod tests {
         cancelled.cancel();
         let result = TestModel::new("test").invoke(&req, &cancelled, &mut |_| {});
         assert!(matches!(result, Err(ModelError::Cancelled)));
+    }
+
+    fn tools() -> Vec<ToolSpec> {
+        let spec = |name: &str, parameters: Value| ToolSpec {
+            name: name.into(),
+            description: format!("The {name} tool."),
+            parameters,
+            requires_confirmation: false,
+        };
+        vec![
+            spec(
+                "get_weather",
+                json!({"type": "object", "properties": {
+                    "city": {"type": "string"},
+                    "days": {"type": "integer"},
+                    "metric": {"type": "boolean"},
+                    "scale": {"type": ["number", "null"]}
+                }, "required": ["city"]}),
+            ),
+            spec(
+                "word_count",
+                json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+            ),
+            spec("now", json!({})),
+        ]
+    }
+
+    fn with_tools<'a>(
+        messages: &'a [Message],
+        tools: &'a [ToolSpec],
+        stream: bool,
+    ) -> ModelRequest<'a> {
+        ModelRequest {
+            tools,
+            ..request(messages, stream)
+        }
+    }
+
+    #[test]
+    fn naming_a_tool_calls_it_with_sample_arguments() {
+        let tools = tools();
+        let messages = [
+            msg(Role::System, "Be helpful."),
+            msg(Role::User, "use get_weather for Berlin"),
+        ];
+        for stream in [false, true] {
+            let (result, deltas) = run(&with_tools(&messages, &tools, stream));
+            let response = result.unwrap();
+            assert_eq!(
+                response.tool_calls,
+                [ToolCall {
+                    id: "call_test_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"sample city","days":42,"metric":true,"scale":4.2}"#
+                        .into(),
+                }]
+            );
+            assert_eq!(response.content, "");
+            assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
+            assert_eq!(deltas.len(), 1);
+            assert_eq!(deltas[0].content, "");
+            assert!(response.usage.unwrap().output_tokens > 0);
+        }
+    }
+
+    #[test]
+    fn key_value_pairs_set_typed_arguments() {
+        let tools = tools();
+        let messages = [msg(
+            Role::User,
+            "call get_weather city=\"New York\" days=3 metric=false scale=1.5 other=x, \
+             and word_count text=hello.",
+        )];
+        let calls = run(&with_tools(&messages, &tools, true))
+            .0
+            .unwrap()
+            .tool_calls;
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        let args: Vec<Value> = calls
+            .iter()
+            .map(|c| serde_json::from_str(&c.arguments).unwrap())
+            .collect();
+        assert_eq!(
+            args[0],
+            json!({"city": "New York", "days": 3, "metric": false, "scale": 1.5})
+        );
+        assert_eq!(args[1], json!({"text": "hello"}));
+        // A value that does not parse as the schema's type stays a string.
+        let messages = [msg(Role::User, "get_weather days=many")];
+        let call = &run(&with_tools(&messages, &tools, false))
+            .0
+            .unwrap()
+            .tool_calls[0];
+        let args: Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(args["days"], "many");
+    }
+
+    #[test]
+    fn several_names_make_parallel_calls_in_order_of_appearance() {
+        let tools = tools();
+        let messages = [
+            msg(Role::User, "earlier"),
+            Message {
+                role: Role::Assistant,
+                tool_calls: Some(vec![json!({"id": "call_test_1", "type": "function",
+                                             "function": {"name": "now", "arguments": "{}"}})]),
+                ..Message::default()
+            },
+            msg(
+                Role::User,
+                "First now, then word_count (not now again), get_weather.",
+            ),
+        ];
+        let calls = run(&with_tools(&messages, &tools, true))
+            .0
+            .unwrap()
+            .tool_calls;
+        let got: Vec<(&str, &str, &str)> = calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(got[0], ("call_test_2", "now", "{}"));
+        assert_eq!(
+            got[1],
+            ("call_test_3", "word_count", r#"{"text":"sample text"}"#)
+        );
+        assert_eq!(got[2].0, "call_test_4");
+        assert_eq!(got[2].1, "get_weather");
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn no_call_without_tools_or_a_name() {
+        let tools = tools();
+        // Names only count as whole words, and only in the last message.
+        let messages = [msg(Role::User, "what is the get_weathers or now_ish")];
+        let response = run(&with_tools(&messages, &tools, false)).0.unwrap();
+        assert!(response.tool_calls.is_empty());
+        assert!(response.content.starts_with("Test model reply to"));
+        let messages = [msg(Role::User, "use get_weather")];
+        let response = run(&request(&messages, false)).0.unwrap();
+        assert!(response.tool_calls.is_empty());
+        assert_eq!(response.finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[test]
+    fn tool_results_are_reported() {
+        let tools = tools();
+        let tool = |id: &str, name: Option<&str>, content: &str| Message {
+            role: Role::Tool,
+            content: Some(content.into()),
+            tool_call_id: Some(id.into()),
+            tool_name: name.map(str::to_string),
+            ..Message::default()
+        };
+        let long = "x ".repeat(300);
+        let messages = [
+            msg(Role::User, "use get_weather and word_count"),
+            Message {
+                role: Role::Assistant,
+                tool_calls: Some(vec![
+                    json!({"id": "call_test_1", "type": "function",
+                           "function": {"name": "get_weather", "arguments": "{}"}}),
+                    json!({"id": "call_test_2", "type": "function",
+                           "function": {"name": "word_count", "arguments": "{}"}}),
+                ]),
+                ..Message::default()
+            },
+            tool("call_test_1", Some("get_weather"), "Sunny,\n  21 °C"),
+            // The name is found through the call id when the message lacks it.
+            tool("call_test_2", None, &long),
+        ];
+        let (result, deltas) = run(&with_tools(&messages, &tools, true));
+        let response = result.unwrap();
+        assert!(response.tool_calls.is_empty());
+        assert_eq!(response.finish_reason.as_deref(), Some("stop"));
+        let expected = format!(
+            "Tool results: get_weather: Sunny, 21 °C; word_count: {}….",
+            "x ".repeat(100).trim_end()
+        );
+        assert_eq!(response.content, expected);
+        let joined: String = deltas.iter().map(|d| d.content.as_str()).collect();
+        assert_eq!(joined, expected);
+
+        let one = run(&request(&messages[..3], false)).0.unwrap();
+        assert_eq!(one.content, "Tool results: get_weather: Sunny, 21 °C.");
+        assert_ne!(one.provider_data, response.provider_data);
+    }
+
+    #[test]
+    fn key_value_parsing() {
+        assert_eq!(
+            key_value_pairs("a=1, b='x y' c=\"q\" =skip d=end."),
+            [
+                ("a".to_string(), "1".to_string()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "q".into()),
+                ("d".into(), "end".into()),
+            ]
+        );
+        assert_eq!(
+            key_value_pairs("open=\"unclosed"),
+            [("open".to_string(), "unclosed".to_string())]
+        );
+        assert!(key_value_pairs("no pairs").is_empty());
     }
 
     #[test]

@@ -582,6 +582,7 @@ model = "ollama:llama3.2"
             ("/agents/{agent_id}/runs/{run_id}", &["get"]),
             ("/agents/{agent_id}/runs/{run_id}/cancel", &["post"]),
             ("/agents/{agent_id}/runs/{run_id}/resume", &["post"]),
+            ("/agents/{agent_id}/runs/{run_id}/continue", &["post"]),
             ("/teams", &["get"]),
             ("/teams/{team_id}", &["get"]),
             ("/workflows", &["get"]),

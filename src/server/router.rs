@@ -38,6 +38,10 @@ pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
             post(m)?;
             runs::cancel(state, req, id, run_id).await
         }
+        ["agents", id, "runs", run_id, "continue"] => {
+            post(m)?;
+            runs::continue_run(state, req, id, run_id).await
+        }
         ["agents", id, "runs", run_id, "resume"] => {
             post(m)?;
             runs::resume(state, req, id, run_id).await

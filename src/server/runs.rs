@@ -22,7 +22,7 @@ use super::form::{self, Form};
 use super::request::Req;
 use super::response::{event_stream, json_response, ok};
 use crate::cancel::CancelToken;
-use crate::engine::{EngineError, PendingRun, RunRequest};
+use crate::engine::{EngineError, PendingRun, RunRequest, ToolDecision};
 use crate::run::{RunStatus, new_id};
 use crate::schema::OutputSchema;
 
@@ -124,6 +124,8 @@ impl Registry {
         let mut inner = self.inner();
         inner.live.remove(&live.run_id);
         if live.background {
+            // A continued run reuses its id: keep only the newest entry.
+            inner.finished.retain(|r| r.run_id != live.run_id);
             inner.finished.push_back(live.clone());
             while inner.finished.len() > KEEP_FINISHED {
                 inner.finished.pop_front();
@@ -215,10 +217,22 @@ pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult
         .await
         .map_err(|_| ApiError::internal("JoinError"))?
         .map_err(engine_error)?;
+    deliver(state, pending, agent_id, &run_id, delivery).await
+}
+
+/// Executes a started (or continued) run and answers as the form asked: a JSON run
+/// object, an inline SSE stream, or a background run (202, or a stream with `event_index`).
+async fn deliver(
+    state: Arc<AppState>,
+    pending: PendingRun,
+    agent_id: &str,
+    run_id: &str,
+    delivery: Delivery,
+) -> ApiResult {
     let session_id = pending.run.session_id.clone();
     let live = state
         .runs
-        .admit(&run_id, agent_id, &session_id, delivery.background);
+        .admit(run_id, agent_id, &session_id, delivery.background);
 
     if delivery.background {
         let rx = delivery.stream.then(|| subscribe(&live));
@@ -496,6 +510,8 @@ fn engine_error(err: EngineError) -> ApiError {
         EngineError::AgentNotFound(_) => ApiError::not_found("Agent not found"),
         EngineError::SessionNotFound(_) => ApiError::not_found("Session not found"),
         EngineError::RunExists(id) => ApiError::conflict(format!("Run {id} already exists")),
+        err @ EngineError::RunNotFound(_) => ApiError::not_found(err.to_string()),
+        err @ EngineError::NotPaused { .. } => ApiError::conflict(err.to_string()),
         EngineError::InvalidRequest(msg) => ApiError::unprocessable(msg),
         EngineError::Config(err) => {
             eprintln!("agentos: {err}");
@@ -506,4 +522,65 @@ fn engine_error(err: EngineError) -> ApiError {
         }
         EngineError::Store(err) => ApiError::from(err),
     }
+}
+
+/// `POST /agents/{agent_id}/runs/{run_id}/continue`: resumes a PAUSED run with the
+/// decisions in `tools` (the paused tool objects with `confirmed` and `confirmation_note`).
+/// The continued run's events carry `event_index`, as AgentOS numbers them.
+pub async fn continue_run(
+    state: Arc<AppState>,
+    req: Req,
+    agent_id: &str,
+    run_id: &str,
+) -> ApiResult {
+    let form = form::parse(&req.headers, &req.body)?;
+    let stream = bool_field(&form, "stream")?.unwrap_or(true);
+    if state.engine.config().agent(agent_id).is_none() {
+        return Err(ApiError::not_found("Agent not found"));
+    }
+    let session_id = form
+        .get("session_id")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("session_id is required for this action"))?
+        .to_string();
+    let decisions = match form.get("tools").filter(|t| !t.trim().is_empty()) {
+        None => Vec::new(),
+        Some(raw) => match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Array(items)) => items
+                .iter()
+                .filter_map(|item| {
+                    Some(ToolDecision {
+                        tool_call_id: item.get("tool_call_id")?.as_str()?.to_string(),
+                        confirmed: item.get("confirmed").and_then(Value::as_bool) == Some(true),
+                        note: item
+                            .get("confirmation_note")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    })
+                })
+                .collect(),
+            _ => return Err(ApiError::bad_request("Invalid JSON in tools field")),
+        },
+    };
+    let limit = state.options.max_runs_in_flight;
+    if state.runs.in_flight() >= limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many runs in flight (limit {limit}); retry later"),
+        ));
+    }
+    let engine = state.engine.clone();
+    let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
+    let pending = tokio::task::spawn_blocking(move || {
+        engine.continue_run(&agent, &run, Some(&session), &decisions, stream)
+    })
+    .await
+    .map_err(|_| ApiError::internal("JoinError"))?
+    .map_err(engine_error)?;
+    let delivery = Delivery {
+        stream,
+        background: stream,
+        stream_events: true,
+    };
+    deliver(state, pending, agent_id, run_id, delivery).await
 }

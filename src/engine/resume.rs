@@ -1,0 +1,116 @@
+//! Continuing a paused run: the human's decisions on the tool calls it waits for.
+
+use std::time::Instant;
+
+use super::{Engine, EngineError, PendingRun};
+use crate::run::{Role, RunStatus};
+use crate::schema::OutputSchema;
+
+/// A decision on one paused tool call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolDecision {
+    pub tool_call_id: String,
+    pub confirmed: bool,
+    /// Why; for a rejection it is what the model is told.
+    pub note: Option<String>,
+}
+
+impl Engine {
+    /// Prepares a PAUSED run to go on under the same run id. Every paused tool call needs
+    /// a decision; a call without one is rejected.
+    pub fn continue_run(
+        &self,
+        agent_id: &str,
+        run_id: &str,
+        session_id: Option<&str>,
+        decisions: &[ToolDecision],
+        stream: bool,
+    ) -> Result<PendingRun, EngineError> {
+        let stored = self
+            .store
+            .get_run(run_id)?
+            .filter(|s| s.run.agent_id == agent_id)
+            .filter(|s| session_id.is_none_or(|id| id == s.run.session_id))
+            .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
+        let mut run = stored.run;
+        if run.status != RunStatus::Paused {
+            return Err(EngineError::NotPaused {
+                run_id: run_id.to_string(),
+                status: run.status,
+            });
+        }
+        let agent = self
+            .config
+            .agent(agent_id)
+            .ok_or_else(|| EngineError::AgentNotFound(agent_id.to_string()))?;
+        let model = self.model(&agent.model, Some(agent.model_line))?;
+        let toolbox = self.toolbox_for(agent)?;
+        let schema = match &agent.output_schema {
+            Some(raw) => Some(
+                OutputSchema::from_schema(raw)
+                    .map_err(|e| EngineError::InvalidRequest(e.to_string()))?,
+            ),
+            None => None,
+        };
+
+        let mut decided = Vec::new();
+        for exec in run.tools.iter().flatten() {
+            if exec.requires_confirmation != Some(true) || exec.confirmed.is_some() {
+                continue;
+            }
+            let mut exec = exec.clone();
+            match decisions
+                .iter()
+                .find(|d| d.tool_call_id == exec.tool_call_id)
+            {
+                Some(d) => {
+                    exec.confirmed = Some(d.confirmed);
+                    exec.confirmation_note.clone_from(&d.note);
+                }
+                None => exec.confirmed = Some(false),
+            }
+            decided.push(exec);
+        }
+
+        // The conversation as the model saw it: system prompt, history, then this run.
+        let mut messages: Vec<_> = run
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .cloned()
+            .collect();
+        if agent.add_history_to_context && agent.num_history_runs > 0 {
+            for mut m in self.store.history_messages(
+                &run.session_id,
+                agent.num_history_runs,
+                Some(run_id),
+            )? {
+                m.from_history = true;
+                messages.push(m);
+            }
+        }
+        messages.extend(
+            run.messages
+                .iter()
+                .filter(|m| m.role != Role::System)
+                .cloned(),
+        );
+
+        self.store.update_run_status(run_id, RunStatus::Running)?;
+        run.status = RunStatus::Running;
+        run.requirements = None;
+        Ok(PendingRun {
+            run,
+            model,
+            messages,
+            schema,
+            temperature: agent.temperature,
+            max_tokens: agent.max_tokens,
+            stream,
+            started: Instant::now(),
+            toolbox,
+            tool_call_limit: 10,
+            resume: Some(decided),
+        })
+    }
+}
