@@ -11,6 +11,19 @@
 //! - `slow`: 30 content chunks `slow-0 `, `slow-1 `, … 0.3 s apart;
 //! - `stall`: a role chunk and one content chunk `partial `, then silence for 60 s with the
 //!   socket held open;
+//! - tool calls, when the request offers `tools` and the last message is from the user and
+//!   names an offered tool as a word (`get_weather` is also called for the word `weather`,
+//!   `delete_file` for `delete`, as the Python fake does): a call to the first tool named,
+//!   or, when the message also says `parallel`, to every tool named, in order of first
+//!   mention, in one turn. The arguments are the schema's sample object with `city` set to
+//!   the capitalised word after `in` (default `Paris`), `path` to the first `/path` in the
+//!   message (default `/tmp/example.txt`), and any `key=value` pair whose key is a
+//!   property (numbers and booleans parsed when the schema says so). Ids are
+//!   `call_<last 6 of the completion id>_<i>`. Streamed, each call starts with a delta
+//!   carrying its `index`, `id`, `type`, `function.name` and empty `arguments`; argument
+//!   pieces follow, those of parallel calls interleaved; `finish_reason` is `tool_calls`;
+//! - after tool results (the last message has role `tool`): `Tool result received:
+//!   <content>`, the contents of the trailing tool messages joined with `; `;
 //! - otherwise `Story for '<message>'. Starring <robot>. The end.`, where `<robot>` comes
 //!   from `robot's name is X` in the system message (the sentence is left out when there is
 //!   none), or a JSON object when the request asks for a `response_format`.
@@ -468,6 +481,14 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     let stall = word("stall");
     let answer = answer_text(body, &user_text);
     let stream_requested = body.get("stream").and_then(Value::as_bool) == Some(true);
+    let calls = if last_is_user {
+        tool_calls_for(body, &user_text)
+    } else {
+        Vec::new()
+    };
+    if !calls.is_empty() {
+        return respond_with_tool_calls(stream, body, &id, &model, &calls, stream_requested);
+    }
 
     if !stream_requested {
         if stall {
@@ -549,9 +570,19 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     Ok(())
 }
 
-/// The text answer for a request that is not an error: JSON for a response format, the
-/// story otherwise.
+/// The text answer for a request that is not an error: the tool results after tool
+/// messages, JSON for a response format, the story otherwise.
 fn answer_text(body: &Value, user_text: &str) -> String {
+    let msgs = messages(body);
+    let is_tool = |m: &Value| m.get("role").and_then(Value::as_str) == Some("tool");
+    if msgs.last().is_some_and(is_tool) {
+        let first = msgs.iter().rposition(|m| !is_tool(m)).map_or(0, |i| i + 1);
+        let results: Vec<String> = msgs[first..]
+            .iter()
+            .map(|m| text_of(m.get("content").unwrap_or(&Value::Null)))
+            .collect();
+        return format!("Tool result received: {}", results.join("; "));
+    }
     if let Some(format) = body.get("response_format").and_then(Value::as_object) {
         match format.get("type").and_then(Value::as_str) {
             Some("json_schema") => {
@@ -575,6 +606,241 @@ fn answer_text(body: &Value, user_text: &str) -> String {
         }
     }
     story_for(user_text, &system_text(body))
+}
+
+// ---------------------------------------------------------------------------------------
+// Tool calls
+
+/// The offered tools a user message asks for, as `(name, arguments)`: the first one
+/// mentioned, or every one mentioned when the message says `parallel`.
+pub fn tool_calls_for(body: &Value, user_text: &str) -> Vec<(String, Value)> {
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut mentioned: Vec<(usize, &Value)> = tools
+        .iter()
+        .filter_map(|tool| {
+            let function = tool.get("function")?;
+            let name = function.get("name").and_then(Value::as_str)?;
+            let mut at = name_position(user_text, name);
+            let trigger = match name {
+                "get_weather" => Some("weather"),
+                "delete_file" => Some("delete"),
+                _ => None,
+            };
+            if let Some(word) = trigger {
+                at = match (at, name_position(&user_text.to_lowercase(), word)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Some((at?, function))
+        })
+        .collect();
+    mentioned.sort_by_key(|(at, _)| *at);
+    if !has_word(user_text, "parallel") {
+        mentioned.truncate(1);
+    }
+    mentioned
+        .into_iter()
+        .map(|(_, function)| {
+            let name = function
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let schema = function.get("parameters").cloned().unwrap_or(json!({}));
+            (name, tool_arguments(&schema, user_text))
+        })
+        .collect()
+}
+
+/// Where `name` first occurs in `text` as a whole tool-name word (letters, digits, `_`
+/// and `-`).
+fn name_position(text: &str, name: &str) -> Option<usize> {
+    let is_name_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let mut start = None;
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        match (is_name_char(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if &text[s..i] == name {
+                    return Some(s);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The arguments the fake sends for a tool with parameters `schema`.
+fn tool_arguments(schema: &Value, user_text: &str) -> Value {
+    let defs = schema
+        .get("$defs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut args = match sample_from_schema(schema, "value", &defs) {
+        Value::Object(args) => args,
+        _ => Map::new(),
+    };
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if properties.contains_key("city") {
+        args.insert("city".into(), json!(city_in(user_text)));
+    }
+    if properties.contains_key("path") {
+        let path = user_text
+            .split_whitespace()
+            .find(|w| w.starts_with('/') && w.len() > 1)
+            .map(|w| w.trim_end_matches(['.', ',', ';', '!', '?', ')']))
+            .unwrap_or("/tmp/example.txt");
+        args.insert("path".into(), json!(path));
+    }
+    for pair in user_text.split_whitespace() {
+        let Some((key, raw)) = pair.split_once('=') else {
+            continue;
+        };
+        let Some(property) = properties.get(key) else {
+            continue;
+        };
+        let raw = raw.trim_end_matches([',', ';', '.', '!', '?']);
+        let value = match property.get("type").and_then(Value::as_str) {
+            Some("integer") => raw.parse::<i64>().map(Value::from).ok(),
+            Some("number") => raw.parse::<f64>().ok().map(Value::from),
+            Some("boolean") => raw.parse::<bool>().ok().map(Value::Bool),
+            _ => None,
+        };
+        args.insert(key.into(), value.unwrap_or_else(|| json!(raw)));
+    }
+    Value::Object(args)
+}
+
+/// The capitalised word after `in`, as the Python fake finds it; `Paris` when there is none.
+fn city_in(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|pair| pair[0].eq_ignore_ascii_case("in"))
+        .map(|pair| {
+            pair[1]
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
+                .collect::<String>()
+        })
+        .find(|word| word.starts_with(|c: char| c.is_ascii_uppercase()))
+        .unwrap_or_else(|| "Paris".into())
+}
+
+fn respond_with_tool_calls(
+    stream: &mut TcpStream,
+    body: &Value,
+    id: &str,
+    model: &str,
+    calls: &[(String, Value)],
+    stream_requested: bool,
+) -> std::io::Result<()> {
+    let suffix = &id[id.len().saturating_sub(6)..];
+    let call_ids: Vec<String> = (0..calls.len())
+        .map(|i| format!("call_{suffix}_{i}"))
+        .collect();
+    if !stream_requested {
+        let tool_calls: Vec<Value> = calls
+            .iter()
+            .zip(&call_ids)
+            .map(|((name, args), call_id)| {
+                json!({"id": call_id, "type": "function",
+                       "function": {"name": name, "arguments": args.to_string()}})
+            })
+            .collect();
+        return write_json(
+            stream,
+            200,
+            &[],
+            &json!({
+                "id": id, "object": "chat.completion", "created": CREATED, "model": model,
+                "choices": [{"index": 0,
+                             "message": {"role": "assistant", "content": null, "refusal": null,
+                                         "tool_calls": tool_calls},
+                             "finish_reason": "tool_calls", "logprobs": null}],
+                "usage": usage(), "system_fingerprint": "fp_fake",
+            }),
+        );
+    }
+    write_head(
+        stream,
+        200,
+        &[
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+    )?;
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+        })
+    };
+    let call_delta = |entry: Value| chunk(json!({ "tool_calls": [entry] }), Value::Null);
+    send_event(
+        stream,
+        &chunk(json!({"role": "assistant", "content": null}), Value::Null),
+    )?;
+    // Each call's arguments in two halves: call 0 starts and sends its first half, then
+    // call 1 starts, …; the second halves follow, so parallel calls interleave.
+    let halves: Vec<(String, String)> = calls
+        .iter()
+        .map(|(_, args)| {
+            let text = args.to_string();
+            let cut = text
+                .char_indices()
+                .nth(text.chars().count() / 2)
+                .map_or(text.len(), |(i, _)| i);
+            (text[..cut].to_string(), text[cut..].to_string())
+        })
+        .collect();
+    for (i, ((name, _), call_id)) in calls.iter().zip(&call_ids).enumerate() {
+        send_event(
+            stream,
+            &call_delta(json!({"index": i, "id": call_id, "type": "function",
+                               "function": {"name": name, "arguments": ""}})),
+        )?;
+        send_event(
+            stream,
+            &call_delta(json!({"index": i, "function": {"arguments": halves[i].0}})),
+        )?;
+    }
+    for (i, (_, second)) in halves.iter().enumerate() {
+        send_event(
+            stream,
+            &call_delta(json!({"index": i, "function": {"arguments": second}})),
+        )?;
+    }
+    send_event(stream, &chunk(json!({}), json!("tool_calls")))?;
+    if body
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        send_event(
+            stream,
+            &json!({
+                "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+                "system_fingerprint": "fp_fake", "choices": [], "usage": usage(),
+            }),
+        )?;
+    }
+    write_chunk(stream, b"data: [DONE]\n\n")?;
+    write_chunk(stream, b"")
 }
 
 fn usage() -> Value {
@@ -942,6 +1208,157 @@ fn fake_model_stall_holds_the_socket_until_dropped() {
     let started = Instant::now();
     drop(fake); // must not wait for the stalled connection's 60 s
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn tool_request(text: &str, stream: bool) -> Value {
+    let mut body = story_request(text, stream);
+    body["tools"] = json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"]}}},
+        {"type": "function", "function": {"name": "word_count", "description": "Counts.",
+         "parameters": {"type": "object", "properties": {
+             "text": {"type": "string"}, "limit": {"type": "integer"}}}}},
+    ]);
+    body
+}
+
+/// A streamed call: index, id, name, arguments.
+type StreamedCall = (u64, String, String, String);
+
+/// Assembles the streamed tool calls of an SSE body by index, checking the wire format.
+fn streamed_calls(text: &str) -> (Vec<Value>, Vec<StreamedCall>) {
+    let data = sse_data(text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk JSON"))
+        .collect();
+    let mut calls: Vec<StreamedCall> = Vec::new();
+    for c in &chunks {
+        let Some(entries) = c["choices"][0]["delta"]["tool_calls"].as_array() else {
+            continue;
+        };
+        for e in entries {
+            let index = e["index"].as_u64().expect("every entry has an index");
+            match calls.iter_mut().find(|(i, ..)| *i == index) {
+                Some(call) => {
+                    assert!(e.get("id").is_none(), "id only on the first delta: {e}");
+                    call.3
+                        .push_str(e["function"]["arguments"].as_str().unwrap());
+                }
+                None => {
+                    assert_eq!(e["type"], "function");
+                    assert_eq!(e["function"]["arguments"], "");
+                    calls.push((
+                        index,
+                        e["id"].as_str().unwrap().to_string(),
+                        e["function"]["name"].as_str().unwrap().to_string(),
+                        String::new(),
+                    ));
+                }
+            }
+        }
+    }
+    (chunks, calls)
+}
+
+#[test]
+fn fake_model_streams_one_tool_call() {
+    let fake = FakeModel::start();
+    let (status, _, text) = post(&fake, &tool_request("What's the weather in Berlin?", true));
+    assert_eq!(status, 200);
+    let (chunks, calls) = streamed_calls(&text);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].1, "call_000001_0");
+    assert_eq!(calls[0].2, "get_weather");
+    assert_eq!(
+        serde_json::from_str::<Value>(&calls[0].3).unwrap(),
+        json!({"city": "Berlin"})
+    );
+    let n = chunks.len();
+    assert_eq!(chunks[n - 2]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(chunks[n - 1]["usage"]["total_tokens"], 15);
+    assert!(!text.contains("Story for"), "{text}");
+
+    // Named by its name, with key=value arguments; only the first tool without `parallel`.
+    let (_, _, text) = post(
+        &fake,
+        &tool_request("use word_count text=hi limit=3 then get_weather", true),
+    );
+    let (_, calls) = streamed_calls(&text);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].2, "word_count");
+    assert_eq!(
+        serde_json::from_str::<Value>(&calls[0].3).unwrap(),
+        json!({"text": "hi", "limit": 3})
+    );
+}
+
+#[test]
+fn fake_model_streams_parallel_tool_calls_interleaved() {
+    let fake = FakeModel::start();
+    let (_, _, text) = post(
+        &fake,
+        &tool_request("In parallel: get_weather in Oslo and word_count", true),
+    );
+    let (chunks, calls) = streamed_calls(&text);
+    let names: Vec<&str> = calls.iter().map(|c| c.2.as_str()).collect();
+    assert_eq!(names, ["get_weather", "word_count"]);
+    assert_eq!(calls[0].1, "call_000001_0");
+    assert_eq!(calls[1].1, "call_000001_1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&calls[0].3).unwrap(),
+        json!({"city": "Oslo"})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&calls[1].3).unwrap(),
+        json!({"text": "sample text", "limit": 42})
+    );
+    // Call 1 starts before call 0's arguments are complete.
+    let indexes: Vec<u64> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["index"].as_u64())
+        .collect();
+    assert_eq!(indexes, [0, 0, 1, 1, 0, 1]);
+}
+
+#[test]
+fn fake_model_non_stream_tool_call_and_results() {
+    let fake = FakeModel::start();
+    let (_, _, text) = post(&fake, &tool_request("weather please", false));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    assert_eq!(
+        choice["message"]["tool_calls"],
+        json!([{"id": "call_000001_0", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+    );
+
+    // Without tools offered the words mean nothing.
+    let (_, _, text) = post(&fake, &story_request("weather please", false));
+    assert!(text.contains("Story for 'weather please'"), "{text}");
+
+    let mut body = tool_request("weather in Rome and word_count, parallel", false);
+    let msgs = body["messages"].as_array_mut().unwrap();
+    msgs.push(json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+        {"id": "b", "type": "function", "function": {"name": "word_count", "arguments": "{}"}}]}));
+    msgs.push(json!({"role": "tool", "tool_call_id": "a", "content": "Sunny"}));
+    msgs.push(json!({"role": "tool", "tool_call_id": "b", "content": "3 words"}));
+    let (_, _, text) = post(&fake, &body);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Tool result received: Sunny; 3 words"
+    );
+    body["stream"] = json!(true);
+    let (_, _, text) = post(&fake, &body);
+    let (_, calls) = streamed_calls(&text);
+    assert!(calls.is_empty());
+    assert!(text.contains("received"), "{text}");
 }
 
 #[test]

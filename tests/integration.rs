@@ -13,4 +13,5 @@ mod completions;
 mod config_files;
 mod fake_model;
 mod serve;
+mod serve_sessions;
 mod util;
