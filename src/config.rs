@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::Value;
 use toml::Spanned;
@@ -19,6 +20,10 @@ pub struct Config {
     pub agents: Vec<AgentDef>,
     /// Built-in providers (`openai`, `ollama`, `test`) merged with `[providers.*]`.
     pub providers: BTreeMap<String, ProviderDef>,
+    /// Command tools from `[tools.NAME]`.
+    pub tools: BTreeMap<String, CommandToolDef>,
+    /// MCP servers from `[mcp.NAME]`.
+    pub mcp: BTreeMap<String, McpServerDef>,
 }
 
 /// One `[[agents]]` entry, with defaults applied.
@@ -41,6 +46,91 @@ pub struct AgentDef {
     pub dependencies: serde_json::Map<String, Value>,
     /// 1-based line of the agent's `model` key, for errors found when the model is resolved.
     pub model_line: usize,
+    /// The tools the agent may call, in the order its `tools` list names them.
+    pub tools: Vec<ToolRef>,
+    /// Upper bound on the tool calls one run makes.
+    pub tool_call_limit: usize,
+}
+
+/// One entry of an agent's `tools` list, checked against `[tools.*]` and `[mcp.*]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolRef {
+    /// `NAME`: the command tool `[tools.NAME]`.
+    Command(String),
+    /// `mcp:SERVER` (every tool of the server) or `mcp:SERVER/TOOL` (one of them).
+    Mcp {
+        server: String,
+        tool: Option<String>,
+    },
+}
+
+impl std::fmt::Display for ToolRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolRef::Command(name) => f.write_str(name),
+            ToolRef::Mcp { server, tool: None } => write!(f, "mcp:{server}"),
+            ToolRef::Mcp {
+                server,
+                tool: Some(tool),
+            } => write!(f, "mcp:{server}/{tool}"),
+        }
+    }
+}
+
+/// A `[tools.NAME]` command tool, with defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandToolDef {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments object; its root has `"type": "object"`.
+    pub parameters: Value,
+    /// The program and its arguments, run without a shell. A relative program path
+    /// (`./bin/x`) is already resolved against the agents file's directory.
+    pub command: Vec<String>,
+    /// Working directory, absolute; `None` runs the command in agentos's current directory.
+    pub cwd: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Cap on the bytes kept from each of stdout and stderr.
+    pub max_output_bytes: usize,
+    /// Every variable passed through from agentos's environment: [`DEFAULT_TOOL_ENV`]
+    /// followed by the ones the `env` key lists.
+    pub env: Vec<String>,
+    pub requires_confirmation: bool,
+}
+
+/// An `[mcp.NAME]` server, started over stdio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McpServerDef {
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    /// Variables set for the server process.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, absolute; `None` starts the server in agentos's current directory.
+    pub cwd: Option<PathBuf>,
+    /// Time allowed for one `tools/call`.
+    pub timeout: Duration,
+    pub confirm: McpConfirm,
+}
+
+/// Which tools of an MCP server pause the run for a human decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum McpConfirm {
+    None,
+    All,
+    /// Only these tools (by the server's names for them).
+    Tools(Vec<String>),
+}
+
+impl McpConfirm {
+    /// Whether calling `tool` (the server's name for it) needs confirmation.
+    pub fn requires(&self, tool: &str) -> bool {
+        match self {
+            McpConfirm::None => false,
+            McpConfirm::All => true,
+            McpConfirm::Tools(tools) => tools.iter().any(|t| t == tool),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +205,16 @@ pub const EXAMPLE: &str = include_str!("../agents.toml");
 pub const CONFIG_ENV: &str = "AGENTOS_CONFIG";
 
 const DEFAULT_NUM_HISTORY_RUNS: usize = 3;
+
+/// Variables every command tool gets from agentos's environment (when they are set);
+/// others, API keys included, only when the tool's `env` lists them.
+pub const DEFAULT_TOOL_ENV: [&str; 6] = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+pub const DEFAULT_TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MCP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TOOL_CALL_LIMIT: usize = 10;
+/// The OpenAI function-name rule, which command tool names follow.
+const MAX_TOOL_NAME_LEN: usize = 64;
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 const OLLAMA_BASE_URL: &str = "http://localhost:11434/v1";
 const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
@@ -126,6 +226,10 @@ struct RawConfig {
     agents: Vec<RawAgent>,
     #[serde(default)]
     providers: BTreeMap<Spanned<String>, RawProvider>,
+    #[serde(default)]
+    tools: BTreeMap<Spanned<String>, RawCommandTool>,
+    #[serde(default)]
+    mcp: BTreeMap<Spanned<String>, RawMcpServer>,
 }
 
 #[derive(serde::Deserialize)]
@@ -145,6 +249,35 @@ struct RawAgent {
     temperature: Option<Spanned<f64>>,
     max_tokens: Option<Spanned<i64>>,
     dependencies: Option<Spanned<toml::Table>>,
+    tools: Option<Spanned<Vec<Spanned<String>>>>,
+    tool_call_limit: Option<Spanned<i64>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a tool table")]
+struct RawCommandTool {
+    description: Spanned<String>,
+    parameters: Option<Spanned<toml::Value>>,
+    command: Spanned<toml::Value>,
+    cwd: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<f64>>,
+    max_output_bytes: Option<Spanned<i64>>,
+    env: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    requires_confirmation: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an MCP server table")]
+struct RawMcpServer {
+    command: Spanned<String>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    timeout_secs: Option<Spanned<f64>>,
+    requires_confirmation: Option<Spanned<toml::Value>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -264,6 +397,14 @@ impl Config {
             );
             out.push_str(line.trim_end());
             out.push('\n');
+            if !agent.tools.is_empty() {
+                let tools: Vec<String> = agent.tools.iter().map(ToString::to_string).collect();
+                out.push_str(&format!(
+                    "  {:id_width$}  tools: {}\n",
+                    "",
+                    tools.join(", ")
+                ));
+            }
             if let Ok((provider, _)) = parse_model_spec(&agent.model) {
                 used.insert(provider);
             }
@@ -304,6 +445,53 @@ impl Config {
             .collect();
         if !used.is_empty() {
             out.push_str(&format!("providers: {}\n", used.join(", ")));
+        }
+        if !self.tools.is_empty() {
+            let names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
+            out.push_str(&format!("tools: {}\n", names.join(", ")));
+        }
+        if !self.mcp.is_empty() {
+            let servers: Vec<String> = self
+                .mcp
+                .values()
+                .map(|s| {
+                    let mut command = s.command.clone();
+                    for arg in &s.args {
+                        command.push(' ');
+                        command.push_str(arg);
+                    }
+                    format!("{} ({command})", s.name)
+                })
+                .collect();
+            out.push_str(&format!("mcp servers: {}\n", servers.join(", ")));
+        }
+        for tool in self.tools.values() {
+            if let Some(dir) = tool.cwd.as_deref().filter(|d| !d.is_dir()) {
+                warnings.push(format!(
+                    "tool `{}`: cwd {} is not a directory",
+                    tool.name,
+                    dir.display()
+                ));
+            } else if !program_exists(&tool.command[0], tool.cwd.as_deref()) {
+                warnings.push(format!(
+                    "tool `{}`: program `{}` not found",
+                    tool.name, tool.command[0]
+                ));
+            }
+        }
+        for server in self.mcp.values() {
+            if let Some(dir) = server.cwd.as_deref().filter(|d| !d.is_dir()) {
+                warnings.push(format!(
+                    "MCP server `{}`: cwd {} is not a directory",
+                    server.name,
+                    dir.display()
+                ));
+            } else if !program_exists(&server.command, server.cwd.as_deref()) {
+                warnings.push(format!(
+                    "MCP server `{}`: program `{}` not found",
+                    server.name, server.command
+                ));
+            }
         }
         (out, warnings)
     }
@@ -548,6 +736,17 @@ impl Validator<'_> {
             providers.insert(def.name.clone(), def);
         }
 
+        let mut tools = BTreeMap::new();
+        for (name, raw) in raw.tools {
+            let def = self.command_tool(&name, raw)?;
+            tools.insert(def.name.clone(), def);
+        }
+        let mut mcp = BTreeMap::new();
+        for (name, raw) in raw.mcp {
+            let def = self.mcp_server(&name, raw)?;
+            mcp.insert(def.name.clone(), def);
+        }
+
         let mut agents: Vec<AgentDef> = Vec::with_capacity(raw.agents.len());
         let mut id_lines: BTreeMap<String, usize> = BTreeMap::new();
         for (index, raw) in raw.agents.into_iter().enumerate() {
@@ -563,12 +762,14 @@ impl Validator<'_> {
                 ));
             }
             id_lines.insert(raw.id.get_ref().clone(), id_line);
-            agents.push(self.agent(index, raw, &providers)?);
+            agents.push(self.agent(index, raw, &providers, &tools, &mcp)?);
         }
         Ok(Config {
             path: self.path.to_path_buf(),
             agents,
             providers,
+            tools,
+            mcp,
         })
     }
 
@@ -577,6 +778,8 @@ impl Validator<'_> {
         index: usize,
         raw: RawAgent,
         providers: &BTreeMap<String, ProviderDef>,
+        tools: &BTreeMap<String, CommandToolDef>,
+        mcp: &BTreeMap<String, McpServerDef>,
     ) -> Result<AgentDef, ConfigError> {
         let key = |field: &str| format!("agents[{index}].{field}");
 
@@ -694,6 +897,40 @@ impl Validator<'_> {
             },
         };
 
+        let mut tool_refs: Vec<ToolRef> = Vec::new();
+        for (i, entry) in raw
+            .tools
+            .iter()
+            .flat_map(|t| t.get_ref().iter())
+            .enumerate()
+        {
+            let tool_ref = tool_ref(entry.get_ref(), tools, mcp).map_err(|message| {
+                self.error(entry.span(), key(&format!("tools[{i}]")), message)
+            })?;
+            if tool_refs.contains(&tool_ref) {
+                return Err(self.error(
+                    entry.span(),
+                    key(&format!("tools[{i}]")),
+                    format!("`{tool_ref}` is listed twice"),
+                ));
+            }
+            tool_refs.push(tool_ref);
+        }
+
+        let tool_call_limit = match &raw.tool_call_limit {
+            None => DEFAULT_TOOL_CALL_LIMIT,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(self.error(
+                        n.span(),
+                        key("tool_call_limit"),
+                        format!("must be 1 or more, found {}", n.get_ref()),
+                    ));
+                }
+            },
+        };
+
         Ok(AgentDef {
             id: id.clone(),
             name: raw.name.unwrap_or_else(|| id.clone()),
@@ -708,7 +945,243 @@ impl Validator<'_> {
             max_tokens,
             dependencies,
             model_line: line_of(self.text, raw.model.span().start),
+            tools: tool_refs,
+            tool_call_limit,
         })
+    }
+
+    /// A `[tools.NAME]` table.
+    fn command_tool(
+        &self,
+        name: &Spanned<String>,
+        raw: RawCommandTool,
+    ) -> Result<CommandToolDef, ConfigError> {
+        let table = format!("tools.{}", quote_key(name.get_ref()));
+        let key = |field: &str| format!("{table}.{field}");
+        if !is_tool_name(name.get_ref()) {
+            return Err(self.error(
+                name.span(),
+                table.clone(),
+                format!(
+                    "`{}` is not a valid tool name: use 1 to {MAX_TOOL_NAME_LEN} letters, \
+                     digits, `_` and `-`",
+                    name.get_ref()
+                ),
+            ));
+        }
+
+        if raw.description.get_ref().trim().is_empty() {
+            return Err(self.error(
+                raw.description.span(),
+                key("description"),
+                "must not be empty: the model reads it to decide when to call the tool".into(),
+            ));
+        }
+
+        let parameters = match &raw.parameters {
+            None => serde_json::json!({"type": "object", "properties": {}}),
+            Some(value) => output_schema(value.get_ref())
+                .map_err(|message| self.error(value.span(), key("parameters"), message))?,
+        };
+
+        let mut command = argv(raw.command.get_ref())
+            .map_err(|message| self.error(raw.command.span(), key("command"), message))?;
+        // `argv` never returns an empty command.
+        command[0] = self.program(std::mem::take(&mut command[0]));
+
+        let cwd = match &raw.cwd {
+            None => None,
+            Some(dir) => Some(self.dir(dir, &key("cwd"))?),
+        };
+
+        let timeout = match &raw.timeout_secs {
+            None => DEFAULT_TOOL_TIMEOUT,
+            Some(t) => self.timeout(t, &key("timeout_secs"))?,
+        };
+
+        let max_output_bytes = match &raw.max_output_bytes {
+            None => DEFAULT_MAX_OUTPUT_BYTES,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(self.error(
+                        n.span(),
+                        key("max_output_bytes"),
+                        format!("must be 1 or more, found {}", n.get_ref()),
+                    ));
+                }
+            },
+        };
+
+        let mut env: Vec<String> = DEFAULT_TOOL_ENV.iter().map(|v| v.to_string()).collect();
+        for var in raw.env.iter().flatten() {
+            if !is_env_name(var.get_ref()) {
+                return Err(self.error(
+                    var.span(),
+                    key("env"),
+                    format!("`{}` is not an environment variable name", var.get_ref()),
+                ));
+            }
+            if !env.contains(var.get_ref()) {
+                env.push(var.get_ref().clone());
+            }
+        }
+
+        Ok(CommandToolDef {
+            name: name.get_ref().clone(),
+            description: raw.description.into_inner(),
+            parameters,
+            command,
+            cwd,
+            timeout,
+            max_output_bytes,
+            env,
+            requires_confirmation: raw.requires_confirmation,
+        })
+    }
+
+    /// An `[mcp.NAME]` table.
+    fn mcp_server(
+        &self,
+        name: &Spanned<String>,
+        raw: RawMcpServer,
+    ) -> Result<McpServerDef, ConfigError> {
+        let table = format!("mcp.{}", quote_key(name.get_ref()));
+        let key = |field: &str| format!("{table}.{field}");
+        if !is_name(name.get_ref()) {
+            return Err(self.error(
+                name.span(),
+                table.clone(),
+                format!(
+                    "`{}` is not a valid MCP server name: use letters, digits, `_`, `.` and `-`",
+                    name.get_ref()
+                ),
+            ));
+        }
+
+        let command = raw.command.get_ref();
+        if command.trim().is_empty() || command.contains('\0') {
+            return Err(self.error(
+                raw.command.span(),
+                key("command"),
+                "expected the program that starts the server, e.g. \"uvx\"; its arguments go \
+                 in `args`"
+                    .into(),
+            ));
+        }
+
+        let mut args = Vec::with_capacity(raw.args.len());
+        for arg in raw.args {
+            if arg.get_ref().contains('\0') {
+                return Err(self.error(
+                    arg.span(),
+                    key("args"),
+                    "arguments must not contain NUL characters".into(),
+                ));
+            }
+            args.push(arg.into_inner());
+        }
+
+        let mut env = BTreeMap::new();
+        for (var, value) in raw.env {
+            if !is_env_name(var.get_ref()) {
+                return Err(self.error(
+                    var.span(),
+                    key("env"),
+                    format!("`{}` is not an environment variable name", var.get_ref()),
+                ));
+            }
+            if value.get_ref().contains('\0') {
+                return Err(self.error(
+                    value.span(),
+                    format!("{}.{}", key("env"), quote_key(var.get_ref())),
+                    "values must not contain NUL characters".into(),
+                ));
+            }
+            env.insert(var.into_inner(), value.into_inner());
+        }
+
+        let cwd = match &raw.cwd {
+            None => None,
+            Some(dir) => Some(self.dir(dir, &key("cwd"))?),
+        };
+
+        let timeout = match &raw.timeout_secs {
+            None => DEFAULT_MCP_TIMEOUT,
+            Some(t) => self.timeout(t, &key("timeout_secs"))?,
+        };
+
+        let confirm = match &raw.requires_confirmation {
+            None => McpConfirm::None,
+            Some(value) => mcp_confirm(value.get_ref()).map_err(|message| {
+                self.error(value.span(), key("requires_confirmation"), message)
+            })?,
+        };
+
+        let command = self.program(command.clone());
+        Ok(McpServerDef {
+            name: name.get_ref().clone(),
+            command,
+            args,
+            env,
+            cwd,
+            timeout,
+            confirm,
+        })
+    }
+
+    /// A positive number of seconds.
+    fn timeout(&self, secs: &Spanned<f64>, key: &str) -> Result<Duration, ConfigError> {
+        let t = *secs.get_ref();
+        match Duration::try_from_secs_f64(t) {
+            Ok(d) if t > 0.0 => Ok(d),
+            _ => Err(self.error(
+                secs.span(),
+                key.to_string(),
+                format!("must be a number of seconds above 0, found {t}"),
+            )),
+        }
+    }
+
+    /// A directory key: relative paths are relative to the agents file's directory.
+    fn dir(&self, dir: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        if dir.get_ref().trim().is_empty() || dir.get_ref().contains('\0') {
+            return Err(self.error(
+                dir.span(),
+                key.to_string(),
+                "expected a directory path".into(),
+            ));
+        }
+        Ok(self.resolve(Path::new(dir.get_ref())))
+    }
+
+    /// `path`, made absolute against the agents file's directory.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            let dir = self.path.parent().unwrap_or(Path::new(""));
+            let dir = if dir.is_absolute() {
+                dir.to_path_buf()
+            } else {
+                std::env::current_dir().map_or_else(|_| dir.to_path_buf(), |cwd| cwd.join(dir))
+            };
+            dir.join(path)
+        };
+        joined
+            .components()
+            .filter(|c| *c != std::path::Component::CurDir)
+            .collect()
+    }
+
+    /// Resolves a relative program path (`./bin/x`, which names a file rather than a
+    /// program on PATH) against the agents file's directory, so it does not depend on `cwd`.
+    fn program(&self, program: String) -> String {
+        if program.contains('/') && Path::new(&program).is_relative() {
+            self.resolve(Path::new(&program)).display().to_string()
+        } else {
+            program
+        }
     }
 
     /// A `[providers.NAME]` table, layered over the built-in provider of that name if any.
@@ -834,6 +1307,131 @@ impl Validator<'_> {
                 .map_or_else(|| name.get_ref().clone(), |b| b.display_name.clone()),
         })
     }
+}
+
+/// Parses one entry of an agent's `tools` list.
+fn tool_ref(
+    entry: &str,
+    tools: &BTreeMap<String, CommandToolDef>,
+    mcp: &BTreeMap<String, McpServerDef>,
+) -> Result<ToolRef, String> {
+    if let Some(rest) = entry.strip_prefix("mcp:") {
+        let (server, tool) = match rest.split_once('/') {
+            Some((server, tool)) => (server, Some(tool)),
+            None => (rest, None),
+        };
+        if let Some(tool) = tool {
+            if tool.is_empty() || tool.contains(char::is_whitespace) {
+                return Err(format!(
+                    "`{entry}` does not name a tool: expected `mcp:SERVER` or `mcp:SERVER/TOOL`"
+                ));
+            }
+        }
+        if !mcp.contains_key(server) {
+            let known: Vec<String> = mcp.keys().map(|k| format!("`{k}`")).collect();
+            let known = if known.is_empty() {
+                "no MCP servers are defined".to_string()
+            } else {
+                format!("known MCP servers are {}", known.join(", "))
+            };
+            return Err(format!(
+                "unknown MCP server `{server}`: {known}; define it in an [mcp.{server}] table"
+            ));
+        }
+        return Ok(ToolRef::Mcp {
+            server: server.to_string(),
+            tool: tool.map(str::to_string),
+        });
+    }
+    if tools.contains_key(entry) {
+        return Ok(ToolRef::Command(entry.to_string()));
+    }
+    let known: Vec<String> = tools.keys().map(|k| format!("`{k}`")).collect();
+    let known = if known.is_empty() {
+        "no tools are defined".to_string()
+    } else {
+        format!("known tools are {}", known.join(", "))
+    };
+    Err(format!(
+        "unknown tool `{entry}`: {known}; define it in a [tools.{entry}] table, or write \
+         `mcp:SERVER` for the tools of an MCP server"
+    ))
+}
+
+/// A command: a non-empty array of strings, never a shell string.
+fn argv(value: &toml::Value) -> Result<Vec<String>, String> {
+    let usage = "expected an array of strings: the program and its arguments, e.g. \
+                 [\"date\", \"-u\"] (commands never run through a shell)";
+    let toml::Value::Array(items) = value else {
+        return Err(format!("{usage}, found {}", value.type_str()));
+    };
+    let argv = items
+        .iter()
+        .map(|item| item.as_str().map(str::to_string))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(|| usage.to_string())?;
+    match argv.first() {
+        None => Err(format!("{usage}, found an empty array")),
+        Some(program) if program.trim().is_empty() => {
+            Err("the program (the first element) must not be empty".into())
+        }
+        Some(_) if argv.iter().any(|a| a.contains('\0')) => {
+            Err("arguments must not contain NUL characters".into())
+        }
+        Some(_) => Ok(argv),
+    }
+}
+
+/// `requires_confirmation` of an MCP server: a boolean or a list of tool names.
+fn mcp_confirm(value: &toml::Value) -> Result<McpConfirm, String> {
+    let usage = "expected true, false or an array of the server's tool names";
+    match value {
+        toml::Value::Boolean(true) => Ok(McpConfirm::All),
+        toml::Value::Boolean(false) => Ok(McpConfirm::None),
+        toml::Value::Array(items) => {
+            let names = items
+                .iter()
+                .map(|item| item.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| usage.to_string())?;
+            Ok(if names.is_empty() {
+                McpConfirm::None
+            } else {
+                McpConfirm::Tools(names)
+            })
+        }
+        other => Err(format!("{usage}, found {}", other.type_str())),
+    }
+}
+
+/// Command tool names: `^[a-zA-Z0-9_-]{1,64}$`, what OpenAI accepts as a function name.
+fn is_tool_name(s: &str) -> bool {
+    (1..=MAX_TOOL_NAME_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['=', '\0']) && !s.contains(char::is_whitespace)
+}
+
+/// Whether `program` names an executable file: a path (relative to `cwd` if given)
+/// when it contains `/`, else a file in a PATH directory.
+fn program_exists(program: &str, cwd: Option<&Path>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        return match cwd {
+            Some(dir) if path.is_relative() => executable(&dir.join(path)),
+            _ => executable(path),
+        };
+    }
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| executable(&dir.join(program)))
+    })
 }
 
 /// Checks an `output_schema` table and converts it to JSON.
@@ -1320,6 +1918,447 @@ instructions = ["Hello {user_id}.", "Call them {nick} or {nick}."]
         );
         let (_, warnings) = parse("").unwrap().check_report();
         assert!(warnings[0].contains("no agents defined"), "{warnings:?}");
+    }
+
+    const TOOL: &str =
+        "[tools.clock]\ndescription = \"Tells the time\"\ncommand = [\"date\", \"-u\"]\n";
+
+    #[test]
+    fn command_tool_defaults() {
+        let config = parse(TOOL).unwrap();
+        let tool = &config.tools["clock"];
+        assert_eq!(tool.name, "clock");
+        assert_eq!(tool.description, "Tells the time");
+        assert_eq!(
+            tool.parameters,
+            serde_json::json!({"type": "object", "properties": {}})
+        );
+        assert_eq!(tool.command, ["date", "-u"]);
+        assert_eq!(tool.cwd, None);
+        assert_eq!(tool.timeout, Duration::from_secs(30));
+        assert_eq!(tool.max_output_bytes, 65536);
+        assert_eq!(tool.env, DEFAULT_TOOL_ENV);
+        assert!(!tool.requires_confirmation);
+        assert!(config.mcp.is_empty());
+    }
+
+    #[test]
+    fn command_tool_all_keys() {
+        let text = r#"
+[tools.get-weather_2]
+description = "Weather for a city"
+command = ["./bin/weather", "--json"]
+cwd = "data"
+timeout_secs = 2.5
+max_output_bytes = 100
+env = ["WEATHER_API_KEY", "PATH"]
+requires_confirmation = true
+
+[tools.get-weather_2.parameters]
+type = "object"
+required = ["city"]
+properties = { city = { type = "string" } }
+"#;
+        let config = Config::from_toml_str(text, Path::new("/etc/agentos/agents.toml")).unwrap();
+        let tool = &config.tools["get-weather_2"];
+        assert_eq!(tool.command, ["/etc/agentos/bin/weather", "--json"]);
+        assert_eq!(tool.cwd.as_deref(), Some(Path::new("/etc/agentos/data")));
+        assert_eq!(tool.timeout, Duration::from_millis(2500));
+        assert_eq!(tool.max_output_bytes, 100);
+        assert_eq!(tool.env.len(), DEFAULT_TOOL_ENV.len() + 1);
+        assert_eq!(tool.env.last().map(String::as_str), Some("WEATHER_API_KEY"));
+        assert!(tool.requires_confirmation);
+        assert_eq!(tool.parameters["required"], serde_json::json!(["city"]));
+        assert_eq!(tool.parameters["properties"]["city"]["type"], "string");
+
+        // Absolute paths stay; programs found on PATH are left alone; a file in the
+        // current directory resolves against it.
+        let text = "[tools.a]\ndescription = \"d\"\ncommand = [\"sh\"]\ncwd = \"/tmp\"\n";
+        let tool = parse(text).unwrap().tools.remove("a").unwrap();
+        assert_eq!(tool.cwd.as_deref(), Some(Path::new("/tmp")));
+        assert_eq!(tool.command, ["sh"]);
+        let text = "[tools.a]\ndescription = \"d\"\ncommand = [\"./x\"]\ncwd = \".\"\n";
+        let tool = parse(text).unwrap().tools.remove("a").unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(tool.cwd.as_deref(), Some(here.as_path()));
+        assert_eq!(tool.command, [here.join("x").display().to_string()]);
+    }
+
+    #[test]
+    fn bad_command_tools() {
+        let head = "\n[tools.t]\ndescription = \"d\"\n";
+        for (extra, key, needle) in [
+            (
+                "command = \"date -u\"",
+                "tools.t.command",
+                "never run through a shell",
+            ),
+            ("command = []", "tools.t.command", "found an empty array"),
+            ("command = [\"\"]", "tools.t.command", "must not be empty"),
+            (
+                "command = [\"date\", 1]",
+                "tools.t.command",
+                "array of strings",
+            ),
+            ("command = [\"a\"]\ncwd = \"\"", "tools.t.cwd", "directory"),
+            (
+                "command = [\"a\"]\ntimeout_secs = 0",
+                "tools.t.timeout_secs",
+                "above 0",
+            ),
+            (
+                "command = [\"a\"]\ntimeout_secs = -1",
+                "tools.t.timeout_secs",
+                "above 0",
+            ),
+            (
+                "command = [\"a\"]\ntimeout_secs = nan",
+                "tools.t.timeout_secs",
+                "above 0",
+            ),
+            (
+                "command = [\"a\"]\ntimeout_secs = 1e300",
+                "tools.t.timeout_secs",
+                "above 0",
+            ),
+            (
+                "command = [\"a\"]\nmax_output_bytes = 0",
+                "tools.t.max_output_bytes",
+                "1 or more",
+            ),
+            (
+                "command = [\"a\"]\nenv = [\"A=B\"]",
+                "tools.t.env",
+                "not an environment",
+            ),
+            (
+                "command = [\"a\"]\nparameters = { type = \"array\" }",
+                "tools.t.parameters",
+                "type = \"object\"",
+            ),
+            (
+                "command = [\"a\"]\nparameters = 3",
+                "tools.t.parameters",
+                "expected a table",
+            ),
+        ] {
+            let (line, got, message) = error(&format!("{head}{extra}\n"));
+            let want_line = 4 + extra.lines().count() - 1;
+            assert_eq!(
+                (line, got.as_deref()),
+                (Some(want_line), Some(key)),
+                "{extra}"
+            );
+            assert!(message.contains(needle), "{extra}: {message}");
+        }
+
+        let (line, key, message) = error(head);
+        assert_eq!((line, key.as_deref()), (Some(2), Some("tools.t.command")));
+        assert_eq!(message, "missing field `command`");
+        let (line, key, _) = error("[tools.t]\ncommand = [\"a\"]\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(1), Some("tools.t.description"))
+        );
+        let (line, key, message) = error("[tools.t]\ndescription = \" \"\ncommand = [\"a\"]\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(2), Some("tools.t.description"))
+        );
+        assert!(message.contains("must not be empty"), "{message}");
+        let (line, key, message) = error(&format!("{TOOL}shell = true\n"));
+        assert_eq!((line, key.as_deref()), (Some(4), Some("tools.clock.shell")));
+        assert!(message.starts_with("unknown field `shell`"), "{message}");
+
+        for bad in ["a.b", "a b", &"x".repeat(65)] {
+            let text = format!("\n[tools.\"{bad}\"]\ndescription = \"d\"\ncommand = [\"a\"]\n");
+            let (line, key, message) = error(&text);
+            assert_eq!(line, Some(2), "{bad}");
+            assert_eq!(key, Some(format!("tools.{}", quote_key(bad))), "{bad}");
+            assert!(message.contains("not a valid tool name"), "{message}");
+        }
+        let long = "x".repeat(64);
+        assert!(
+            parse(&format!(
+                "[tools.{long}]\ndescription = \"d\"\ncommand = [\"a\"]\n"
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn mcp_servers() {
+        let text = r#"
+[mcp.time]
+command = "uvx"
+args = ["mcp-server-time", "--local-timezone=Europe/Lisbon"]
+
+[mcp."files.local"]
+command = "npx"
+args = ["-y", "@modelcontextprotocol/server-filesystem", "."]
+env = { NODE_ENV = "production" }
+cwd = "/srv"
+timeout_secs = 5
+requires_confirmation = ["write_file", "move_file"]
+
+[mcp.all]
+command = "x"
+requires_confirmation = true
+"#;
+        let config = parse(text).unwrap();
+        let time = &config.mcp["time"];
+        let local = Config::from_toml_str(
+            "[mcp.m]\ncommand = \"./server.py\"\n",
+            Path::new("/etc/agentos/agents.toml"),
+        )
+        .unwrap();
+        assert_eq!(local.mcp["m"].command, "/etc/agentos/server.py");
+        assert_eq!(time.command, "uvx");
+        assert_eq!(
+            time.args,
+            ["mcp-server-time", "--local-timezone=Europe/Lisbon"]
+        );
+        assert!(time.env.is_empty());
+        assert_eq!(time.cwd, None);
+        assert_eq!(time.timeout, Duration::from_secs(60));
+        assert_eq!(time.confirm, McpConfirm::None);
+        assert!(!time.confirm.requires("get_current_time"));
+        let files = &config.mcp["files.local"];
+        assert_eq!(files.env["NODE_ENV"], "production");
+        assert_eq!(files.cwd.as_deref(), Some(Path::new("/srv")));
+        assert_eq!(files.timeout, Duration::from_secs(5));
+        assert!(files.confirm.requires("write_file"));
+        assert!(!files.confirm.requires("read_file"));
+        assert_eq!(config.mcp["all"].confirm, McpConfirm::All);
+        assert!(config.mcp["all"].confirm.requires("anything"));
+        let (report, _) = config.check_report();
+        assert!(
+            report.contains(
+                "mcp servers: all (x), files.local (npx -y @modelcontextprotocol/server-filesystem \
+                 .), time (uvx mcp-server-time --local-timezone=Europe/Lisbon)\n"
+            ),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn bad_mcp_servers() {
+        for (text, line, key, needle) in [
+            (
+                "[mcp.m]\nargs = []\n",
+                1,
+                "mcp.m.command",
+                "missing field `command`",
+            ),
+            (
+                "[mcp.m]\ncommand = \"\"\n",
+                2,
+                "mcp.m.command",
+                "the program",
+            ),
+            (
+                "[mcp.m]\ncommand = [\"uvx\"]\n",
+                2,
+                "mcp.m.command",
+                "expected a string",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nargs = \"a b\"\n",
+                3,
+                "mcp.m.args",
+                "sequence",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nenv = { \"A B\" = \"v\" }\n",
+                3,
+                "mcp.m.env",
+                "not an environment",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nenv = { A = 1 }\n",
+                3,
+                "mcp.m.env.A",
+                "string",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\ntimeout_secs = 0\n",
+                3,
+                "mcp.m.timeout_secs",
+                "above 0",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nrequires_confirmation = \"yes\"\n",
+                3,
+                "mcp.m.requires_confirmation",
+                "true, false or an array",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nrequires_confirmation = [1]\n",
+                3,
+                "mcp.m.requires_confirmation",
+                "tool names",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\ncwd = \"\"\n",
+                3,
+                "mcp.m.cwd",
+                "directory",
+            ),
+            (
+                "[mcp.m]\ncommand = \"x\"\nargv = []\n",
+                3,
+                "mcp.m.argv",
+                "unknown field",
+            ),
+            (
+                "\n[mcp.\"a/b\"]\ncommand = \"x\"\n",
+                2,
+                "mcp.\"a/b\"",
+                "not a valid MCP server name",
+            ),
+        ] {
+            let (got_line, got_key, message) = error(text);
+            assert_eq!(
+                (got_line, got_key.as_deref()),
+                (Some(line), Some(key)),
+                "{text}"
+            );
+            assert!(message.contains(needle), "{text}: {message}");
+        }
+        let config = parse("[mcp.m]\ncommand = \"x\"\nrequires_confirmation = []\n").unwrap();
+        assert_eq!(config.mcp["m"].confirm, McpConfirm::None);
+    }
+
+    #[test]
+    fn agent_tools() {
+        let text = format!(
+            "{TOOL}\n[mcp.time]\ncommand = \"uvx\"\n\n[[agents]]\nid = \"a\"\nmodel = \"test\"\n\
+             tools = [\"clock\", \"mcp:time\", \"mcp:time/convert_time\"]\ntool_call_limit = 3\n\n\
+             [[agents]]\nid = \"b\"\nmodel = \"test\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let a = config.agent("a").unwrap();
+        assert_eq!(
+            a.tools,
+            [
+                ToolRef::Command("clock".into()),
+                ToolRef::Mcp {
+                    server: "time".into(),
+                    tool: None
+                },
+                ToolRef::Mcp {
+                    server: "time".into(),
+                    tool: Some("convert_time".into())
+                },
+            ]
+        );
+        let shown: Vec<String> = a.tools.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["clock", "mcp:time", "mcp:time/convert_time"]);
+        assert_eq!(a.tool_call_limit, 3);
+        let b = config.agent("b").unwrap();
+        assert!(b.tools.is_empty());
+        assert_eq!(b.tool_call_limit, DEFAULT_TOOL_CALL_LIMIT);
+        let (report, _) = config.check_report();
+        assert!(
+            report.contains("\n  a  test\n     tools: clock, mcp:time, mcp:time/convert_time\n"),
+            "{report}"
+        );
+        assert!(report.contains("\ntools: clock\n"), "{report}");
+    }
+
+    #[test]
+    fn bad_agent_tools() {
+        let head = format!(
+            "{TOOL}[mcp.time]\ncommand = \"uvx\"\n[[agents]]\nid = \"a\"\nmodel = \"test\"\n"
+        );
+        // Line 9 is the first line after `head`.
+        for (extra, line, key, needle) in [
+            (
+                "tools = [\"nope\"]",
+                9,
+                "agents[0].tools[0]",
+                "unknown tool `nope`: known tools are `clock`",
+            ),
+            (
+                "tools = [\n  \"clock\",\n  \"mcp:nope\",\n]",
+                11,
+                "agents[0].tools[1]",
+                "unknown MCP server `nope`: known MCP servers are `time`",
+            ),
+            (
+                "tools = [\"mcp:nope/x\"]",
+                9,
+                "agents[0].tools[0]",
+                "unknown MCP server `nope`",
+            ),
+            (
+                "tools = [\"mcp:time/\"]",
+                9,
+                "agents[0].tools[0]",
+                "does not name a tool",
+            ),
+            (
+                "tools = [\"clock\", \"clock\"]",
+                9,
+                "agents[0].tools[1]",
+                "`clock` is listed twice",
+            ),
+            (
+                "tools = \"clock\"",
+                9,
+                "agents[0].tools",
+                "expected a sequence",
+            ),
+            ("tools = [1]", 9, "agents[0].tools[0]", "expected a string"),
+            (
+                "tool_call_limit = 0",
+                9,
+                "agents[0].tool_call_limit",
+                "1 or more",
+            ),
+            (
+                "tool_call_limit = -2",
+                9,
+                "agents[0].tool_call_limit",
+                "1 or more",
+            ),
+        ] {
+            let (got_line, got_key, message) = error(&format!("{head}{extra}\n"));
+            assert_eq!(
+                (got_line, got_key.as_deref()),
+                (Some(line), Some(key)),
+                "{extra}"
+            );
+            assert!(message.contains(needle), "{extra}: {message}");
+        }
+        let (_, _, message) =
+            error("[[agents]]\nid = \"a\"\nmodel = \"test\"\ntools = [\"x\", \"mcp:y\"]\n");
+        assert!(message.contains("no tools are defined"), "{message}");
+        let (_, _, message) =
+            error("[[agents]]\nid = \"a\"\nmodel = \"test\"\ntools = [\"mcp:y\"]\n");
+        assert!(
+            message.contains("no MCP servers are defined; define it in an [mcp.y] table"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn check_warns_about_missing_programs() {
+        let text = "[tools.a]\ndescription = \"d\"\ncommand = [\"agentos-no-such-program\"]\n\
+                    [tools.b]\ndescription = \"d\"\ncommand = [\"sh\"]\ncwd = \"/nonexistent\"\n\
+                    [tools.c]\ndescription = \"d\"\ncommand = [\"sh\", \"-c\", \"true\"]\n\
+                    [mcp.m]\ncommand = \"/nonexistent/server\"\n";
+        let (report, warnings) = parse(text).unwrap().check_report();
+        assert!(report.contains("\ntools: a, b, c\n"), "{report}");
+        assert_eq!(
+            warnings,
+            [
+                "agents.toml: no agents defined; add an [[agents]] table",
+                "tool `a`: program `agentos-no-such-program` not found",
+                "tool `b`: cwd /nonexistent is not a directory",
+                "MCP server `m`: program `/nonexistent/server` not found",
+            ]
+        );
     }
 
     #[test]

@@ -14,4 +14,5 @@ mod config_files;
 mod fake_model;
 mod serve;
 mod serve_sessions;
+mod tools;
 mod util;

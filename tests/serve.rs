@@ -51,10 +51,26 @@ impl Server {
     }
 
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_full(None, args, env)
+    }
+
+    /// A server over this agents.toml text; `{FAKE}` stands for the fake model's base URL
+    /// and `{DIR}` for the server's temp dir.
+    pub fn start_config(config: &str) -> Server {
+        Self::start_full(Some(config), &[], &[])
+    }
+
+    fn start_full(config_text: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let fake = FakeModel::start();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("agents.toml");
-        std::fs::write(&config, config_for(&fake)).expect("write config");
+        let text = match config_text {
+            Some(t) => t
+                .replace("{FAKE}", &fake.base_url())
+                .replace("{DIR}", &dir.path().display().to_string()),
+            None => config_for(&fake),
+        };
+        std::fs::write(&config, text).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentos"));
         cmd.args(["serve", "--port", "0"])
             .args(args)
@@ -100,6 +116,38 @@ impl Server {
             fake,
             stderr_rx: rx,
         }
+    }
+
+    /// Stops this server and starts another on the same config and database.
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentos"));
+        cmd.args(["serve", "--port", "0"])
+            .env("AGENTOS_CONFIG", self.dir.path().join("agents.toml"))
+            .env("AGENTOS_DB", self.db_path())
+            .env_remove("OS_SECURITY_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn agentos serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("restarted server prints its address");
+        let idx = line.find("http://").expect("address in the first line");
+        self.base = line[idx..].trim().to_string();
+        self.child = child;
+        self.stderr_rx = rx;
+        self
     }
 
     pub fn url(&self, path: &str) -> String {

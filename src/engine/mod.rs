@@ -68,6 +68,9 @@ pub enum EngineError {
     InvalidRequest(String),
     #[error("run '{0}' already exists")]
     RunExists(String),
+    /// An MCP server of the agent could not be started.
+    #[error("{0}")]
+    ToolsUnavailable(String),
     #[error("No runs found for run ID {0}")]
     RunNotFound(String),
     #[error("Cannot continue run {run_id}: run is {}", status.as_str().to_ascii_lowercase())]
@@ -81,6 +84,7 @@ pub struct Engine {
     config: Arc<Config>,
     store: Arc<Store>,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
+    tools: crate::tools::Registry,
 }
 
 /// A run that passed validation and is stored as RUNNING; [`Engine::execute`] runs it.
@@ -115,10 +119,12 @@ struct Prepared<'a> {
 
 impl Engine {
     pub fn new(config: Arc<Config>, store: Arc<Store>) -> Self {
+        let tools = crate::tools::Registry::from_config(&config);
         Engine {
             config,
             store,
             models: Mutex::new(HashMap::new()),
+            tools,
         }
     }
 
@@ -143,8 +149,10 @@ impl Engine {
     }
 
     /// The tools `agent` may call.
-    fn toolbox_for(&self, _agent: &AgentDef) -> Result<Toolbox, EngineError> {
-        Ok(Toolbox::default())
+    fn toolbox_for(&self, agent: &AgentDef) -> Result<Toolbox, EngineError> {
+        self.tools
+            .toolbox(&agent.tools)
+            .map_err(|e| EngineError::ToolsUnavailable(format!("agent `{}`: {e}", agent.id)))
     }
 
     /// Checks that an agent exists and its model can be used, without running it.
@@ -234,7 +242,7 @@ impl Engine {
             stream: req.stream,
             started,
             toolbox,
-            tool_call_limit: 10,
+            tool_call_limit: agent.tool_call_limit,
             resume: None,
         })
     }

@@ -109,7 +109,7 @@ impl Engine {
             stream,
             started: Instant::now(),
             toolbox,
-            tool_call_limit: 10,
+            tool_call_limit: agent.tool_call_limit,
             resume: Some(decided),
         })
     }

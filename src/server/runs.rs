@@ -510,6 +510,10 @@ fn engine_error(err: EngineError) -> ApiError {
         EngineError::AgentNotFound(_) => ApiError::not_found("Agent not found"),
         EngineError::SessionNotFound(_) => ApiError::not_found("Session not found"),
         EngineError::RunExists(id) => ApiError::conflict(format!("Run {id} already exists")),
+        EngineError::ToolsUnavailable(msg) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Tools unavailable: {msg}"),
+        ),
         err @ EngineError::RunNotFound(_) => ApiError::not_found(err.to_string()),
         err @ EngineError::NotPaused { .. } => ApiError::conflict(err.to_string()),
         EngineError::InvalidRequest(msg) => ApiError::unprocessable(msg),

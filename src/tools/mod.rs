@@ -4,11 +4,13 @@
 pub mod command;
 pub mod mcp;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::cancel::CancelToken;
+use crate::config::{Config, ToolRef};
 
 /// What the model is told about a tool.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,5 +49,50 @@ impl Toolbox {
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.iter().find(|t| t.spec().name == name)
+    }
+}
+
+/// Every tool the configuration defines: command tools built once, MCP servers started
+/// on first use and kept (for the lifetime of `agentos serve`, or of one `agentos run`).
+pub struct Registry {
+    commands: BTreeMap<String, Arc<dyn Tool>>,
+    mcp: mcp::McpPool,
+}
+
+impl Registry {
+    pub fn from_config(config: &Config) -> Self {
+        let commands = config
+            .tools
+            .iter()
+            .map(|(name, def)| {
+                let tool: Arc<dyn Tool> = Arc::new(command::CommandTool::new(def));
+                (name.clone(), tool)
+            })
+            .collect();
+        Registry {
+            commands,
+            mcp: mcp::McpPool::new(config.mcp.clone()),
+        }
+    }
+
+    /// The toolbox for an agent's `tools` list. Starts the MCP servers it needs.
+    pub fn toolbox(&self, refs: &[ToolRef]) -> Result<Toolbox, String> {
+        let mut tools = Vec::new();
+        let mut mcp_refs = Vec::new();
+        for r in refs {
+            match r {
+                ToolRef::Command(name) => tools.push(
+                    self.commands
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| format!("tool `{name}` is not defined"))?,
+                ),
+                ToolRef::Mcp { server, tool } => mcp_refs.push((server.clone(), tool.clone())),
+            }
+        }
+        if !mcp_refs.is_empty() {
+            tools.extend(self.mcp.tools_for(&mcp_refs)?);
+        }
+        Ok(Toolbox { tools })
     }
 }

@@ -1,0 +1,496 @@
+//! Tools end to end: command tools run by the real binary, the function-calling loop
+//! against the fake model and the offline test model, and human confirmation over HTTP
+//! and in the terminal.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::serve::{
+    Server, assert_same_keys, capture, capture_json, capture_status, names, parse_sse, post_form,
+    wait_run,
+};
+use crate::util::TestEnv;
+
+/// Agents with command tools; `{FAKE}` is the fake model's base URL.
+const CONFIG: &str = r#"
+[providers.fake]
+kind = "openai"
+base_url = "{FAKE}"
+
+[tools.get_weather]
+description = "Get the current weather for a city."
+command = ["sh", "-c", "printf 'The weather in %s is sunny, 21C.' \"$AGENTOS_ARG_CITY\""]
+[tools.get_weather.parameters]
+type = "object"
+required = ["city"]
+[tools.get_weather.parameters.properties.city]
+type = "string"
+description = "Name of the city."
+
+[tools.get_time]
+description = "The time in a city."
+command = ["sh", "-c", "printf '12:00 in %s' \"$AGENTOS_ARG_CITY\""]
+[tools.get_time.parameters]
+type = "object"
+[tools.get_time.parameters.properties.city]
+type = "string"
+
+[tools.broken]
+description = "Always fails."
+command = ["sh", "-c", "echo 'disk on fire' >&2; exit 3"]
+
+[tools.delete_file]
+description = "Delete a file (needs human confirmation)."
+command = ["sh", "-c", "printf 'deleted %s' \"$AGENTOS_ARG_PATH\""]
+requires_confirmation = true
+[tools.delete_file.parameters]
+type = "object"
+required = ["path"]
+[tools.delete_file.parameters.properties.path]
+type = "string"
+
+[[agents]]
+id = "weather-agent"
+name = "Weather Agent"
+model = "fake:gpt-4o-mini"
+instructions = "Answer weather questions using the get_weather tool."
+tools = ["get_weather", "get_time", "broken"]
+
+[[agents]]
+id = "confirm-agent"
+name = "Confirm Agent"
+model = "fake:gpt-4o-mini"
+instructions = "Delete files when asked, using delete_file."
+tools = ["delete_file"]
+
+[[agents]]
+id = "offline-tools"
+model = "test"
+instructions = "Use tools when asked."
+tools = ["get_weather", "delete_file"]
+"#;
+
+fn weather_run(s: &Server, message: &str, stream: &str) -> crate::serve::Answer {
+    post_form(
+        &s.url("/agents/weather-agent/runs"),
+        &[
+            ("message", message),
+            ("stream", stream),
+            ("session_id", "sess-weather-1"),
+            ("user_id", "user-1"),
+        ],
+    )
+}
+
+#[test]
+fn tool_call_nonstream_matches_capture() {
+    let s = Server::start_config(CONFIG);
+    let a = weather_run(&s, "What is the weather in Tokyo?", "false");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ours = a.json();
+    let theirs = capture_json("120_agent_tool_call_nonstream");
+    assert_same_keys(&ours, &theirs, &["metrics"]);
+    assert_eq!(ours["content"], theirs["content"]);
+    assert_same_keys(&ours["tools"][0], &theirs["tools"][0], &["metrics"]);
+    assert_eq!(
+        ours["tools"][0]["result"],
+        "The weather in Tokyo is sunny, 21C."
+    );
+    let roles: Vec<&str> = ours["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant"]);
+    assert_same_keys(&ours["messages"][3], &theirs["messages"][3], &[]);
+    assert_eq!(ours["metrics"]["total_tokens"], 30);
+    // The model got the tools and, the second time, the tool result.
+    let requests = s.fake.requests();
+    assert_eq!(requests[0]["tools"][0]["function"]["name"], "get_weather");
+    let last = requests.last().expect("request");
+    let tool_msg = last["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["role"] == "tool");
+    assert_eq!(
+        tool_msg.map(|m| m["content"].clone()),
+        Some(json!("The weather in Tokyo is sunny, 21C."))
+    );
+}
+
+#[test]
+fn tool_call_stream_matches_capture_sequence() {
+    let s = Server::start_config(CONFIG);
+    let a = weather_run(&s, "What is the weather in Berlin?", "true");
+    let events = a.events();
+    let n = names(&events);
+    assert_eq!(
+        &n[..6],
+        [
+            "RunStarted",
+            "ModelRequestStarted",
+            "RunContent",
+            "ModelRequestCompleted",
+            "ToolCallStarted",
+            "ToolCallCompleted"
+        ]
+    );
+    assert_eq!(n.last(), Some(&"RunCompleted"));
+    let theirs = parse_sse(&capture("121_agent_tool_call_stream"));
+    for name in ["ToolCallStarted", "ToolCallCompleted"] {
+        let ours = &events.iter().find(|(n, _)| n == name).expect("event").1;
+        let reference = &theirs.iter().find(|(n, _)| n == name).expect("capture").1;
+        assert_same_keys(ours, reference, &["tool"]);
+    }
+    let completed = &events
+        .iter()
+        .find(|(n, _)| n == "ToolCallCompleted")
+        .expect("event")
+        .1;
+    assert!(
+        completed["content"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("get_weather(city=Berlin) completed in "),
+        "{completed}"
+    );
+}
+
+#[test]
+fn parallel_tool_calls_and_a_failing_tool() {
+    let s = Server::start_config(CONFIG);
+    let a = weather_run(&s, "parallel: get_weather and get_time in Oslo", "true");
+    let events = a.events();
+    let started = events
+        .iter()
+        .filter(|(n, _)| n == "ToolCallStarted")
+        .count();
+    let completed = events
+        .iter()
+        .filter(|(n, _)| n == "ToolCallCompleted")
+        .count();
+    assert_eq!((started, completed), (2, 2), "{:?}", names(&events));
+    let done = &events.last().expect("events").1;
+    assert!(
+        done["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("12:00 in Oslo")
+    );
+
+    // A failing tool is an error the model sees; the run completes.
+    let a = weather_run(&s, "please call broken now", "false");
+    let v = a.json();
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["tools"][0]["tool_call_error"], true);
+    assert!(
+        v["content"].as_str().unwrap_or("").contains("disk on fire"),
+        "{v}"
+    );
+}
+
+#[test]
+fn confirmation_round_trip_over_http() {
+    let s = Server::start_config(CONFIG);
+    let url = s.url("/agents/confirm-agent/runs");
+    // Non-streaming pause.
+    let a = post_form(
+        &url,
+        &[
+            ("message", "Please delete /tmp/other.log"),
+            ("stream", "false"),
+            ("session_id", "sess-hitl-2"),
+            ("user_id", "user-1"),
+        ],
+    );
+    let paused = a.json();
+    assert_eq!(paused["status"], "PAUSED", "{paused}");
+    assert_same_keys(
+        &paused,
+        &capture_json("163_agent_hitl_nonstream_paused"),
+        &[],
+    );
+    assert_eq!(paused["tools"][0]["requires_confirmation"], true);
+    let run_id = paused["run_id"].as_str().expect("run id").to_string();
+
+    // Rejected with a note: the tool does not run, the model gets the note.
+    let mut tools = paused["tools"].clone();
+    tools[0]["confirmed"] = json!(false);
+    tools[0]["confirmation_note"] = json!("not allowed");
+    let a = post_form(
+        &format!("{url}/{run_id}/continue"),
+        &[
+            ("session_id", "sess-hitl-2"),
+            ("user_id", "user-1"),
+            ("stream", "false"),
+            ("tools", &tools.to_string()),
+        ],
+    );
+    let v = a.json();
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["content"], "Tool result received: not allowed");
+    assert_same_keys(
+        &v["tools"][0],
+        &capture_json("164_agent_hitl_continue_rejected_nonstream")["tools"][0],
+        &[],
+    );
+    assert_eq!(v["tools"][0]["confirmed"], false);
+    assert_eq!(v["tools"][0]["tool_call_error"], true);
+
+    // Streaming pause, then a confirmed continue under the same run id.
+    let a = post_form(
+        &url,
+        &[
+            ("message", "Please delete /tmp/old.log"),
+            ("session_id", "sess-hitl-1"),
+            ("user_id", "user-1"),
+        ],
+    );
+    let events = a.events();
+    assert_eq!(names(&events).last(), Some(&"RunPaused"));
+    let theirs = parse_sse(&capture("160_agent_hitl_stream_paused"));
+    assert_same_keys(
+        &events.last().expect("event").1,
+        &theirs.last().expect("event").1,
+        &[],
+    );
+    let paused = &events.last().expect("event").1;
+    let run_id = paused["run_id"].as_str().expect("run id").to_string();
+    let mut tools = paused["tools"].clone();
+    tools[0]["confirmed"] = json!(true);
+    let a = post_form(
+        &format!("{url}/{run_id}/continue"),
+        &[
+            ("session_id", "sess-hitl-1"),
+            ("user_id", "user-1"),
+            ("tools", &tools.to_string()),
+        ],
+    );
+    let events = a.events();
+    let n = names(&events);
+    assert_eq!(n[0], "RunContinued");
+    assert_eq!(&n[1..3], ["ToolCallStarted", "ToolCallCompleted"]);
+    assert_eq!(n.last(), Some(&"RunCompleted"));
+    for (i, (_, v)) in events.iter().enumerate() {
+        assert_eq!(v["event_index"], i as u64);
+        assert_eq!(v["run_id"], run_id.as_str());
+    }
+    let done = wait_run(&s, "confirm-agent", &run_id, "sess-hitl-1");
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["tools"][0]["result"], "deleted /tmp/old.log");
+}
+
+#[test]
+fn continue_errors_match_captures() {
+    let s = Server::start_config(CONFIG);
+    let url = s.url("/agents/confirm-agent/runs");
+    let a = post_form(&format!("{url}/whatever/continue"), &[("stream", "false")]);
+    assert_eq!(
+        a.status,
+        capture_status("152_agent_continue_missing_session_400")
+    );
+    assert_eq!(
+        a.json(),
+        capture_json("152_agent_continue_missing_session_400")
+    );
+    let a = post_form(
+        &format!("{url}/whatever/continue"),
+        &[
+            ("session_id", "s"),
+            ("stream", "false"),
+            ("tools", "not json"),
+        ],
+    );
+    assert_eq!(a.status, 400);
+    assert_eq!(
+        a.json(),
+        capture_json("153_agent_continue_bad_tools_json_400")
+    );
+    let a = post_form(
+        &format!("{url}/no-such-run/continue"),
+        &[("session_id", "s"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json(), capture_json("154_agent_continue_unknown_run"));
+    // A cancelled run cannot be continued.
+    post_form(&format!("{url}/cancelled-run/cancel"), &[]);
+    let a = post_form(
+        &url,
+        &[
+            ("message", "hello"),
+            ("stream", "false"),
+            ("run_id", "cancelled-run"),
+            ("session_id", "sess-c"),
+        ],
+    );
+    assert_eq!(a.json()["status"], "CANCELLED");
+    let a = post_form(
+        &format!("{url}/cancelled-run/continue"),
+        &[("session_id", "sess-c"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 409);
+    assert_eq!(
+        a.json(),
+        json!({"detail": "Cannot continue run cancelled-run: run is cancelled"})
+    );
+}
+
+#[test]
+fn paused_run_survives_a_server_restart() {
+    let s = Server::start_config(CONFIG);
+    let a = post_form(
+        &s.url("/agents/confirm-agent/runs"),
+        &[
+            ("message", "Please delete /tmp/keep.log"),
+            ("stream", "false"),
+            ("session_id", "sess-r"),
+        ],
+    );
+    let paused = a.json();
+    let run_id = paused["run_id"].as_str().expect("run id").to_string();
+    let s = s.restart();
+    let mut tools = paused["tools"].clone();
+    tools[0]["confirmed"] = json!(true);
+    let a = post_form(
+        &s.url(&format!("/agents/confirm-agent/runs/{run_id}/continue")),
+        &[
+            ("session_id", "sess-r"),
+            ("stream", "false"),
+            ("tools", &tools.to_string()),
+        ],
+    );
+    let v = a.json();
+    assert_eq!(v["status"], "COMPLETED", "{v}");
+    assert_eq!(v["tools"][0]["result"], "deleted /tmp/keep.log");
+}
+
+fn offline_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.write_config(&CONFIG.replace("{FAKE}", "http://127.0.0.1:9/v1"));
+    env
+}
+
+#[test]
+fn cli_runs_tools_with_the_offline_model() {
+    let env = offline_env();
+    let out = env.run(["run", "offline-tools", "-m", "use get_weather city=Lima"]);
+    out.assert_success();
+    assert!(
+        out.stdout()
+            .contains("get_weather: The weather in Lima is sunny, 21C."),
+        "{}",
+        out.describe()
+    );
+    let out = env.run([
+        "run",
+        "offline-tools",
+        "-m",
+        "use get_weather city=Lima",
+        "--jsonl",
+    ]);
+    let events: Vec<Value> = out.json_lines();
+    let n: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(
+        n.contains(&"ToolCallStarted") && n.contains(&"ToolCallCompleted"),
+        "{n:?}"
+    );
+}
+
+#[test]
+fn cli_pause_in_a_pipe_then_continue() {
+    let env = offline_env();
+    let out = env.run([
+        "run",
+        "offline-tools",
+        "-m",
+        "use delete_file path=/tmp/x.log",
+        "-s",
+        "cli-hitl",
+    ]);
+    out.assert_code(3);
+    let stderr = out.stderr();
+    let run_id = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .expect("run id on stderr")
+        .to_string();
+    let out = env.run(["continue", &run_id, "--approve"]);
+    out.assert_success();
+    assert!(
+        out.stdout().contains("deleted /tmp/x.log"),
+        "{}",
+        out.describe()
+    );
+
+    let out = env.run([
+        "run",
+        "offline-tools",
+        "-m",
+        "use delete_file path=/tmp/y.log",
+    ]);
+    out.assert_code(3);
+    let run_id = out
+        .stderr()
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .expect("run id")
+        .to_string();
+    let out = env.run(["continue", &run_id, "--reject", "--note", "keep it"]);
+    out.assert_success();
+    assert!(
+        out.stdout().contains("delete_file: keep it"),
+        "{}",
+        out.describe()
+    );
+    // A run that is not paused any more cannot be continued.
+    env.run(["continue", &run_id, "--approve"]).assert_code(2);
+}
+
+#[test]
+fn terminal_prompt_confirms_and_continues() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("the `script` command (util-linux) is needed for the terminal test");
+    }
+    let env = offline_env();
+    let bin = env!("CARGO_BIN_EXE_agentos");
+    let cmd = format!("{bin} run offline-tools -m 'use delete_file path=/tmp/tty.log'");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("AGENTOS_CONFIG", env.config_path())
+        .env("AGENTOS_DB", env.db_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    {
+        use std::io::Write;
+        // The terminal buffers the answer until agentos asks.
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"y\n").expect("answer");
+    }
+    let status =
+        crate::util::wait_with_timeout(&mut child, Duration::from_secs(20)).expect("exits");
+    let mut out = String::new();
+    {
+        use std::io::Read;
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read");
+    }
+    assert!(out.contains("Run tool `delete_file`"), "{out}");
+    assert!(out.contains("deleted /tmp/tty.log"), "{out}");
+    assert!(status.success(), "{out}");
+}
