@@ -735,7 +735,6 @@ fn agent_runs_list_and_get_match_captures() {
 /// (`null`, `[]` in the polled run, absent from the null-dropping list) and no `tools` key in
 /// the polled run. agentos keeps the events and adds `"tools": []`.
 #[test]
-#[ignore = "binary bug: non-streamed runs are stored with their events; polled run has tools: []"]
 fn nonstream_run_is_stored_without_events_like_agentos() {
     let s = Server::start();
     let run = run_story(
@@ -976,7 +975,6 @@ fn session_continues_between_http_and_cli() {
 /// before starting the run and admits it only after an `await`, so simultaneous requests
 /// all pass the check.
 #[test]
-#[ignore = "binary bug: --max-runs is checked before admission (race): concurrent runs exceed it"]
 fn max_runs_holds_under_concurrent_arrivals() {
     let s = Server::start_with(&["--max-runs", "1"], &[]);
     let url = s.url("/agents/story-writer/runs");

@@ -401,11 +401,15 @@ impl Engine {
             }
         }
 
-        let events: Vec<Value> = out
-            .log
-            .iter()
-            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
-            .collect();
+        // As AgentOS, a run that was not streamed keeps only its final output.
+        let events: Vec<Value> = if stream {
+            out.log
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.store.finish_run(&run, &events, &session_state)?;
         Ok(run)
     }

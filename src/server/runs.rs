@@ -40,6 +40,8 @@ pub struct Registry {
 #[derive(Default)]
 struct Inner {
     live: HashMap<String, Arc<LiveRun>>,
+    /// Runs admitted under the in-flight limit but not yet executing.
+    reserved: usize,
     early_cancels: HashSet<String>,
     early_order: VecDeque<String>,
     finished: VecDeque<Arc<LiveRun>>,
@@ -94,7 +96,24 @@ impl Registry {
         self.inner().live.len()
     }
 
-    /// Registers a run about to execute; a cancel that arrived first cancels it at once.
+    /// Takes a place under the in-flight limit; false when none is left.
+    fn reserve(&self, limit: usize) -> bool {
+        let mut inner = self.inner();
+        if inner.live.len() + inner.reserved >= limit {
+            return false;
+        }
+        inner.reserved += 1;
+        true
+    }
+
+    /// Gives back a place taken by [`Registry::reserve`] for a run that did not start.
+    fn unreserve(&self) {
+        let mut inner = self.inner();
+        inner.reserved = inner.reserved.saturating_sub(1);
+    }
+
+    /// Registers a run about to execute (taking over its reservation); a cancel that
+    /// arrived first cancels it at once.
     fn admit(
         &self,
         run_id: &str,
@@ -111,6 +130,7 @@ impl Registry {
             log: Mutex::new(RunLog::default()),
         });
         let mut inner = self.inner();
+        inner.reserved = inner.reserved.saturating_sub(1);
         if inner.early_cancels.remove(run_id) {
             live.cancel.cancel();
         }
@@ -205,18 +225,10 @@ pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult
     let mut request = run_request(&form, agent_id, message, delivery.stream)?;
     let run_id = request.run_id.get_or_insert_with(new_id).clone();
 
-    let limit = state.options.max_runs_in_flight;
-    if state.runs.in_flight() >= limit {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many runs in flight (limit {limit}); retry later"),
-        ));
-    }
+    reserve(&state)?;
     let engine = state.engine.clone();
-    let pending = tokio::task::spawn_blocking(move || engine.start(request))
-        .await
-        .map_err(|_| ApiError::internal("JoinError"))?
-        .map_err(engine_error)?;
+    let pending = tokio::task::spawn_blocking(move || engine.start(request)).await;
+    let pending = started(&state, pending)?;
     deliver(state, pending, agent_id, &run_id, delivery).await
 }
 
@@ -263,6 +275,33 @@ async fn deliver(
         .map_err(engine_error)?;
     guard.disarm();
     Ok(ok(&run))
+}
+
+/// Takes a place under `--max-runs`, or answers 429.
+fn reserve(state: &AppState) -> Result<(), ApiError> {
+    let limit = state.options.max_runs_in_flight;
+    if state.runs.reserve(limit) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many runs in flight (limit {limit}); retry later"),
+        ))
+    }
+}
+
+/// The outcome of starting a run; a run that could not start gives its place back.
+fn started(
+    state: &AppState,
+    joined: Result<Result<PendingRun, EngineError>, tokio::task::JoinError>,
+) -> Result<PendingRun, ApiError> {
+    let result = joined
+        .map_err(|_| ApiError::internal("JoinError"))
+        .and_then(|r| r.map_err(engine_error));
+    if result.is_err() {
+        state.runs.unreserve();
+    }
+    result
 }
 
 /// Cancels a non-streaming run when its request future is dropped (client gone).
@@ -566,21 +605,14 @@ pub async fn continue_run(
             _ => return Err(ApiError::bad_request("Invalid JSON in tools field")),
         },
     };
-    let limit = state.options.max_runs_in_flight;
-    if state.runs.in_flight() >= limit {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("Too many runs in flight (limit {limit}); retry later"),
-        ));
-    }
+    reserve(&state)?;
     let engine = state.engine.clone();
     let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
     let pending = tokio::task::spawn_blocking(move || {
         engine.continue_run(&agent, &run, Some(&session), &decisions, stream)
     })
-    .await
-    .map_err(|_| ApiError::internal("JoinError"))?
-    .map_err(engine_error)?;
+    .await;
+    let pending = started(&state, pending)?;
     let delivery = Delivery {
         stream,
         background: stream,

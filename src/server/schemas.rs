@@ -634,6 +634,10 @@ pub fn polled_run(stored: &StoredRun) -> Value {
     let mut out = Map::new();
     let mut events = Some(events);
     for (key, value) in run {
+        // AgentOS stores an empty tool list as absent.
+        if key == "tools" && value.as_array().is_some_and(Vec::is_empty) {
+            continue;
+        }
         let after = key == "metrics";
         out.insert(key, value);
         if after && let Some(events) = events.take() {
