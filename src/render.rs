@@ -106,8 +106,24 @@ impl TerminalSink {
     }
 
     fn text(&mut self, event: &Event) -> io::Result<()> {
-        let EventData::RunContent { content, .. } = &event.data else {
-            return Ok(());
+        let content = match &event.data {
+            EventData::RunContent { content, .. } => content,
+            EventData::ToolCallStarted { tool } => {
+                self.clear_spinner();
+                eprintln!("⚙ {}({})", tool.tool_name, compact_args(&tool.tool_args));
+                return Ok(());
+            }
+            EventData::ToolCallCompleted { tool, .. } => {
+                let secs = tool.metrics.as_ref().map_or(0.0, |m| m.duration);
+                eprintln!("✓ {} done in {secs:.3}s", tool.tool_name);
+                return Ok(());
+            }
+            EventData::ToolCallError { tool, error } => {
+                let first = error.lines().next().unwrap_or("");
+                eprintln!("✗ {} failed: {first}", tool.tool_name);
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         let text = match content {
             Value::String(s) if s.is_empty() => return Ok(()),
@@ -132,6 +148,27 @@ impl TerminalSink {
             self.at_line_start = true;
         }
         Ok(())
+    }
+}
+
+/// Tool arguments on one line, cut to a readable length.
+fn compact_args(args: &Value) -> String {
+    let text = match args {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s:?}"),
+                other => format!("{k}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 120 {
+        let cut: String = text.chars().take(117).collect();
+        format!("{cut}...")
+    } else {
+        text
     }
 }
 
