@@ -62,6 +62,16 @@ id = "offline"
 model = "test"
 instructions = "You write very short stories."
 
+[tools.noop]
+description = "Does nothing."
+command = ["true"]
+
+[[agents]]
+id = "tooler"
+model = "test"
+instructions = "Call tools when asked."
+tools = ["noop"]
+
 [[agents]]
 id = "historian"
 model = "fake:gpt-4o-mini"
@@ -153,7 +163,11 @@ fn main() {
     let per_run = |agent: &str, n: usize, events: &mut usize| {
         for _ in 0..scale(50) {
             engine
-                .run(request(agent, "warm up", None), &cancel, &mut |_| {})
+                .run(
+                    request(agent, "warm up, use noop", None),
+                    &cancel,
+                    &mut |_| {},
+                )
                 .expect("run");
         }
         let cpu0 = thread_cpu();
@@ -161,7 +175,7 @@ fn main() {
         for i in 0..n {
             let run = engine
                 .run(
-                    request(agent, &format!("story {i}"), None),
+                    request(agent, &format!("story {i}, use noop"), None),
                     &cancel,
                     &mut |_| *events += 1,
                 )
@@ -181,6 +195,17 @@ fn main() {
     let (cpu, wall) = per_run("story-writer", n, &mut events);
     println!(
         "| engine CPU per run, OpenAI client over HTTP, incl. SQLite write | {cpu:.3} ms (wall {wall:.3} ms) |"
+    );
+
+    // 2b. Overhead of one command-tool call: a run that calls `true` through a command
+    // tool, against the same offline run without a tool call.
+    let n_tool = scale(200);
+    let (tool_cpu, tool_wall) = per_run("tooler", n_tool, &mut events);
+    let (base_cpu, base_wall) = per_run("offline", n_tool, &mut events);
+    println!(
+        "| command-tool call overhead per call (`true`), wall / agentos CPU | {:.2} ms / {:.3} ms |",
+        tool_wall - base_wall,
+        tool_cpu - base_cpu
     );
 
     // 3. Run 51 with the whole history vs run 1 (wall time includes the fake model
