@@ -228,21 +228,12 @@ fn wait_exit(rx: &mpsc::Receiver<Wake>, limit: Duration) -> Option<std::io::Resu
 }
 
 /// Sends SIGKILL to every process in the group `pgid`. The id is not reused while any
-/// process of the group lives; once none does, the signal finds nothing. Without a libc
-/// binding in the crate, `kill(1)` does the signalling.
+/// process of the group lives; once none does, the signal finds nothing.
 fn kill_group(pgid: u32) {
-    let group = format!("-{pgid}");
-    let quiet = |cmd: &mut Command| {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+    let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
+        return;
     };
-    let killed = quiet(Command::new("kill").args(["-s", "KILL", "--", &group]));
-    if matches!(&killed, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
-        // No kill(1) on PATH: the shell's builtin does the same.
-        let _ = quiet(Command::new("/bin/sh").args(["-c", &format!("kill -s KILL -- {group}")]));
-    }
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
 /// Up to `cap` bytes of one output stream, read to its end on a thread.
