@@ -138,6 +138,10 @@ impl OpenAiModel {
             .timeout_per_read(Some(self.read_timeout))
             .http_status_as_error(false)
             .user_agent(concat!("agentos/", env!("CARGO_PKG_VERSION")))
+            // Chat chunks are small: 16 KiB buffers instead of ureq's 128 KiB keep the
+            // memory of a run in flight low (a server holds one client per run).
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
             .build()
             .into()
     }

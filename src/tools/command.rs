@@ -230,7 +230,10 @@ fn wait_exit(rx: &mpsc::Receiver<Wake>, limit: Duration) -> Option<std::io::Resu
 /// Sends SIGKILL to every process in the group `pgid`. The id is not reused while any
 /// process of the group lives; once none does, the signal finds nothing.
 fn kill_group(pgid: u32) {
-    let Some(pid) = i32::try_from(pgid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
     let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
