@@ -108,6 +108,13 @@ impl TerminalSink {
     fn text(&mut self, event: &Event) -> io::Result<()> {
         let content = match &event.data {
             EventData::RunContent { content, .. } => content,
+            EventData::ToolCallStarted { .. }
+            | EventData::ToolCallCompleted { .. }
+            | EventData::ToolCallError { .. }
+                if !io::stderr().is_terminal() =>
+            {
+                return Ok(());
+            }
             EventData::ToolCallStarted { tool } => {
                 self.clear_spinner();
                 eprintln!("⚙ {}({})", tool.tool_name, compact_args(&tool.tool_args));
