@@ -763,25 +763,8 @@ impl Store {
         num_runs: usize,
         exclude_run_id: Option<&str>,
     ) -> StoreResult<Vec<RunOutput>> {
-        if num_runs == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(num_runs).unwrap_or(i64::MAX);
-        let texts = self
-            .conn()
-            .prepare_cached(
-                "SELECT run FROM runs \
-                 WHERE session_id = ?1 AND parent_run_id IS NULL AND status = 'COMPLETED' \
-                 AND run_id IS NOT ?2 \
-                 ORDER BY seq DESC LIMIT ?3",
-            )?
-            .query_map(params![session_id, exclude_run_id, limit], |row| {
-                row.get::<_, String>(0)
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        texts
+        self.history_column("run", session_id, num_runs, exclude_run_id)?
             .iter()
-            .rev()
             .map(|text| Ok(serde_json::from_str(text)?))
             .collect()
     }
@@ -794,24 +777,14 @@ impl Store {
         num_runs: usize,
         exclude_run_id: Option<&str>,
     ) -> StoreResult<Vec<Message>> {
-        if num_runs == 0 {
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(num_runs).unwrap_or(i64::MAX);
-        let texts = self
-            .conn()
-            .prepare_cached(
-                "SELECT json_extract(run, '$.messages') FROM runs \
-                 WHERE session_id = ?1 AND parent_run_id IS NULL AND status = 'COMPLETED' \
-                 AND run_id IS NOT ?2 \
-                 ORDER BY seq DESC LIMIT ?3",
-            )?
-            .query_map(params![session_id, exclude_run_id, limit], |row| {
-                row.get::<_, String>(0)
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let texts = self.history_column(
+            "json_extract(run, '$.messages')",
+            session_id,
+            num_runs,
+            exclude_run_id,
+        )?;
         let mut messages = Vec::new();
-        for text in texts.iter().rev() {
+        for text in &texts {
             let run: Vec<Message> = serde_json::from_str(text)?;
             messages.extend(
                 run.into_iter()
@@ -819,6 +792,34 @@ impl Store {
             );
         }
         Ok(messages)
+    }
+
+    /// `column` of the last `num_runs` completed top-level runs of a session, oldest first.
+    fn history_column(
+        &self,
+        column: &str,
+        session_id: &str,
+        num_runs: usize,
+        exclude_run_id: Option<&str>,
+    ) -> StoreResult<Vec<String>> {
+        if num_runs == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(num_runs).unwrap_or(i64::MAX);
+        let mut texts = self
+            .conn()
+            .prepare_cached(&format!(
+                "SELECT {column} FROM runs \
+                 WHERE session_id = ?1 AND parent_run_id IS NULL AND status = 'COMPLETED' \
+                 AND run_id IS NOT ?2 \
+                 ORDER BY seq DESC LIMIT ?3"
+            ))?
+            .query_map(params![session_id, exclude_run_id, limit], |row| {
+                row.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        texts.reverse();
+        Ok(texts)
     }
 }
 
