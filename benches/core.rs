@@ -72,6 +72,16 @@ model = "test"
 instructions = "Call tools when asked."
 tools = ["noop"]
 
+[mcp.time]
+command = "python3"
+args = ["-m", "mcp_server_time", "--local-timezone=UTC"]
+
+[[agents]]
+id = "mcp-tooler"
+model = "test"
+instructions = "Call tools when asked."
+tools = ["mcp:time/get_current_time"]
+
 [[agents]]
 id = "historian"
 model = "fake:gpt-4o-mini"
@@ -207,6 +217,64 @@ fn main() {
         tool_wall - base_wall,
         tool_cpu - base_cpu
     );
+
+    // 2c. Overhead of one MCP tool call (mcp-server-time from PyPI, when installed): the
+    // server starts once with the first run and is kept, as in `agentos serve`.
+    let mcp_installed = Command::new("python3")
+        .args(["-c", "import mcp_server_time"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if mcp_installed {
+        let t = Instant::now();
+        let run = engine
+            .run(
+                request("mcp-tooler", "use get_current_time timezone=UTC", None),
+                &cancel,
+                &mut |_| {},
+            )
+            .expect("run");
+        assert_eq!(run.status.as_str(), "COMPLETED");
+        println!(
+            "| MCP server start + first call (mcp-server-time) | {:.0} ms |",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let mut mcp_wall = Vec::new();
+        let mut base_wall = Vec::new();
+        for i in 0..scale(200) {
+            let t = Instant::now();
+            engine
+                .run(
+                    request(
+                        "mcp-tooler",
+                        &format!("use get_current_time timezone=UTC {i}"),
+                        None,
+                    ),
+                    &cancel,
+                    &mut |_| {},
+                )
+                .expect("run");
+            mcp_wall.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            engine
+                .run(
+                    request("offline", &format!("story {i}"), None),
+                    &cancel,
+                    &mut |_| {},
+                )
+                .expect("run");
+            base_wall.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (m50, m90) = ms(&mut mcp_wall);
+        let (b50, _) = ms(&mut base_wall);
+        println!(
+            "| MCP tool call overhead per call (mcp-server-time), p50 / p90 | {:.2} ms / {:.2} ms |",
+            m50 - b50,
+            m90 - b50
+        );
+    } else {
+        println!("| MCP tool call overhead | skipped: pip install mcp-server-time |");
+    }
 
     // 3. Run 51 with the whole history vs run 1 (wall time includes the fake model
     // reading the larger request; CPU is agentos's own thread only).

@@ -60,7 +60,7 @@ impl Server {
         Self::start_full(Some(config), &[], &[])
     }
 
-    fn start_full(config_text: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn start_full(config_text: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let fake = FakeModel::start();
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("agents.toml");

@@ -336,6 +336,147 @@ fn continue_errors_match_captures() {
         a.json(),
         json!({"detail": "Cannot continue run cancelled-run: run is cancelled"})
     );
+    // Streamed, the same refusal is a 200 stream of one anonymous RunError.
+    let a = post_form(
+        &format!("{url}/cancelled-run/continue"),
+        &[("session_id", "sess-c"), ("stream", "true")],
+    );
+    assert_eq!(
+        a.status,
+        capture_status("151_agent_continue_cancelled_stream")
+    );
+    let events = a.events();
+    let theirs = parse_sse(&capture("151_agent_continue_cancelled_stream"));
+    assert_eq!(names(&events), names(&theirs));
+    assert_same_keys(&events[0].1, &theirs[0].1, &[]);
+    assert_eq!(
+        events[0].1["content"],
+        "Cannot continue run cancelled-run: run is cancelled"
+    );
+    assert_eq!(events[0].1["agent_id"], "");
+}
+
+/// Pauses a confirm-agent run (non-streaming) and returns it.
+fn pause(s: &Server, session: &str, path: &str) -> Value {
+    let a = post_form(
+        &s.url("/agents/confirm-agent/runs"),
+        &[
+            ("message", &format!("Please delete {path}")),
+            ("stream", "false"),
+            ("session_id", session),
+        ],
+    );
+    let paused = a.json();
+    assert_eq!(paused["status"], "PAUSED", "{paused}");
+    paused
+}
+
+#[test]
+fn racing_continues_run_the_tool_once() {
+    let s = Server::start_config(CONFIG);
+    let paused = pause(&s, "sess-race", "/tmp/race.log");
+    let run_id = paused["run_id"].as_str().expect("run id").to_string();
+    let mut tools = paused["tools"].clone();
+    tools[0]["confirmed"] = json!(true);
+    let url = s.url(&format!("/agents/confirm-agent/runs/{run_id}/continue"));
+    let tools = tools.to_string();
+    let answers: Vec<crate::serve::Answer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    post_form(
+                        &url,
+                        &[
+                            ("session_id", "sess-race"),
+                            ("stream", "false"),
+                            ("tools", &tools),
+                        ],
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409], "exactly one continue wins");
+    for a in answers.iter().filter(|a| a.status == 409) {
+        let detail = a.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(
+            detail.starts_with(&format!("Cannot continue run {run_id}: run is ")),
+            "{detail}"
+        );
+    }
+    let done = wait_run(&s, "confirm-agent", &run_id, "sess-race");
+    assert_eq!(done["status"], "COMPLETED");
+    let tool_messages = done["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .count();
+    assert_eq!(tool_messages, 1, "the confirmed tool ran once: {done}");
+}
+
+#[test]
+fn cancelling_a_paused_run_stores_it_cancelled() {
+    let s = Server::start_config(CONFIG);
+    let paused = pause(&s, "sess-pc", "/tmp/pc.log");
+    let run_id = paused["run_id"].as_str().expect("run id").to_string();
+    let url = s.url(&format!("/agents/confirm-agent/runs/{run_id}"));
+    let a = post_form(&format!("{url}/cancel"), &[]);
+    assert_eq!(a.status, 200);
+    let run = wait_run(&s, "confirm-agent", &run_id, "sess-pc");
+    assert_eq!(run["status"], "CANCELLED", "{run}");
+    assert_eq!(run["cancellation_stage"], "PAUSED");
+    assert_eq!(
+        run["tools"][0]["tool_name"], "delete_file",
+        "partial state kept"
+    );
+    let a = post_form(
+        &format!("{url}/continue"),
+        &[("session_id", "sess-pc"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 409);
+    assert_eq!(
+        a.json()["detail"],
+        format!("Cannot continue run {run_id}: run is cancelled")
+    );
+}
+
+#[test]
+fn an_mcp_server_that_cannot_start_stores_no_run() {
+    let config = format!(
+        "{CONFIG}\n[mcp.gone]\ncommand = \"/nonexistent/agentos-mcp-server\"\n\n\
+         [[agents]]\nid = \"mcp-agent\"\nmodel = \"test\"\ntools = [\"mcp:gone\"]\n"
+    );
+    let s = Server::start_config(&config);
+    let a = post_form(
+        &s.url("/agents/mcp-agent/runs"),
+        &[
+            ("message", "hi"),
+            ("stream", "false"),
+            ("session_id", "sess-gone"),
+        ],
+    );
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("gone")),
+        "{}",
+        a.body
+    );
+    let runs = crate::serve::get(&s.url("/agents/mcp-agent/runs?session_id=sess-gone"));
+    let listed = runs.json();
+    assert!(
+        runs.status == 404 || listed.as_array().is_some_and(Vec::is_empty),
+        "no run is left behind: {} {listed}",
+        runs.status
+    );
 }
 
 #[test]
@@ -493,4 +634,30 @@ fn terminal_prompt_confirms_and_continues() {
     assert!(out.contains("Run tool `delete_file`"), "{out}");
     assert!(out.contains("deleted /tmp/tty.log"), "{out}");
     assert!(status.success(), "{out}");
+}
+
+#[test]
+fn a_client_leaving_while_its_run_starts_gives_its_place_back() {
+    // The MCP server takes a second to fail, so the run is still starting when the
+    // client gives up; with --max-runs 1 a leaked place would refuse the next run.
+    let config = format!(
+        "{CONFIG}\n[mcp.slow]\ncommand = \"sh\"\nargs = [\"-c\", \"sleep 1; exit 1\"]\n\n\
+         [[agents]]\nid = \"slow-mcp\"\nmodel = \"test\"\ntools = [\"mcp:slow\"]\n"
+    );
+    let s = Server::start_full(Some(&config), &["--max-runs", "1"], &[]);
+    let impatient: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(200)))
+        .build()
+        .into();
+    let gave_up = impatient
+        .post(&s.url("/agents/slow-mcp/runs"))
+        .send_form([("message", "hi"), ("stream", "false")]);
+    assert!(gave_up.is_err(), "the request should time out");
+    std::thread::sleep(Duration::from_millis(1500));
+    let a = post_form(
+        &s.url("/agents/offline-tools/runs"),
+        &[("message", "hello"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["status"], "COMPLETED");
 }

@@ -110,6 +110,7 @@ impl Engine {
             toolbox,
             tool_call_limit,
             resume,
+            prior_events,
         } = pending;
         let run_id = run.run_id.clone();
         let content_type = run.content_type.clone();
@@ -402,14 +403,15 @@ impl Engine {
         }
 
         // As AgentOS, a run that was not streamed keeps only its final output.
-        let events: Vec<Value> = if stream {
-            out.log
-                .iter()
-                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        // A continued run keeps the events stored before its pause, then its own.
+        let mut events = prior_events;
+        if stream {
+            events.extend(
+                out.log
+                    .iter()
+                    .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+            );
+        }
         self.store.finish_run(&run, &events, &session_state)?;
         Ok(run)
     }

@@ -102,6 +102,8 @@ pub struct PendingRun {
     tool_call_limit: usize,
     /// For a continued run: the paused tool calls, with the human's decisions.
     resume: Option<Vec<ToolExecution>>,
+    /// For a continued run: the events stored before it paused.
+    prior_events: Vec<Value>,
 }
 
 /// The prepared parts of a run, before the model is called.
@@ -225,13 +227,14 @@ impl Engine {
                 input_content: req.message.clone(),
             },
         };
+        // Tools first: an MCP server that cannot start refuses the run before it is stored.
+        let toolbox = self.toolbox_for(agent)?;
         self.store
             .begin_run(&session, &run, SessionType::Agent)
             .map_err(|e| match e {
                 StoreError::RunExists(id) => EngineError::RunExists(id),
                 other => EngineError::Store(other),
             })?;
-        let toolbox = self.toolbox_for(agent)?;
         Ok(PendingRun {
             run,
             model,
@@ -244,6 +247,7 @@ impl Engine {
             toolbox,
             tool_call_limit: agent.tool_call_limit,
             resume: None,
+            prior_events: Vec::new(),
         })
     }
 

@@ -32,6 +32,7 @@ impl Engine {
             .filter(|s| s.run.agent_id == agent_id)
             .filter(|s| session_id.is_none_or(|id| id == s.run.session_id))
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
+        let prior_events = stored.events;
         let mut run = stored.run;
         if run.status != RunStatus::Paused {
             return Err(EngineError::NotPaused {
@@ -96,7 +97,20 @@ impl Engine {
                 .cloned(),
         );
 
-        self.store.update_run_status(run_id, RunStatus::Running)?;
+        // Claim the run: of two continues racing, only one finds it still PAUSED.
+        if !self
+            .store
+            .transition_run(run_id, RunStatus::Paused, RunStatus::Running, None)?
+        {
+            let status = self
+                .store
+                .get_run(run_id)?
+                .map_or(RunStatus::Running, |s| s.run.status);
+            return Err(EngineError::NotPaused {
+                run_id: run_id.to_string(),
+                status,
+            });
+        }
         run.status = RunStatus::Running;
         run.requirements = None;
         Ok(PendingRun {
@@ -111,6 +125,7 @@ impl Engine {
             toolbox,
             tool_call_limit: agent.tool_call_limit,
             resume: Some(decided),
+            prior_events,
         })
     }
 }

@@ -74,7 +74,7 @@ impl Default for ServerOptions {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub options: ServerOptions,
-    pub runs: runs::Registry,
+    pub runs: Arc<runs::Registry>,
     /// When the server started (`/health`'s `instantiated_at`).
     pub started_at: SystemTime,
 }
@@ -84,7 +84,7 @@ impl AppState {
         AppState {
             engine,
             options,
-            runs: runs::Registry::default(),
+            runs: Arc::new(runs::Registry::default()),
             started_at: SystemTime::now(),
         }
     }

@@ -96,31 +96,28 @@ impl Registry {
         self.inner().live.len()
     }
 
-    /// Takes a place under the in-flight limit; false when none is left.
-    fn reserve(&self, limit: usize) -> bool {
+    /// Takes a place under the in-flight limit; `None` when none is left. The place is
+    /// given back when the [`Slot`] is dropped before [`Registry::admit`] takes it over.
+    fn reserve(self: &Arc<Self>, limit: usize) -> Option<Slot> {
         let mut inner = self.inner();
         if inner.live.len() + inner.reserved >= limit {
-            return false;
+            return None;
         }
         inner.reserved += 1;
-        true
+        Some(Slot(Some(self.clone())))
     }
 
-    /// Gives back a place taken by [`Registry::reserve`] for a run that did not start.
-    fn unreserve(&self) {
-        let mut inner = self.inner();
-        inner.reserved = inner.reserved.saturating_sub(1);
-    }
-
-    /// Registers a run about to execute (taking over its reservation); a cancel that
-    /// arrived first cancels it at once.
+    /// Registers a run about to execute, taking over its slot; a cancel that arrived
+    /// first cancels it at once.
     fn admit(
         &self,
+        mut slot: Slot,
         run_id: &str,
         agent_id: &str,
         session_id: &str,
         background: bool,
     ) -> Arc<LiveRun> {
+        slot.0 = None;
         let live = Arc::new(LiveRun {
             run_id: run_id.to_string(),
             agent_id: agent_id.to_string(),
@@ -153,14 +150,20 @@ impl Registry {
         }
     }
 
+    /// Whether a run with this id is executing now.
+    fn is_live(&self, run_id: &str) -> bool {
+        self.inner().live.contains_key(run_id)
+    }
+
     /// Cancels a running run, or remembers the request for a run that has not started.
-    pub fn cancel(&self, run_id: &str) {
+    /// Returns whether the run was executing.
+    pub fn cancel(&self, run_id: &str) -> bool {
         let mut inner = self.inner();
         if let Some(live) = inner.live.get(run_id) {
             let live = live.clone();
             drop(inner);
             live.cancel.cancel();
-            return;
+            return true;
         }
         if inner.early_cancels.insert(run_id.to_string()) {
             inner.early_order.push_back(run_id.to_string());
@@ -170,6 +173,7 @@ impl Registry {
                 }
             }
         }
+        false
     }
 
     fn find(&self, run_id: &str) -> Option<Arc<LiveRun>> {
@@ -194,6 +198,18 @@ impl Registry {
         let deadline = Instant::now() + grace;
         while self.in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A place under `--max-runs` held for a run that is starting.
+pub(super) struct Slot(Option<Arc<Registry>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(registry) = self.0.take() {
+            let mut inner = registry.inner();
+            inner.reserved = inner.reserved.saturating_sub(1);
         }
     }
 }
@@ -225,17 +241,39 @@ pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult
     let mut request = run_request(&form, agent_id, message, delivery.stream)?;
     let run_id = request.run_id.get_or_insert_with(new_id).clone();
 
-    reserve(&state)?;
+    let slot = reserve(&state)?;
     let engine = state.engine.clone();
-    let pending = tokio::task::spawn_blocking(move || engine.start(request)).await;
-    let pending = started(&state, pending)?;
-    deliver(state, pending, agent_id, &run_id, delivery).await
+    let pending = start_detached(&state, move || engine.start(request)).await?;
+    deliver(state, slot, pending, agent_id, &run_id, delivery).await
+}
+
+/// Starts (or continues) a run on a blocking thread. Starting stores the run RUNNING, so
+/// if the client leaves before the run is handed over, the run is executed already
+/// cancelled: it is stored CANCELLED instead of staying RUNNING forever.
+async fn start_detached(
+    state: &Arc<AppState>,
+    start: impl FnOnce() -> Result<PendingRun, EngineError> + Send + 'static,
+) -> Result<PendingRun, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = start();
+        if let Err(Ok(orphan)) = tx.send(result) {
+            let cancel = CancelToken::new();
+            cancel.cancel();
+            let _ = engine.execute(orphan, &cancel, &mut |_| {});
+        }
+    });
+    rx.await
+        .map_err(|_| ApiError::internal("run start failed"))?
+        .map_err(engine_error)
 }
 
 /// Executes a started (or continued) run and answers as the form asked: a JSON run
 /// object, an inline SSE stream, or a background run (202, or a stream with `event_index`).
 async fn deliver(
     state: Arc<AppState>,
+    slot: Slot,
     pending: PendingRun,
     agent_id: &str,
     run_id: &str,
@@ -244,7 +282,7 @@ async fn deliver(
     let session_id = pending.run.session_id.clone();
     let live = state
         .runs
-        .admit(run_id, agent_id, &session_id, delivery.background);
+        .admit(slot, run_id, agent_id, &session_id, delivery.background);
 
     if delivery.background {
         let rx = delivery.stream.then(|| subscribe(&live));
@@ -278,30 +316,14 @@ async fn deliver(
 }
 
 /// Takes a place under `--max-runs`, or answers 429.
-fn reserve(state: &AppState) -> Result<(), ApiError> {
+fn reserve(state: &AppState) -> Result<Slot, ApiError> {
     let limit = state.options.max_runs_in_flight;
-    if state.runs.reserve(limit) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    state.runs.reserve(limit).ok_or_else(|| {
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many runs in flight (limit {limit}); retry later"),
-        ))
-    }
-}
-
-/// The outcome of starting a run; a run that could not start gives its place back.
-fn started(
-    state: &AppState,
-    joined: Result<Result<PendingRun, EngineError>, tokio::task::JoinError>,
-) -> Result<PendingRun, ApiError> {
-    let result = joined
-        .map_err(|_| ApiError::internal("JoinError"))
-        .and_then(|r| r.map_err(engine_error));
-    if result.is_err() {
-        state.runs.unreserve();
-    }
-    result
+        )
+    })
 }
 
 /// Cancels a non-streaming run when its request future is dropped (client gone).
@@ -379,8 +401,35 @@ pub async fn cancel(state: Arc<AppState>, _req: Req, agent_id: &str, run_id: &st
     if state.engine.config().agent(agent_id).is_none() {
         return Err(ApiError::not_found("Agent not found"));
     }
-    state.runs.cancel(run_id);
+    if !state.runs.cancel(run_id) {
+        // A paused run waits in the store, not in memory: cancel it there.
+        let store = state.engine.store().clone();
+        let (agent, run) = (agent_id.to_string(), run_id.to_string());
+        tokio::task::spawn_blocking(move || cancel_paused(&store, &agent, &run))
+            .await
+            .map_err(|_| ApiError::internal("JoinError"))??;
+    }
     Ok(ok(&json!({})))
+}
+
+/// Stores a PAUSED run of `agent_id` as CANCELLED (cancellation stage `PAUSED`).
+fn cancel_paused(
+    store: &crate::store::Store,
+    agent_id: &str,
+    run_id: &str,
+) -> Result<(), crate::store::StoreError> {
+    if store
+        .get_run(run_id)?
+        .is_some_and(|s| s.run.agent_id == agent_id && s.run.status == RunStatus::Paused)
+    {
+        store.transition_run(
+            run_id,
+            RunStatus::Paused,
+            RunStatus::Cancelled,
+            Some("PAUSED"),
+        )?;
+    }
+    Ok(())
 }
 
 /// `POST /agents/{agent_id}/runs/{run_id}/resume`: replays the events after
@@ -605,18 +654,46 @@ pub async fn continue_run(
             _ => return Err(ApiError::bad_request("Invalid JSON in tools field")),
         },
     };
-    reserve(&state)?;
+    if state.runs.is_live(run_id) {
+        return Err(ApiError::conflict(format!(
+            "Cannot continue run {run_id}: run is running"
+        )));
+    }
+    let slot = reserve(&state)?;
     let engine = state.engine.clone();
     let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
-    let pending = tokio::task::spawn_blocking(move || {
+    let pending = start_detached(&state, move || {
         engine.continue_run(&agent, &run, Some(&session), &decisions, stream)
     })
     .await;
-    let pending = started(&state, pending)?;
+    let pending = match pending {
+        Ok(pending) => pending,
+        // A stream answers 200 with one anonymous RunError frame, as AgentOS does.
+        Err(err) if stream && err.status == StatusCode::CONFLICT => {
+            return Ok(event_stream(Body::full(Bytes::from(
+                not_continuable_frame(err.detail.as_str().unwrap_or_default()),
+            ))));
+        }
+        Err(err) => return Err(err),
+    };
     let delivery = Delivery {
         stream,
         background: stream,
         stream_events: true,
     };
-    deliver(state, pending, agent_id, run_id, delivery).await
+    deliver(state, slot, pending, agent_id, run_id, delivery).await
+}
+
+/// The SSE frame AgentOS sends when a streamed continue finds the run not paused: a
+/// `RunError` with empty agent fields and no run or session id.
+fn not_continuable_frame(message: &str) -> String {
+    let data = json!({
+        "created_at": crate::run::now_secs(),
+        "event": "RunError",
+        "agent_id": "",
+        "agent_name": "",
+        "nested_depth": 0,
+        "content": message,
+    });
+    format!("event: RunError\ndata: {data}\n\n")
 }

@@ -692,6 +692,28 @@ impl Store {
         })
     }
 
+    /// Moves a run from `from` to `to` only if it is still `from` (compare and set), so
+    /// two callers racing for the same transition cannot both win. `stage` sets the run
+    /// object's `cancellation_stage`.
+    pub fn transition_run(
+        &self,
+        run_id: &str,
+        from: RunStatus,
+        to: RunStatus,
+        stage: Option<&str>,
+    ) -> StoreResult<bool> {
+        self.write(|tx| {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE runs SET status = ?3, \
+                     run = json_set(run, '$.status', ?3, '$.cancellation_stage', ?4), \
+                     updated_at = max(updated_at, ?5) WHERE run_id = ?1 AND status = ?2",
+                )?
+                .execute(params![run_id, from, to, stage, now_secs()])?;
+            Ok(changed > 0)
+        })
+    }
+
     /// The run with this id.
     pub fn get_run(&self, run_id: &str) -> StoreResult<Option<StoredRun>> {
         let raw = self
@@ -1471,6 +1493,36 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn transition_run_is_compare_and_set() {
+        let store = Store::open_in_memory().unwrap();
+        let s = session("s1", "writer", None, 1);
+        let r = run("s1", "r1", "q");
+        store.begin_run(&s, &r, SessionType::Agent).unwrap();
+        store.update_run_status("r1", RunStatus::Paused).unwrap();
+        let claim = || {
+            store
+                .transition_run("r1", RunStatus::Paused, RunStatus::Running, None)
+                .unwrap()
+        };
+        assert!(claim(), "the first claim wins");
+        assert!(!claim(), "the second finds the run no longer paused");
+        store.update_run_status("r1", RunStatus::Paused).unwrap();
+        assert!(
+            store
+                .transition_run(
+                    "r1",
+                    RunStatus::Paused,
+                    RunStatus::Cancelled,
+                    Some("PAUSED")
+                )
+                .unwrap()
+        );
+        let got = store.get_run("r1").unwrap().unwrap().run;
+        assert_eq!(got.status, RunStatus::Cancelled);
+        assert_eq!(got.cancellation_stage.as_deref(), Some("PAUSED"));
     }
 
     #[test]

@@ -820,6 +820,7 @@ impl McpPool {
     pub fn tools_for(
         &self,
         refs: &[(String, Option<String>)],
+        taken: &[String],
     ) -> Result<Vec<Arc<dyn Tool>>, String> {
         let mut servers: Vec<(String, Vec<McpToolInfo>)> = Vec::new();
         let mut selected: Vec<(String, McpToolInfo)> = Vec::new();
@@ -864,10 +865,11 @@ impl McpPool {
         for (server, t) in &selected {
             offered_by.entry(&t.name).or_default().insert(server);
         }
-        let mut used = BTreeSet::new();
+        // Names already in the toolbox (command tools) are never reused.
+        let mut used: BTreeSet<String> = taken.iter().cloned().collect();
         let mut tools: Vec<Arc<dyn Tool>> = Vec::new();
         for (server, t) in &selected {
-            let base = if offered_by[t.name.as_str()].len() > 1 {
+            let base = if offered_by[t.name.as_str()].len() > 1 || used.contains(&t.name) {
                 sanitize_name(&format!("{server}__{}", t.name))
             } else {
                 sanitize_name(&t.name)
@@ -1328,7 +1330,9 @@ if mode == "stubborn":
         defs.insert("fake".to_string(), fake.def("fake", "crash-once"));
         let pool = McpPool::new(defs);
         // The first instance exits right after listing its tools.
-        let tools = pool.tools_for(&[("fake".into(), None)]).expect("tools");
+        let tools = pool
+            .tools_for(&[("fake".into(), None)], &[])
+            .expect("tools");
         let echo = tools
             .iter()
             .find(|t| t.spec().name == "echo")
@@ -1384,10 +1388,13 @@ if mode == "stubborn":
         let pool = McpPool::new(defs);
 
         let tools = pool
-            .tools_for(&[
-                ("a".into(), Some("echo".into())),
-                ("a".into(), Some("odd.name/x".into())),
-            ])
+            .tools_for(
+                &[
+                    ("a".into(), Some("echo".into())),
+                    ("a".into(), Some("odd.name/x".into())),
+                ],
+                &[],
+            )
             .expect("tools");
         let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
         assert_eq!(names, ["echo", "odd_name_x"]);
@@ -1396,7 +1403,10 @@ if mode == "stubborn":
         assert_eq!(tools[0].spec().description, "Echoes text");
 
         let tools = pool
-            .tools_for(&[("a".into(), Some("echo".into())), ("b-2".into(), None)])
+            .tools_for(
+                &[("a".into(), Some("echo".into())), ("b-2".into(), None)],
+                &[],
+            )
             .expect("tools");
         let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
         assert_eq!(names[0], "a__echo");
@@ -1410,7 +1420,7 @@ if mode == "stubborn":
         );
 
         let err = pool
-            .tools_for(&[("a".into(), Some("missing".into()))])
+            .tools_for(&[("a".into(), Some("missing".into()))], &[])
             .err()
             .expect("error");
         assert!(
@@ -1418,10 +1428,18 @@ if mode == "stubborn":
             "{err}"
         );
         let err = pool
-            .tools_for(&[("zzz".into(), None)])
+            .tools_for(&[("zzz".into(), None)], &[])
             .err()
             .expect("error");
         assert_eq!(err, "MCP server `zzz` is not defined");
+
+        // A command tool already named `echo` pushes the MCP tool into its namespace.
+        let tools = pool
+            .tools_for(&[("a".into(), None)], &["echo".to_string()])
+            .expect("tools");
+        let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
+        assert_eq!(&names[..2], ["a__echo", "sleep"]);
+        assert!(!names.contains(&"echo"), "{names:?}");
     }
 
     #[test]
@@ -1563,7 +1581,9 @@ if mode == "stubborn":
         def.confirm = McpConfirm::Tools(vec!["write_file".into()]);
         defs.insert("files".to_string(), def);
         let pool = McpPool::new(defs);
-        let tools = pool.tools_for(&[("files".into(), None)]).expect("tools");
+        let tools = pool
+            .tools_for(&[("files".into(), None)], &[])
+            .expect("tools");
         let tool = |name: &str| {
             tools
                 .iter()

@@ -91,7 +91,9 @@ impl Registry {
             }
         }
         if !mcp_refs.is_empty() {
-            tools.extend(self.mcp.tools_for(&mcp_refs)?);
+            // An MCP tool named like a command tool is namespaced `server__tool`.
+            let taken: Vec<String> = tools.iter().map(|t| t.spec().name.clone()).collect();
+            tools.extend(self.mcp.tools_for(&mcp_refs, &taken)?);
         }
         Ok(Toolbox { tools })
     }
