@@ -190,7 +190,7 @@ fn main() {
                     &mut |_| *events += 1,
                 )
                 .expect("run");
-            assert_eq!(run.status.as_str(), "COMPLETED");
+            assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
         }
         (
             (thread_cpu() - cpu0).as_secs_f64() * 1e3 / n as f64,
@@ -234,7 +234,7 @@ fn main() {
                 &mut |_| {},
             )
             .expect("run");
-        assert_eq!(run.status.as_str(), "COMPLETED");
+        assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
         println!(
             "| MCP server start + first call (mcp-server-time) | {:.0} ms |",
             t.elapsed().as_secs_f64() * 1e3

@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('continue', 'continue', [CompletionResultType]::ParameterValue, 'Continue a run paused for a tool confirmation')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the AgentOS HTTP API')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
-            [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents or show one')
+            [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents, teams and workflows, or show one')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List, show, rename or delete stored sessions')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -96,8 +96,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent (the default)')
-            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, instructions included')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent, team and workflow (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, team or workflow, instructions and steps included')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -116,8 +116,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             break
         }
         'agentos;agents;help' {
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent (the default)')
-            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, instructions included')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent, team and workflow (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, team or workflow, instructions and steps included')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -212,7 +212,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('continue', 'continue', [CompletionResultType]::ParameterValue, 'Continue a run paused for a tool confirmation')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Serve the AgentOS HTTP API')
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
-            [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents or show one')
+            [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents, teams and workflows, or show one')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List, show, rename or delete stored sessions')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -231,8 +231,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             break
         }
         'agentos;help;agents' {
-            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent (the default)')
-            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, instructions included')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent, team and workflow (the default)')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Everything about one agent, team or workflow, instructions and steps included')
             break
         }
         'agentos;help;agents;list' {

@@ -28,7 +28,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand continue 'Continue a run paused for a tool confirmation'
             cand serve 'Serve the AgentOS HTTP API'
             cand check 'Validate an agents file and print what it defines'
-            cand agents 'List agents or show one'
+            cand agents 'List agents, teams and workflows, or show one'
             cand sessions 'List, show, rename or delete stored sessions'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -88,8 +88,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --db 'SQLite file holding sessions and runs'
             cand -h 'Print help'
             cand --help 'Print help'
-            cand list 'One line per agent (the default)'
-            cand show 'Everything about one agent, instructions included'
+            cand list 'One line per agent, team and workflow (the default)'
+            cand show 'Everything about one agent, team or workflow, instructions and steps included'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'agentos;agents;list'= {
@@ -105,8 +105,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --help 'Print help'
         }
         &'agentos;agents;help'= {
-            cand list 'One line per agent (the default)'
-            cand show 'Everything about one agent, instructions included'
+            cand list 'One line per agent, team and workflow (the default)'
+            cand show 'Everything about one agent, team or workflow, instructions and steps included'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'agentos;agents;help;list'= {
@@ -185,7 +185,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand continue 'Continue a run paused for a tool confirmation'
             cand serve 'Serve the AgentOS HTTP API'
             cand check 'Validate an agents file and print what it defines'
-            cand agents 'List agents or show one'
+            cand agents 'List agents, teams and workflows, or show one'
             cand sessions 'List, show, rename or delete stored sessions'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -199,8 +199,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;help;check'= {
         }
         &'agentos;help;agents'= {
-            cand list 'One line per agent (the default)'
-            cand show 'Everything about one agent, instructions included'
+            cand list 'One line per agent, team and workflow (the default)'
+            cand show 'Everything about one agent, team or workflow, instructions and steps included'
         }
         &'agentos;help;agents;list'= {
         }

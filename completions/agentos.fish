@@ -32,7 +32,7 @@ complete -c agentos -n "__fish_agentos_needs_command" -f -a "run" -d 'Run an age
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "serve" -d 'Serve the AgentOS HTTP API'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "check" -d 'Validate an agents file and print what it defines'
-complete -c agentos -n "__fish_agentos_needs_command" -f -a "agents" -d 'List agents or show one'
+complete -c agentos -n "__fish_agentos_needs_command" -f -a "agents" -d 'List agents, teams and workflows, or show one'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -74,8 +74,8 @@ complete -c agentos -n "__fish_agentos_using_subcommand check" -s h -l help -d '
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l db -d 'SQLite file holding sessions and runs' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -s h -l help -d 'Print help'
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "list" -d 'One line per agent (the default)'
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "show" -d 'Everything about one agent, instructions included'
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "list" -d 'One line per agent, team and workflow (the default)'
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l db -d 'SQLite file holding sessions and runs' -r -F
@@ -83,8 +83,8 @@ complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l db -d 'SQLite file holding sessions and runs' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'One line per agent (the default)'
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "show" -d 'Everything about one agent, instructions included'
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'One line per agent, team and workflow (the default)'
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l db -d 'SQLite file holding sessions and runs' -r -F
@@ -123,12 +123,12 @@ complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_see
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "serve" -d 'Serve the AgentOS HTTP API'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "check" -d 'Validate an agents file and print what it defines'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "agents" -d 'List agents or show one'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "agents" -d 'List agents, teams and workflows, or show one'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'One line per agent (the default)'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "show" -d 'Everything about one agent, instructions included'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'One line per agent, team and workflow (the default)'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "list" -d 'List sessions, newest first'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Print a session\'s conversation'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "delete" -d 'Delete a session and its runs'

@@ -39,7 +39,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Validate an agents file and print what it defines.
     Check(CheckArgs),
-    /// List agents or show one.
+    /// List agents, teams and workflows, or show one.
     Agents(AgentsArgs),
     /// List, show, rename or delete stored sessions.
     #[command(subcommand)]
@@ -178,11 +178,11 @@ pub struct AgentsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
-    /// One line per agent (the default).
+    /// One line per agent, team and workflow (the default).
     List,
-    /// Everything about one agent, instructions included.
+    /// Everything about one agent, team or workflow, instructions and steps included.
     Show {
-        /// Agent id.
+        /// Agent, team or workflow id.
         id: String,
     },
 }

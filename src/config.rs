@@ -1,4 +1,5 @@
-//! `agents.toml`: finding, parsing and validating agent definitions.
+//! `agents.toml`: finding, parsing and validating agent definitions, and the providers,
+//! tools and MCP servers they use. Teams and workflows are in the `flow` submodule.
 //!
 //! Parsing happens in two stages: `Raw*` serde structs that reject unknown keys, then
 //! validation into [`Config`], after which nothing downstream handles unsettled options.
@@ -12,12 +13,24 @@ use toml::Spanned;
 
 use crate::template;
 
+mod flow;
+
+pub use flow::{
+    DEFAULT_MAX_ITERATIONS, LOOP_VARIABLES, MAX_ITERATIONS_LIMIT, MemberRef,
+    ROUTER_CHOICES_VARIABLE, RouteBy, STEP_INPUT_VARIABLES, StepDef, StepKind, TeamDef, TeamMode,
+    WorkflowDef, for_each_step, steps_summary,
+};
+
 /// A validated agents file.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The file it was read from (used in error messages).
     pub path: PathBuf,
     pub agents: Vec<AgentDef>,
+    /// `[[teams]]`, in file order. Agents, teams and workflows have distinct ids.
+    pub teams: Vec<TeamDef>,
+    /// `[[workflows]]`, in file order.
+    pub workflows: Vec<WorkflowDef>,
     /// Built-in providers (`openai`, `ollama`, `test`) merged with `[providers.*]`.
     pub providers: BTreeMap<String, ProviderDef>,
     /// Command tools from `[tools.NAME]`.
@@ -225,6 +238,10 @@ struct RawConfig {
     #[serde(default)]
     agents: Vec<RawAgent>,
     #[serde(default)]
+    teams: Vec<flow::RawTeam>,
+    #[serde(default)]
+    workflows: Vec<flow::RawWorkflow>,
+    #[serde(default)]
     providers: BTreeMap<Spanned<String>, RawProvider>,
     #[serde(default)]
     tools: BTreeMap<Spanned<String>, RawCommandTool>,
@@ -344,6 +361,16 @@ impl Config {
         self.agents.iter().find(|a| a.id == id)
     }
 
+    /// The team with this id.
+    pub fn team(&self, id: &str) -> Option<&TeamDef> {
+        self.teams.iter().find(|t| t.id == id)
+    }
+
+    /// The workflow with this id.
+    pub fn workflow(&self, id: &str) -> Option<&WorkflowDef> {
+        self.workflows.iter().find(|w| w.id == id)
+    }
+
     /// Checks a `provider:model` reference (or `test`) against the providers and reads the
     /// provider's API key from the environment. `line` is the line of the `model` key the
     /// reference came from, if any.
@@ -376,14 +403,22 @@ impl Config {
         })
     }
 
-    /// What `agentos check` prints: a summary of the agents and providers, and warnings
-    /// about things that will fail or stay unfilled at run time.
+    /// What `agentos check` prints: a summary of the agents, teams, workflows and providers,
+    /// and warnings about things that will fail or stay unfilled at run time.
     pub fn check_report(&self) -> (String, Vec<String>) {
         let mut out = String::new();
         let mut warnings = Vec::new();
         let count = self.agents.len();
-        let plural = if count == 1 { "" } else { "s" };
-        out.push_str(&format!("{}: {count} agent{plural}\n", self.path.display()));
+        let counted = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let mut summary = counted(count, "agent");
+        if !self.teams.is_empty() || !self.workflows.is_empty() {
+            summary.push_str(&format!(
+                ", {}, {}",
+                counted(self.teams.len(), "team"),
+                counted(self.workflows.len(), "workflow")
+            ));
+        }
+        out.push_str(&format!("{}: {summary}\n", self.path.display()));
 
         let id_width = self.agents.iter().map(|a| a.id.len()).max().unwrap_or(0);
         let model_width = self.agents.iter().map(|a| a.model.len()).max().unwrap_or(0);
@@ -435,6 +470,7 @@ impl Config {
                 self.path.display()
             ));
         }
+        self.flow_report(&mut out, &mut warnings, &mut used);
         let used: Vec<String> = used
             .into_iter()
             .filter_map(|name| self.providers.get(name))
@@ -713,6 +749,9 @@ fn quote_key(key: &str) -> String {
     }
 }
 
+/// Ids claimed so far across agents, teams and workflows: id -> (kind, line).
+type Ids = BTreeMap<String, (&'static str, usize)>;
+
 /// Turns the raw structs into a [`Config`], reporting the first problem with its line.
 struct Validator<'a> {
     text: &'a str,
@@ -748,25 +787,18 @@ impl Validator<'_> {
         }
 
         let mut agents: Vec<AgentDef> = Vec::with_capacity(raw.agents.len());
-        let mut id_lines: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ids = Ids::new();
         for (index, raw) in raw.agents.into_iter().enumerate() {
-            let id_line = line_of(self.text, raw.id.span().start);
-            if let Some(first) = id_lines.get(raw.id.get_ref()) {
-                return Err(self.error(
-                    raw.id.span(),
-                    format!("agents[{index}].id"),
-                    format!(
-                        "duplicate agent id `{}` (first defined on line {first})",
-                        raw.id.get_ref()
-                    ),
-                ));
-            }
-            id_lines.insert(raw.id.get_ref().clone(), id_line);
+            self.claim_id(&mut ids, &raw.id, "agent", format!("agents[{index}].id"))?;
             agents.push(self.agent(index, raw, &providers, &tools, &mcp)?);
         }
+        let teams = self.teams(raw.teams, &mut ids, &providers)?;
+        let workflows = self.workflows(raw.workflows, &mut ids, &providers)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             agents,
+            teams,
+            workflows,
             providers,
             tools,
             mcp,
@@ -781,58 +813,12 @@ impl Validator<'_> {
         tools: &BTreeMap<String, CommandToolDef>,
         mcp: &BTreeMap<String, McpServerDef>,
     ) -> Result<AgentDef, ConfigError> {
-        let key = |field: &str| format!("agents[{index}].{field}");
+        let table = format!("agents[{index}]");
+        let key = |field: &str| format!("{table}.{field}");
 
-        let id = raw.id.get_ref();
-        if id.is_empty() {
-            return Err(self.error(raw.id.span(), key("id"), "must not be empty".into()));
-        }
-        if !is_name(id) {
-            return Err(self.error(
-                raw.id.span(),
-                key("id"),
-                format!("`{id}` is not a valid id: use letters, digits, `_`, `.` and `-`"),
-            ));
-        }
-
-        let model = raw.model.get_ref();
-        let (provider, _) = parse_model_spec(model)
-            .map_err(|message| self.error(raw.model.span(), key("model"), message))?;
-        if !providers.contains_key(provider) {
-            return Err(self.error(
-                raw.model.span(),
-                key("model"),
-                unknown_provider(provider, providers),
-            ));
-        }
-
-        let instructions = match &raw.instructions {
-            None => Vec::new(),
-            Some(value) => match value.get_ref() {
-                toml::Value::String(s) => vec![s.clone()],
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|item| item.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| {
-                        self.error(
-                            value.span(),
-                            key("instructions"),
-                            "expected a string or an array of strings".into(),
-                        )
-                    })?,
-                other => {
-                    return Err(self.error(
-                        value.span(),
-                        key("instructions"),
-                        format!(
-                            "expected a string or an array of strings, found {}",
-                            other.type_str()
-                        ),
-                    ));
-                }
-            },
-        };
+        self.id(&raw.id, &table)?;
+        self.model(&raw.model, &table, providers)?;
+        let instructions = self.instructions(raw.instructions.as_ref(), &table)?;
 
         let output_schema = match &raw.output_schema {
             None => None,
@@ -840,61 +826,6 @@ impl Validator<'_> {
                 output_schema(value.get_ref())
                     .map_err(|message| self.error(value.span(), key("output_schema"), message))?,
             ),
-        };
-
-        let temperature = match &raw.temperature {
-            None => None,
-            Some(t) if (0.0..=2.0).contains(t.get_ref()) => Some(*t.get_ref()),
-            Some(t) => {
-                return Err(self.error(
-                    t.span(),
-                    key("temperature"),
-                    format!("must be between 0 and 2, found {}", t.get_ref()),
-                ));
-            }
-        };
-
-        let max_tokens = match &raw.max_tokens {
-            None => None,
-            Some(m) => match u32::try_from(*m.get_ref()) {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(self.error(
-                        m.span(),
-                        key("max_tokens"),
-                        format!(
-                            "must be a positive whole number up to {}, found {}",
-                            u32::MAX,
-                            m.get_ref()
-                        ),
-                    ));
-                }
-            },
-        };
-
-        let num_history_runs = match &raw.num_history_runs {
-            None => DEFAULT_NUM_HISTORY_RUNS,
-            Some(n) => usize::try_from(*n.get_ref()).map_err(|_| {
-                self.error(
-                    n.span(),
-                    key("num_history_runs"),
-                    format!("must be 0 or more, found {}", n.get_ref()),
-                )
-            })?,
-        };
-
-        let dependencies = match &raw.dependencies {
-            None => serde_json::Map::new(),
-            Some(table) => match serde_json::to_value(table.get_ref()) {
-                Ok(Value::Object(map)) => map,
-                _ => {
-                    return Err(self.error(
-                        table.span(),
-                        key("dependencies"),
-                        "expected a table of values".into(),
-                    ));
-                }
-            },
         };
 
         let mut tool_refs: Vec<ToolRef> = Vec::new();
@@ -917,37 +848,206 @@ impl Validator<'_> {
             tool_refs.push(tool_ref);
         }
 
-        let tool_call_limit = match &raw.tool_call_limit {
-            None => DEFAULT_TOOL_CALL_LIMIT,
-            Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    return Err(self.error(
-                        n.span(),
-                        key("tool_call_limit"),
-                        format!("must be 1 or more, found {}", n.get_ref()),
-                    ));
-                }
-            },
-        };
-
+        let id = raw.id.get_ref();
         Ok(AgentDef {
             id: id.clone(),
             name: raw.name.unwrap_or_else(|| id.clone()),
             description: raw.description,
-            model: model.clone(),
+            model: raw.model.get_ref().clone(),
             instructions,
             markdown: raw.markdown,
             add_history_to_context: raw.add_history_to_context,
-            num_history_runs,
+            num_history_runs: self.num_history_runs(raw.num_history_runs.as_ref(), &table)?,
             output_schema,
-            temperature,
-            max_tokens,
-            dependencies,
+            temperature: self.temperature(raw.temperature.as_ref(), &table)?,
+            max_tokens: self.max_tokens(raw.max_tokens.as_ref(), &table)?,
+            dependencies: self.dependencies(raw.dependencies.as_ref(), &table)?,
             model_line: line_of(self.text, raw.model.span().start),
             tools: tool_refs,
-            tool_call_limit,
+            tool_call_limit: self.tool_call_limit(raw.tool_call_limit.as_ref(), &table)?,
         })
+    }
+
+    /// Records `id` as taken by a `kind` (`agent`, `team` or `workflow`), or reports the
+    /// entry that took it first.
+    fn claim_id(
+        &self,
+        ids: &mut Ids,
+        id: &Spanned<String>,
+        kind: &'static str,
+        key: String,
+    ) -> Result<(), ConfigError> {
+        let name = id.get_ref();
+        match ids.get(name) {
+            Some((first_kind, first)) if *first_kind == kind => Err(self.error(
+                id.span(),
+                key,
+                format!("duplicate {kind} id `{name}` (first defined on line {first})"),
+            )),
+            Some((first_kind, first)) => Err(self.error(
+                id.span(),
+                key,
+                format!(
+                    "`{name}` is already the id of the {first_kind} on line {first}: agents, \
+                     teams and workflows need distinct ids"
+                ),
+            )),
+            None => {
+                ids.insert(name.clone(), (kind, line_of(self.text, id.span().start)));
+                Ok(())
+            }
+        }
+    }
+
+    /// The `id` of an agent, team or workflow: letters, digits, `_`, `.` and `-`.
+    fn id(&self, id: &Spanned<String>, table: &str) -> Result<(), ConfigError> {
+        let key = format!("{table}.id");
+        if id.get_ref().is_empty() {
+            return Err(self.error(id.span(), key, "must not be empty".into()));
+        }
+        if !is_name(id.get_ref()) {
+            return Err(self.error(
+                id.span(),
+                key,
+                format!(
+                    "`{}` is not a valid id: use letters, digits, `_`, `.` and `-`",
+                    id.get_ref()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `model` key: a well-formed reference to a known provider. Its API key is only
+    /// looked up when the model is used ([`Config::resolve_model`]).
+    fn model(
+        &self,
+        model: &Spanned<String>,
+        table: &str,
+        providers: &BTreeMap<String, ProviderDef>,
+    ) -> Result<(), ConfigError> {
+        let key = || format!("{table}.model");
+        let (provider, _) = parse_model_spec(model.get_ref())
+            .map_err(|message| self.error(model.span(), key(), message))?;
+        if !providers.contains_key(provider) {
+            return Err(self.error(model.span(), key(), unknown_provider(provider, providers)));
+        }
+        Ok(())
+    }
+
+    /// `instructions`: a string, or an array of strings.
+    fn instructions(
+        &self,
+        value: Option<&Spanned<toml::Value>>,
+        table: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let error = |message| self.error(value.span(), format!("{table}.instructions"), message);
+        match value.get_ref() {
+            toml::Value::String(s) => Ok(vec![s.clone()]),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| error("expected a string or an array of strings".into())),
+            other => Err(error(format!(
+                "expected a string or an array of strings, found {}",
+                other.type_str()
+            ))),
+        }
+    }
+
+    fn temperature(
+        &self,
+        value: Option<&Spanned<f64>>,
+        table: &str,
+    ) -> Result<Option<f64>, ConfigError> {
+        match value {
+            None => Ok(None),
+            Some(t) if (0.0..=2.0).contains(t.get_ref()) => Ok(Some(*t.get_ref())),
+            Some(t) => Err(self.error(
+                t.span(),
+                format!("{table}.temperature"),
+                format!("must be between 0 and 2, found {}", t.get_ref()),
+            )),
+        }
+    }
+
+    fn max_tokens(
+        &self,
+        value: Option<&Spanned<i64>>,
+        table: &str,
+    ) -> Result<Option<u32>, ConfigError> {
+        let Some(m) = value else {
+            return Ok(None);
+        };
+        match u32::try_from(*m.get_ref()) {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(self.error(
+                m.span(),
+                format!("{table}.max_tokens"),
+                format!(
+                    "must be a positive whole number up to {}, found {}",
+                    u32::MAX,
+                    m.get_ref()
+                ),
+            )),
+        }
+    }
+
+    fn num_history_runs(
+        &self,
+        value: Option<&Spanned<i64>>,
+        table: &str,
+    ) -> Result<usize, ConfigError> {
+        let Some(n) = value else {
+            return Ok(DEFAULT_NUM_HISTORY_RUNS);
+        };
+        usize::try_from(*n.get_ref()).map_err(|_| {
+            self.error(
+                n.span(),
+                format!("{table}.num_history_runs"),
+                format!("must be 0 or more, found {}", n.get_ref()),
+            )
+        })
+    }
+
+    fn dependencies(
+        &self,
+        value: Option<&Spanned<toml::Table>>,
+        table: &str,
+    ) -> Result<serde_json::Map<String, Value>, ConfigError> {
+        let Some(deps) = value else {
+            return Ok(serde_json::Map::new());
+        };
+        match serde_json::to_value(deps.get_ref()) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(self.error(
+                deps.span(),
+                format!("{table}.dependencies"),
+                "expected a table of values".into(),
+            )),
+        }
+    }
+
+    fn tool_call_limit(
+        &self,
+        value: Option<&Spanned<i64>>,
+        table: &str,
+    ) -> Result<usize, ConfigError> {
+        let Some(n) = value else {
+            return Ok(DEFAULT_TOOL_CALL_LIMIT);
+        };
+        match usize::try_from(*n.get_ref()) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(self.error(
+                n.span(),
+                format!("{table}.tool_call_limit"),
+                format!("must be 1 or more, found {}", n.get_ref()),
+            )),
+        }
     }
 
     /// A `[tools.NAME]` table.
@@ -2385,6 +2485,10 @@ requires_confirmation = true
             "[[agents]]\nid = \"a\"\nmodel = \"test\"\noutput_schema = { type = \"object\", d = 1979-05-27 }",
             "x = \"\"\"\nunterminated",
             "\n\n\n= 1",
+            "[[teams]]\nid = \"t\"\nmodel = \"test\"\nmembers = [\"t\", 1]",
+            "[[workflows]]\nid = \"w\"\nsteps = [{ name = \"c\", type = \"condition\", when = \"((\\\"\" }]",
+            "[[workflows]]\nid = \"w\"\n[[workflows.steps]]\nname = \"r\"\ntype = \"router\"\n\
+             route = \"input.size() > 1 ? 'a' : 'b'\"\nsteps = [{ name = \"a\", else = [] }]",
         ];
         for text in samples {
             let _ = parse(text);

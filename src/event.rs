@@ -7,18 +7,113 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::run::{Metrics, ToolExecution, now_secs};
+use crate::run::{AnyRun, Metrics, StepOutput, ToolExecution, WorkflowMetrics, now_secs};
 
-/// Who emitted an event: the fields every agent event carries.
+/// Who emitted an event: an agent, a team or a workflow. Each serializes its own id keys
+/// in AgentOS's order, flat next to the event's data.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventSource {
+    Agent(AgentSource),
+    Team(TeamSource),
+    Workflow(WorkflowSource),
+}
+
+/// The fields every agent event carries.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct EventSource {
+pub struct AgentSource {
     pub agent_id: String,
     pub agent_name: String,
     pub run_id: String,
+    /// The team run this agent works for, as a team member.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_run_id: Option<String>,
     pub session_id: String,
+    /// The workflow step this agent runs in.
+    #[serde(flatten)]
+    pub step: Option<StepContext>,
     pub nested_depth: u32,
+}
+
+/// The fields every team event carries (`Team*` events).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TeamSource {
+    pub team_id: String,
+    pub team_name: String,
+    pub run_id: String,
+    /// The outer team run, for a team that is a member of another team.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    pub session_id: String,
+    #[serde(flatten)]
+    pub step: Option<StepContext>,
+    pub nested_depth: u32,
+}
+
+/// Where in a workflow an agent or team event comes from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepContext {
+    pub workflow_id: String,
+    pub workflow_run_id: String,
+    pub step_id: String,
+    pub step_name: String,
+    /// The step's position: an integer at the top level, `[outer, inner]` inside a
+    /// composite step.
+    pub step_index: Value,
+}
+
+/// The fields every workflow event carries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WorkflowSource {
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub session_id: String,
+    pub run_id: String,
+    /// The step the event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_id: Option<String>,
+    /// The composite step (parallel, condition, loop, router) it runs inside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_step_id: Option<String>,
+    pub nested_depth: u32,
+}
+
+impl EventSource {
+    /// The run the event belongs to.
+    pub fn run_id(&self) -> &str {
+        match self {
+            EventSource::Agent(s) => &s.run_id,
+            EventSource::Team(s) => &s.run_id,
+            EventSource::Workflow(s) => &s.run_id,
+        }
+    }
+
+    /// The run this source's run works for (team member runs), if any.
+    pub fn parent_run_id(&self) -> Option<&str> {
+        match self {
+            EventSource::Agent(s) => s.parent_run_id.as_deref(),
+            EventSource::Team(s) => s.parent_run_id.as_deref(),
+            EventSource::Workflow(_) => None,
+        }
+    }
+
+    /// Runs inside a team or a workflow step, as opposed to the run a client started.
+    pub fn is_nested(&self) -> bool {
+        match self {
+            EventSource::Agent(s) => s.parent_run_id.is_some() || s.step.is_some(),
+            EventSource::Team(s) => s.parent_run_id.is_some() || s.step.is_some(),
+            EventSource::Workflow(_) => false,
+        }
+    }
+
+    /// The agent, team or workflow name.
+    pub fn name(&self) -> &str {
+        match self {
+            EventSource::Agent(s) => &s.agent_name,
+            EventSource::Team(s) => &s.team_name,
+            EventSource::Workflow(s) => &s.workflow_name,
+        }
+    }
 }
 
 /// The kind-specific part of an event. Serialized flat next to [`EventSource`].
@@ -36,7 +131,9 @@ pub enum EventData {
     RunContent {
         /// A text delta, or the whole parsed object when an output schema is used.
         content: Value,
-        workflow_agent: bool,
+        /// Agents only (team content has no such key).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        workflow_agent: Option<bool>,
         content_type: String,
         reasoning_content: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,9 +161,14 @@ pub enum EventData {
         content_type: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         model_provider_data: Option<Value>,
+        /// Always there for agents; for teams only after a cancel (as AgentOS).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_state: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         metadata: Option<Value>,
-        session_state: Value,
+        /// Teams: the members' runs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        member_responses: Option<Vec<AnyRun>>,
         metrics: Box<Metrics>,
     },
     RunError {
@@ -97,25 +199,159 @@ pub enum EventData {
         requirements: Vec<Value>,
     },
     RunContinued {},
+
+    // ----- workflows -----
+    WorkflowStarted {},
+    WorkflowCompleted {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<Value>,
+        content_type: String,
+        metadata: Value,
+        metrics: Box<WorkflowMetrics>,
+        step_results: Vec<StepOutput>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step_executor_runs: Option<Vec<AnyRun>>,
+    },
+    WorkflowCancelled {
+        reason: String,
+        content: String,
+    },
+    WorkflowError {
+        error: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_type: Option<String>,
+    },
+    StepStarted {
+        step_name: String,
+        step_index: Value,
+    },
+    StepCompleted {
+        step_name: String,
+        step_index: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<Value>,
+        content_type: String,
+        step_response: Box<StepOutput>,
+    },
+    StepError {
+        step_name: String,
+        step_index: Value,
+        error: String,
+    },
+    ParallelExecutionStarted {
+        step_name: String,
+        step_index: Value,
+        parallel_step_count: usize,
+    },
+    ParallelExecutionCompleted {
+        step_name: String,
+        step_index: Value,
+        parallel_step_count: usize,
+        step_results: Vec<StepOutput>,
+    },
+    ConditionExecutionStarted {
+        step_name: String,
+        step_index: Value,
+        condition_result: bool,
+    },
+    ConditionExecutionCompleted {
+        step_name: String,
+        step_index: Value,
+        condition_result: bool,
+        executed_steps: usize,
+        /// `if` or `else`; absent when nothing ran.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        branch: Option<String>,
+        step_results: Vec<StepOutput>,
+    },
+    LoopExecutionStarted {
+        step_name: String,
+        step_index: Value,
+        max_iterations: usize,
+    },
+    LoopIterationStarted {
+        step_name: String,
+        step_index: Value,
+        iteration: usize,
+        max_iterations: usize,
+    },
+    LoopIterationCompleted {
+        step_name: String,
+        step_index: Value,
+        iteration: usize,
+        max_iterations: usize,
+        should_continue: bool,
+        iteration_results: Vec<StepOutput>,
+    },
+    LoopExecutionCompleted {
+        step_name: String,
+        step_index: Value,
+        total_iterations: usize,
+        max_iterations: usize,
+        all_results: Vec<Vec<StepOutput>>,
+    },
+    RouterExecutionStarted {
+        step_name: String,
+        step_index: Value,
+        selected_steps: Vec<String>,
+    },
+    RouterExecutionCompleted {
+        step_name: String,
+        step_index: Value,
+        selected_steps: Vec<String>,
+        executed_steps: usize,
+        step_results: Vec<StepOutput>,
+    },
 }
 
 impl EventData {
-    /// The AgentOS event name, also the SSE `event:` line.
-    pub fn name(&self) -> &'static str {
+    /// The AgentOS event name, also the SSE `event:` line. Team runs use the same data
+    /// under `Team`-prefixed names.
+    pub fn name(&self, team: bool) -> &'static str {
+        macro_rules! pick {
+            ($agent:literal, $team:literal) => {
+                if team { $team } else { $agent }
+            };
+        }
         match self {
-            EventData::RunStarted { .. } => "RunStarted",
-            EventData::ModelRequestStarted { .. } => "ModelRequestStarted",
-            EventData::RunContent { .. } => "RunContent",
-            EventData::ModelRequestCompleted { .. } => "ModelRequestCompleted",
-            EventData::RunContentCompleted {} => "RunContentCompleted",
-            EventData::RunCompleted { .. } => "RunCompleted",
-            EventData::RunError { .. } => "RunError",
-            EventData::RunCancelled { .. } => "RunCancelled",
-            EventData::ToolCallStarted { .. } => "ToolCallStarted",
-            EventData::ToolCallCompleted { .. } => "ToolCallCompleted",
-            EventData::ToolCallError { .. } => "ToolCallError",
-            EventData::RunPaused { .. } => "RunPaused",
-            EventData::RunContinued {} => "RunContinued",
+            EventData::RunStarted { .. } => pick!("RunStarted", "TeamRunStarted"),
+            EventData::ModelRequestStarted { .. } => {
+                pick!("ModelRequestStarted", "TeamModelRequestStarted")
+            }
+            EventData::RunContent { .. } => pick!("RunContent", "TeamRunContent"),
+            EventData::ModelRequestCompleted { .. } => {
+                pick!("ModelRequestCompleted", "TeamModelRequestCompleted")
+            }
+            EventData::RunContentCompleted {} => {
+                pick!("RunContentCompleted", "TeamRunContentCompleted")
+            }
+            EventData::RunCompleted { .. } => pick!("RunCompleted", "TeamRunCompleted"),
+            EventData::RunError { .. } => pick!("RunError", "TeamRunError"),
+            EventData::RunCancelled { .. } => pick!("RunCancelled", "TeamRunCancelled"),
+            EventData::ToolCallStarted { .. } => pick!("ToolCallStarted", "TeamToolCallStarted"),
+            EventData::ToolCallCompleted { .. } => {
+                pick!("ToolCallCompleted", "TeamToolCallCompleted")
+            }
+            EventData::ToolCallError { .. } => pick!("ToolCallError", "TeamToolCallError"),
+            EventData::RunPaused { .. } => pick!("RunPaused", "TeamRunPaused"),
+            EventData::RunContinued {} => pick!("RunContinued", "TeamRunContinued"),
+            EventData::WorkflowStarted {} => "WorkflowStarted",
+            EventData::WorkflowCompleted { .. } => "WorkflowCompleted",
+            EventData::WorkflowCancelled { .. } => "WorkflowCancelled",
+            EventData::WorkflowError { .. } => "WorkflowError",
+            EventData::StepStarted { .. } => "StepStarted",
+            EventData::StepCompleted { .. } => "StepCompleted",
+            EventData::StepError { .. } => "StepError",
+            EventData::ParallelExecutionStarted { .. } => "ParallelExecutionStarted",
+            EventData::ParallelExecutionCompleted { .. } => "ParallelExecutionCompleted",
+            EventData::ConditionExecutionStarted { .. } => "ConditionExecutionStarted",
+            EventData::ConditionExecutionCompleted { .. } => "ConditionExecutionCompleted",
+            EventData::LoopExecutionStarted { .. } => "LoopExecutionStarted",
+            EventData::LoopIterationStarted { .. } => "LoopIterationStarted",
+            EventData::LoopIterationCompleted { .. } => "LoopIterationCompleted",
+            EventData::LoopExecutionCompleted { .. } => "LoopExecutionCompleted",
+            EventData::RouterExecutionStarted { .. } => "RouterExecutionStarted",
+            EventData::RouterExecutionCompleted { .. } => "RouterExecutionCompleted",
         }
     }
 }
@@ -138,7 +374,7 @@ impl Event {
     pub fn new(source: &EventSource, data: EventData) -> Self {
         Event {
             created_at: now_secs(),
-            event: data.name(),
+            event: data.name(matches!(source, EventSource::Team(_))),
             source: source.clone(),
             data,
             event_index: None,
@@ -162,14 +398,15 @@ mod tests {
 
     #[test]
     fn serializes_flat_in_agentos_shape() {
-        let source = EventSource {
+        let source = EventSource::Agent(AgentSource {
             agent_id: "story-writer".into(),
             agent_name: "Story Writer".into(),
             run_id: "r1".into(),
             parent_run_id: None,
             session_id: "s1".into(),
+            step: None,
             nested_depth: 0,
-        };
+        });
         let ev = Event::new(&source, EventData::RunContentCompleted {});
         let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();

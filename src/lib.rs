@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod expr;
 pub mod model;
 pub mod render;
 pub mod run;

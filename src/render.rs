@@ -1,8 +1,9 @@
 //! The terminal sink: turns run events into what a person or a pipe sees.
 //!
-//! - text mode: content deltas go to stdout as they arrive; an indicatif spinner runs on
-//!   stderr until the first token, only when stderr is a terminal, and is cleared before
-//!   any output;
+//! - text mode: the answer goes to stdout as it arrives: the content deltas of the run
+//!   itself (an agent's or a team leader's), or a workflow's final content when it
+//!   completes. Progress (tool calls, team members at work, workflow steps) goes to stderr
+//!   only when stderr is a terminal, with an indicatif spinner until the first token;
 //! - `--jsonl`: every event as one compact JSON line;
 //! - `--json`: nothing while running; the caller prints the final run object.
 //!
@@ -106,8 +107,17 @@ impl TerminalSink {
     }
 
     fn text(&mut self, event: &Event) -> io::Result<()> {
+        let nested = event.source.is_nested();
+        if nested || is_workflow_progress(&event.data) {
+            self.progress(event);
+            return Ok(());
+        }
         let content = match &event.data {
             EventData::RunContent { content, .. } => content,
+            EventData::WorkflowCompleted {
+                content: Some(content),
+                ..
+            } => content,
             EventData::ToolCallStarted { .. }
             | EventData::ToolCallCompleted { .. }
             | EventData::ToolCallError { .. }
@@ -145,6 +155,39 @@ impl TerminalSink {
         Ok(())
     }
 
+    /// Member and step progress on stderr, only on a terminal.
+    fn progress(&mut self, event: &Event) {
+        if !io::stderr().is_terminal() {
+            return;
+        }
+        let who = event.source.name();
+        let line = match &event.data {
+            EventData::RunStarted { .. } => {
+                if let Some(bar) = &self.spinner {
+                    bar.set_message(format!("{who} is working…"));
+                }
+                return;
+            }
+            EventData::RunCompleted { .. } => format!("✓ {who} done"),
+            EventData::RunError { content, .. } => format!("✗ {who} failed: {content}"),
+            EventData::StepStarted { step_name, .. } => {
+                if let Some(bar) = &self.spinner {
+                    bar.set_message(format!("step {step_name}…"));
+                }
+                return;
+            }
+            EventData::StepCompleted { step_name, .. } => format!("✓ step {step_name}"),
+            EventData::StepError {
+                step_name, error, ..
+            } => format!("✗ step {step_name} failed: {error}"),
+            _ => return,
+        };
+        match &self.spinner {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Ends the output: clears the spinner and closes an unfinished text line.
     pub fn finish(&mut self) -> io::Result<()> {
         self.clear_spinner();
@@ -156,6 +199,16 @@ impl TerminalSink {
         }
         Ok(())
     }
+}
+
+/// Workflow and step events, shown as progress rather than as the answer.
+fn is_workflow_progress(data: &EventData) -> bool {
+    matches!(
+        data,
+        EventData::StepStarted { .. }
+            | EventData::StepCompleted { .. }
+            | EventData::StepError { .. }
+    )
 }
 
 /// Tool arguments on one line, cut to a readable length.

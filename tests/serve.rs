@@ -1129,5 +1129,8 @@ fn sigterm_cancels_in_flight_runs_and_exits() {
     );
     let store = agentos::store::Store::open(&s.db_path()).expect("open db");
     let stored = store.get_run(&run_id).expect("query").expect("run stored");
-    assert_eq!(stored.run.status, agentos::run::RunStatus::Cancelled);
+    assert_eq!(
+        agentos::run::RunRecord::status(&stored.run),
+        agentos::run::RunStatus::Cancelled
+    );
 }

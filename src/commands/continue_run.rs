@@ -7,6 +7,7 @@ use super::run::{Terminal, paused_tools};
 use crate::cli::ContinueArgs;
 use crate::engine::{Engine, EngineError, ToolDecision};
 use crate::render::OutputMode;
+use crate::run::AnyRun;
 
 pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
     let config = Arc::new(ctx.config()?);
@@ -15,7 +16,18 @@ pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
         .store()
         .get_run(&args.run_id)?
         .ok_or_else(|| EngineError::RunNotFound(args.run_id.clone()))?;
-    let decisions: Vec<ToolDecision> = paused_tools(&stored.run)
+    let Some(run) = stored.run.as_agent() else {
+        anyhow::bail!(
+            "run {} is a {} run; only agent runs pause for confirmation",
+            args.run_id,
+            if matches!(stored.run, AnyRun::Team(_)) {
+                "team"
+            } else {
+                "workflow"
+            }
+        );
+    };
+    let decisions: Vec<ToolDecision> = paused_tools(run)
         .map(|t| ToolDecision {
             tool_call_id: t.tool_call_id.clone(),
             confirmed: args.approve,
@@ -23,11 +35,11 @@ pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
         })
         .collect();
     let mode = OutputMode::from_flags(args.json, args.jsonl);
-    let terminal = Terminal::new(&engine, &stored.run.agent_id, mode)?;
+    let terminal = Terminal::new(&engine, &run.agent_id, mode)?;
     let pending = engine.continue_run(
-        &stored.run.agent_id,
+        &run.agent_id,
         &args.run_id,
-        Some(&stored.run.session_id),
+        Some(&run.session_id),
         &decisions,
         true,
     )?;

@@ -13,7 +13,7 @@ use crate::cli::RunArgs;
 use crate::engine::{Engine, PendingRun, RunRequest, ToolDecision};
 use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, EXIT_PAUSED, SilentExit, UsageError};
 use crate::render::{OutputMode, TerminalSink};
-use crate::run::{RunOutput, RunStatus, ToolExecution};
+use crate::run::{AnyRun, RunOutput, RunRecord, RunStatus, ToolExecution};
 use crate::schema::OutputSchema;
 
 pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -93,12 +93,15 @@ impl<'a> Terminal<'a> {
             sink.finish().context("could not write to stdout")?;
             drop(sink);
 
-            if run.status == RunStatus::Paused && self.mode == OutputMode::Text && interactive() {
-                let decisions = ask_confirmations(&run)?;
+            if let Some(paused) = run.as_agent().filter(|r| r.status == RunStatus::Paused)
+                && self.mode == OutputMode::Text
+                && interactive()
+            {
+                let decisions = ask_confirmations(paused)?;
                 pending = self.engine.continue_run(
                     &self.agent_id,
-                    &run.run_id,
-                    Some(&run.session_id),
+                    &paused.run_id,
+                    Some(&paused.session_id),
                     &decisions,
                     stream,
                 )?;
@@ -108,7 +111,7 @@ impl<'a> Terminal<'a> {
         }
     }
 
-    fn finish(&self, run: &RunOutput) -> anyhow::Result<()> {
+    fn finish(&self, run: &AnyRun) -> anyhow::Result<()> {
         if self.mode == OutputMode::Json {
             let mut out = io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, run)?;
@@ -116,26 +119,29 @@ impl<'a> Terminal<'a> {
             out.flush()?;
         }
         if io::stderr().is_terminal() && self.mode == OutputMode::Text {
-            eprintln!("session: {}", run.session_id);
+            eprintln!("session: {}", run.session_id());
         }
-        match run.status {
+        match run.status() {
             RunStatus::Completed => Ok(()),
             RunStatus::Cancelled => {
                 if self.interrupted.load(Ordering::SeqCst) {
-                    eprintln!("agentos: run {} cancelled", run.run_id);
+                    eprintln!("agentos: run {} cancelled", run.run_id());
                 }
                 Err(SilentExit(EXIT_CANCELLED).into())
             }
             RunStatus::Paused => {
-                let names: Vec<String> = paused_tools(run)
+                let names: Vec<String> = run
+                    .as_agent()
+                    .into_iter()
+                    .flat_map(paused_tools)
                     .map(|t| format!("`{}`", t.tool_name))
                     .collect();
                 eprintln!(
                     "agentos: run {} paused: {} needs confirmation; continue with \
                      `agentos continue {} --approve` or `--reject [--note TEXT]`",
-                    run.run_id,
+                    run.run_id(),
                     names.join(", "),
-                    run.run_id
+                    run.run_id()
                 );
                 Err(SilentExit(EXIT_PAUSED).into())
             }

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::Context;
 use crate::cli::{SessionsCommand, SessionsListArgs};
 use crate::error::UsageError;
-use crate::run::Role;
+use crate::run::{AnyRun, Role, RunRecord, RunStatus};
 use crate::store::{SessionQuery, SessionType, Store};
 
 pub fn run(command: SessionsCommand, ctx: &Context) -> anyhow::Result<()> {
@@ -97,20 +97,25 @@ fn show(store: &Store, id: &str, as_json: bool) -> anyhow::Result<()> {
         serde_json::to_writer_pretty(&mut out, &runs)?;
         writeln!(out)?;
     } else {
-        for stored in &runs {
+        // Member runs of a team are part of their team run's answer.
+        for stored in runs.iter().filter(|r| r.run.parent_run_id().is_none()) {
             let run = &stored.run;
-            for m in &run.messages {
+            if let AnyRun::Workflow(w) = run {
+                writeln!(out, "── user\n{}", w.input)?;
+                writeln!(out, "── {}\n{}", w.workflow_id, run.content_text())?;
+            }
+            for m in run.messages() {
                 let who = match m.role {
                     Role::System => continue,
                     Role::User => "user",
-                    Role::Assistant => run.agent_id.as_str(),
+                    Role::Assistant => run.component_id(),
                     Role::Tool => "tool",
                 };
                 writeln!(out, "── {who}")?;
                 writeln!(out, "{}", m.content.as_deref().unwrap_or(""))?;
             }
-            if run.status.as_str() != "COMPLETED" {
-                writeln!(out, "   [{}]", run.status.as_str())?;
+            if run.status() != RunStatus::Completed {
+                writeln!(out, "   [{}]", run.status().as_str())?;
             }
             writeln!(out)?;
         }

@@ -6,12 +6,12 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::tools::{ToolRound, new_execution, pause_requirements};
-use super::{Engine, EngineError, PendingRun};
+use super::{Engine, EngineError, PendingRun, PendingTurn};
 use crate::cancel::CancelToken;
-use crate::event::{Event, EventData, EventSource};
+use crate::event::{AgentSource, Event, EventData, EventSource, TeamSource};
 use crate::model::{Delta, ModelError, ModelRequest, ModelResponse, Usage};
 use crate::run::{
-    Message, Metrics, MetricsDetails, ModelMetrics, Role, RunOutput, RunStatus, new_id, now_secs,
+    AnyRun, Message, Metrics, MetricsDetails, ModelMetrics, Role, RunStatus, new_id, now_secs,
 };
 
 /// What a paused run says while it waits (AgentOS's wording).
@@ -29,9 +29,16 @@ pub(super) struct Emitter<'a> {
 impl Emitter<'_> {
     pub(super) fn emit(&mut self, data: EventData) {
         let event = Event::new(&self.source, data);
-        (self.sink)(&event);
-        if event.event != "RunContent" || self.keep_content {
-            self.log.push(event);
+        self.forward(&event);
+    }
+
+    /// Passes on an event of another run (a team member's) as it happened.
+    pub(super) fn forward(&mut self, event: &Event) {
+        (self.sink)(event);
+        // Content deltas are not stored (as AgentOS), unless they carry a whole object.
+        let own = event.source.run_id() == self.source.run_id();
+        if !event.event.ends_with("RunContent") || (own && self.keep_content) {
+            self.log.push(event.clone());
         }
     }
 }
@@ -91,14 +98,28 @@ fn structured(text: &str) -> Value {
 }
 
 impl Engine {
-    /// Calls the model for a started run, emitting events, and stores the outcome.
+    /// Executes a started run to its end, emitting events, and stores the outcome.
     pub fn execute(
         &self,
         pending: PendingRun,
         cancel: &CancelToken,
         sink: &mut dyn FnMut(&Event),
-    ) -> Result<RunOutput, EngineError> {
-        let PendingRun {
+    ) -> Result<AnyRun, EngineError> {
+        match pending {
+            PendingRun::Turn(turn) => self.execute_turn(turn, cancel, sink),
+            PendingRun::Workflow(workflow) => self.execute_workflow(*workflow, cancel, sink),
+        }
+    }
+
+    /// Calls the model for a started agent or team run, emitting events, and stores the
+    /// outcome.
+    fn execute_turn(
+        &self,
+        pending: PendingTurn,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<AnyRun, EngineError> {
+        let PendingTurn {
             mut run,
             model,
             mut messages,
@@ -111,21 +132,44 @@ impl Engine {
             tool_call_limit,
             resume,
             prior_events,
+            context,
+            leader,
         } = pending;
         let run_id = run.run_id.clone();
         let content_type = run.content_type.clone();
         let session_state = run.session_state.clone();
         let model_id = model.id().to_string();
         let provider = model.provider().to_string();
-        let mut out = Emitter {
-            source: EventSource {
+        // A step's own agent names the workflow run in its step fields, not as a parent.
+        let parent_run_id = context.parent_run_id.clone().filter(|parent| {
+            context
+                .step
+                .as_ref()
+                .is_none_or(|step| &step.workflow_run_id != parent)
+        });
+        let source = match &leader {
+            Some(leader) => EventSource::Team(TeamSource {
+                team_id: leader.team_id.clone(),
+                team_name: leader.team_name.clone(),
+                run_id: run_id.clone(),
+                parent_run_id,
+                session_id: run.session_id.clone(),
+                step: context.step.clone(),
+                nested_depth: 0,
+            }),
+            None => EventSource::Agent(AgentSource {
                 agent_id: run.agent_id.clone(),
                 agent_name: run.agent_name.clone(),
                 run_id: run_id.clone(),
-                parent_run_id: None,
+                parent_run_id,
                 session_id: run.session_id.clone(),
+                step: context.step.clone(),
                 nested_depth: 0,
-            },
+            }),
+        };
+        let workflow_agent = leader.is_none().then_some(false);
+        let mut out = Emitter {
+            source,
             sink,
             keep_content: schema.is_some(),
             log: Vec::new(),
@@ -142,6 +186,7 @@ impl Engine {
         let tools = run.tools.get_or_insert_with(Vec::new);
         let mut round = ToolRound {
             toolbox: &toolbox,
+            delegate: leader.as_deref().map(|l| (self, l, run_id.as_str())),
             cancel,
             messages: &mut messages,
             own: &mut run.messages,
@@ -168,7 +213,11 @@ impl Engine {
                 model_provider: provider.clone(),
             });
             let specs = if tool_rounds < tool_call_limit {
-                round.toolbox.specs()
+                let mut specs = round.toolbox.specs();
+                if let Some(leader) = &leader {
+                    specs.extend(leader.specs());
+                }
+                specs
             } else {
                 Vec::new()
             };
@@ -198,7 +247,7 @@ impl Engine {
                     if !keep_content {
                         out.emit(EventData::RunContent {
                             content: Value::String(delta.content.clone()),
-                            workflow_agent: false,
+                            workflow_agent,
                             content_type: "str".into(),
                             reasoning_content: String::new(),
                             model_provider_data: provider_data.clone(),
@@ -227,7 +276,7 @@ impl Engine {
                 // ModelRequestCompleted (as AgentOS).
                 out.emit(EventData::RunContent {
                     content: structured(&response.content),
-                    workflow_agent: false,
+                    workflow_agent,
                     content_type: schema.content_type.clone(),
                     reasoning_content: String::new(),
                     model_provider_data: None,
@@ -283,18 +332,50 @@ impl Engine {
                 break Step::Answer(response);
             }
             tool_rounds += 1;
-            let calls: Vec<_> = response
+            let mut calls: Vec<_> = response
                 .tool_calls
                 .iter()
                 .map(|c| new_execution(c, round.toolbox))
                 .collect();
+            // A route leader's delegation ends the run with the member's answer.
+            let routing = leader
+                .as_ref()
+                .is_some_and(|l| l.mode == crate::config::TeamMode::Route);
+            if routing {
+                for call in calls
+                    .iter_mut()
+                    .filter(|c| c.tool_name == super::team::DELEGATE_ONE)
+                {
+                    call.stop_after_tool_call = true;
+                }
+            }
             if calls.iter().any(|c| c.requires_confirmation == Some(true)) {
                 round.executions.extend(calls);
                 break Step::Paused;
             }
+            let ids: Vec<String> = calls.iter().map(|c| c.tool_call_id.clone()).collect();
             round.run_calls(calls, &mut out);
             if cancel.is_cancelled() {
                 break Step::Cancelled;
+            }
+            let routed = round.executions.iter().find(|e| {
+                e.stop_after_tool_call
+                    && e.tool_call_error == Some(false)
+                    && ids.contains(&e.tool_call_id)
+            });
+            if let Some(routed) = routed {
+                let answer = routed.result.clone().unwrap_or_default();
+                out.emit(EventData::RunContent {
+                    content: Value::String(answer.clone()),
+                    workflow_agent,
+                    content_type: "str".into(),
+                    reasoning_content: String::new(),
+                    model_provider_data: None,
+                });
+                break Step::Answer(crate::model::ModelResponse {
+                    content: answer,
+                    ..Default::default()
+                });
             }
         };
         let duration = started.elapsed().as_secs_f64();
@@ -314,8 +395,9 @@ impl Engine {
                     content: Some(content),
                     content_type: content_type.clone(),
                     model_provider_data: provider_data,
+                    session_state: leader.is_none().then(|| session_state.clone()),
                     metadata: run.metadata.clone(),
-                    session_state: session_state.clone(),
+                    member_responses: leader.as_ref().map(|l| l.responses()),
                     metrics: Box::new(run.metrics.clone()),
                 });
             }
@@ -371,8 +453,13 @@ impl Engine {
                     content: Some(Value::String(content)),
                     content_type: "str".into(),
                     model_provider_data: provider_data,
+                    session_state: Some(if leader.is_some() {
+                        json!({})
+                    } else {
+                        session_state.clone()
+                    }),
                     metadata: run.metadata.clone(),
-                    session_state: session_state.clone(),
+                    member_responses: leader.as_ref().map(|l| l.responses()),
                     metrics: Box::new(run.metrics.clone()),
                 });
             }
@@ -403,16 +490,22 @@ impl Engine {
         }
 
         // As AgentOS, a run that was not streamed keeps only its final output.
-        // A continued run keeps the events stored before its pause, then its own.
-        let mut events = prior_events;
-        if stream {
-            events.extend(
-                out.log
-                    .iter()
-                    .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
-            );
+        let run = match &leader {
+            Some(leader) => leader.team_run(&run, leader.responses()),
+            None => AnyRun::Agent(run),
+        };
+        if context.persist {
+            // A continued run keeps the events stored before its pause, then its own.
+            let mut events = prior_events;
+            if stream {
+                events.extend(
+                    out.log
+                        .iter()
+                        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+                );
+            }
+            self.store.finish_run(&run, &events, &session_state)?;
         }
-        self.store.finish_run(&run, &events, &session_state)?;
         Ok(run)
     }
 }

@@ -7,9 +7,12 @@
 
 mod execute;
 mod resume;
+mod team;
 mod tools;
+mod workflow;
 
 pub use resume::ToolDecision;
+pub use team::TeamLeader;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,10 +22,10 @@ use serde_json::{Map, Value};
 
 use crate::cancel::CancelToken;
 use crate::config::{AgentDef, Config, ConfigError};
-use crate::event::Event;
+use crate::event::{Event, StepContext};
 use crate::model::Model;
 use crate::run::{
-    Message, Metrics, Role, RunInput, RunOutput, RunStatus, ToolExecution, new_id, now_secs,
+    AnyRun, Message, Metrics, Role, RunInput, RunOutput, RunStatus, ToolExecution, new_id, now_secs,
 };
 use crate::schema::OutputSchema;
 use crate::store::{Session, SessionType, Store, StoreError};
@@ -53,12 +56,38 @@ pub struct RunRequest {
     pub stream: bool,
 }
 
+/// Where a run sits: on its own, as a team member, or in a workflow step.
+#[derive(Clone, Debug, Default)]
+pub struct RunContext {
+    /// The team (or workflow) run this run works for; stored as `parent_run_id`.
+    pub parent_run_id: Option<String>,
+    /// The workflow step running it (its events carry the step's fields).
+    pub step: Option<StepContext>,
+    /// Store the run in its own row. Workflow steps keep their runs inside the workflow
+    /// run instead.
+    pub persist: bool,
+}
+
+impl RunContext {
+    /// A run a client started.
+    pub fn top_level() -> Self {
+        RunContext {
+            persist: true,
+            ..RunContext::default()
+        }
+    }
+}
+
 /// Why a run could not start. Once a run has started, failures are part of the run
 /// object (`status: ERROR` / `CANCELLED`), not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("agent '{0}' not found")]
     AgentNotFound(String),
+    #[error("team '{0}' not found")]
+    TeamNotFound(String),
+    #[error("workflow '{0}' not found")]
+    WorkflowNotFound(String),
     /// The session exists but belongs to another user (reported like an unknown session).
     #[error("Session not found")]
     SessionNotFound(String),
@@ -88,7 +117,31 @@ pub struct Engine {
 }
 
 /// A run that passed validation and is stored as RUNNING; [`Engine::execute`] runs it.
-pub struct PendingRun {
+pub enum PendingRun {
+    /// An agent's or a team leader's model loop.
+    Turn(PendingTurn),
+    /// A workflow's steps.
+    Workflow(Box<workflow::PendingWorkflow>),
+}
+
+impl PendingRun {
+    pub fn run_id(&self) -> &str {
+        match self {
+            PendingRun::Turn(t) => &t.run.run_id,
+            PendingRun::Workflow(w) => &w.run.run_id,
+        }
+    }
+
+    pub fn session_id(&self) -> &str {
+        match self {
+            PendingRun::Turn(t) => &t.run.session_id,
+            PendingRun::Workflow(w) => &w.run.session_id,
+        }
+    }
+}
+
+/// An agent's (or a team leader's) run, ready for its model loop.
+pub struct PendingTurn {
     /// The run object so far (status RUNNING, no content yet).
     pub run: RunOutput,
     model: Arc<dyn Model>,
@@ -104,6 +157,9 @@ pub struct PendingRun {
     resume: Option<Vec<ToolExecution>>,
     /// For a continued run: the events stored before it paused.
     prior_events: Vec<Value>,
+    context: RunContext,
+    /// Set when this run is a team's leader.
+    leader: Option<Arc<TeamLeader>>,
 }
 
 /// The prepared parts of a run, before the model is called.
@@ -178,7 +234,7 @@ impl Engine {
         req: RunRequest,
         cancel: &CancelToken,
         sink: &mut dyn FnMut(&Event),
-    ) -> Result<RunOutput, EngineError> {
+    ) -> Result<AnyRun, EngineError> {
         let pending = self.start(req)?;
         self.execute(pending, cancel, sink)
     }
@@ -186,8 +242,39 @@ impl Engine {
     /// Validates a request and stores the run as RUNNING: everything that can refuse a
     /// run happens here, before any event is emitted.
     pub fn start(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+        let agent = self
+            .config
+            .agent(&req.agent_id)
+            .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
+        self.start_agent(agent, req, RunContext::top_level(), None)
+    }
+
+    /// Starts a run of `agent` (a configured agent, or a team's leader) in `context`.
+    fn start_agent(
+        &self,
+        agent: &AgentDef,
+        req: RunRequest,
+        context: RunContext,
+        leader: Option<Arc<TeamLeader>>,
+    ) -> Result<PendingRun, EngineError> {
+        self.start_turn(agent, req, context, leader)
+            .map(PendingRun::Turn)
+    }
+
+    fn start_turn(
+        &self,
+        agent: &AgentDef,
+        req: RunRequest,
+        context: RunContext,
+        leader: Option<Arc<TeamLeader>>,
+    ) -> Result<PendingTurn, EngineError> {
         let started = Instant::now();
-        let prepared = self.prepare(&req)?;
+        let session_type = if leader.is_some() {
+            SessionType::Team
+        } else {
+            SessionType::Agent
+        };
+        let prepared = self.prepare(agent, &req, session_type)?;
         let Prepared {
             agent,
             model,
@@ -206,7 +293,7 @@ impl Engine {
             run_id: run_id.clone(),
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
-            parent_run_id: None,
+            parent_run_id: context.parent_run_id.clone(),
             session_id: session.session_id.clone(),
             user_id: req.user_id.clone(),
             content: None,
@@ -218,6 +305,7 @@ impl Engine {
             created_at: now_secs(),
             status: RunStatus::Running,
             cancellation_stage: None,
+            workflow_step_id: None,
             metrics: Metrics::default(),
             messages: own_messages,
             metadata: req.metadata.clone().map(Value::Object),
@@ -229,13 +317,19 @@ impl Engine {
         };
         // Tools first: an MCP server that cannot start refuses the run before it is stored.
         let toolbox = self.toolbox_for(agent)?;
-        self.store
-            .begin_run(&session, &run, SessionType::Agent)
-            .map_err(|e| match e {
-                StoreError::RunExists(id) => EngineError::RunExists(id),
-                other => EngineError::Store(other),
-            })?;
-        Ok(PendingRun {
+        if context.persist {
+            let stored = match &leader {
+                Some(leader) => leader.team_run(&run, Vec::new()),
+                None => AnyRun::Agent(run.clone()),
+            };
+            self.store
+                .begin_run(&session, &stored, session_type)
+                .map_err(|e| match e {
+                    StoreError::RunExists(id) => EngineError::RunExists(id),
+                    other => EngineError::Store(other),
+                })?;
+        }
+        Ok(PendingTurn {
             run,
             model,
             messages,
@@ -248,15 +342,18 @@ impl Engine {
             tool_call_limit: agent.tool_call_limit,
             resume: None,
             prior_events: Vec::new(),
+            context,
+            leader,
         })
     }
 
-    /// Resolves agent, model and session, and builds the messages to send.
-    fn prepare<'a>(&'a self, req: &RunRequest) -> Result<Prepared<'a>, EngineError> {
-        let agent = self
-            .config
-            .agent(&req.agent_id)
-            .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
+    /// Resolves model and session, and builds the messages to send.
+    fn prepare<'a>(
+        &'a self,
+        agent: &'a AgentDef,
+        req: &RunRequest,
+        session_type: SessionType,
+    ) -> Result<Prepared<'a>, EngineError> {
         let model = match &req.model_override {
             Some(spec) => self.model(spec, None)?,
             None => self.model(&agent.model, Some(agent.model_line))?,
@@ -284,7 +381,7 @@ impl Engine {
             }
             None => Session {
                 session_id: req.session_id.clone().unwrap_or_else(new_id),
-                session_type: SessionType::Agent,
+                session_type,
                 component_id: agent.id.clone(),
                 user_id: req.user_id.clone(),
                 session_name: None,

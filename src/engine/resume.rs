@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use super::{Engine, EngineError, PendingRun};
-use crate::run::{Role, RunStatus};
+use super::{Engine, EngineError, PendingRun, PendingTurn};
+use crate::run::{AnyRun, Role, RunKind, RunRecord, RunStatus};
 use crate::schema::OutputSchema;
 
 /// A decision on one paused tool call.
@@ -29,11 +29,13 @@ impl Engine {
         let stored = self
             .store
             .get_run(run_id)?
-            .filter(|s| s.run.agent_id == agent_id)
-            .filter(|s| session_id.is_none_or(|id| id == s.run.session_id))
+            .filter(|s| s.run.kind() == RunKind::Agent && s.run.component_id() == agent_id)
+            .filter(|s| session_id.is_none_or(|id| id == s.run.session_id()))
             .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
         let prior_events = stored.events;
-        let mut run = stored.run;
+        let AnyRun::Agent(mut run) = stored.run else {
+            return Err(EngineError::RunNotFound(run_id.to_string()));
+        };
         if run.status != RunStatus::Paused {
             return Err(EngineError::NotPaused {
                 run_id: run_id.to_string(),
@@ -105,7 +107,7 @@ impl Engine {
             let status = self
                 .store
                 .get_run(run_id)?
-                .map_or(RunStatus::Running, |s| s.run.status);
+                .map_or(RunStatus::Running, |s| s.run.status());
             return Err(EngineError::NotPaused {
                 run_id: run_id.to_string(),
                 status,
@@ -113,7 +115,7 @@ impl Engine {
         }
         run.status = RunStatus::Running;
         run.requirements = None;
-        Ok(PendingRun {
+        Ok(PendingRun::Turn(PendingTurn {
             run,
             model,
             messages,
@@ -126,6 +128,8 @@ impl Engine {
             tool_call_limit: agent.tool_call_limit,
             resume: Some(decided),
             prior_events,
-        })
+            context: super::RunContext::top_level(),
+            leader: None,
+        }))
     }
 }

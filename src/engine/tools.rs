@@ -1,13 +1,16 @@
 //! Running the tool calls a model asked for: concurrently, each failure or timeout turned
 //! into a tool error the model sees, with AgentOS's events and stored objects.
 
+use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::Engine;
 use super::execute::Emitter;
+use super::team::TeamLeader;
 use crate::cancel::CancelToken;
-use crate::event::EventData;
+use crate::event::{Event, EventData};
 use crate::model::ToolCall;
 use crate::run::{Message, Role, ToolExecution, ToolMetrics, new_id, now_secs};
 use crate::tools::Toolbox;
@@ -15,6 +18,8 @@ use crate::tools::Toolbox;
 /// The state a round of tool calls updates.
 pub(super) struct ToolRound<'a> {
     pub toolbox: &'a Toolbox,
+    /// For a team's leader: the engine, the leader and the team run id, to run delegations.
+    pub delegate: Option<(&'a Engine, &'a TeamLeader, &'a str)>,
     pub cancel: &'a CancelToken,
     /// The conversation sent to the model.
     pub messages: &'a mut Vec<Message>,
@@ -102,6 +107,16 @@ fn call_label(exec: &ToolExecution) -> String {
     format!("{}({args})", exec.tool_name)
 }
 
+/// How one call went.
+struct CallResult {
+    result: Result<String, String>,
+    start: SystemTime,
+    end: SystemTime,
+    duration: f64,
+    /// The member run a delegation started.
+    child_run_id: Option<String>,
+}
+
 impl ToolRound<'_> {
     /// Runs a round of calls concurrently and records their results.
     pub(super) fn run_calls(&mut self, calls: Vec<ToolExecution>, out: &mut Emitter<'_>) {
@@ -110,27 +125,54 @@ impl ToolRound<'_> {
                 tool: Box::new(call.clone()),
             });
         }
-        let results: Vec<(Result<String, String>, SystemTime, SystemTime, f64)> =
-            if calls.len() == 1 {
-                vec![self.call_one(&calls[0])]
-            } else {
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = calls
-                        .iter()
-                        .map(|call| scope.spawn(|| self.call_one(call)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                let now = SystemTime::now();
-                                (Err("the tool crashed".to_string()), now, now, 0.0)
-                            })
+        let delegating = self
+            .delegate
+            .is_some_and(|(_, leader, _)| calls.iter().any(|c| leader.handles(&c.tool_name)));
+        let (events_tx, events_rx) = mpsc::channel::<Event>();
+        let results: Vec<CallResult> = if calls.len() == 1 && !delegating {
+            vec![self.call_one(&calls[0], &events_tx)]
+        } else {
+            // Calls run concurrently; member runs' events are passed on from this thread,
+            // in the order they happen, while the calls run.
+            std::thread::scope(|scope| {
+                let this = &*self;
+                let handles: Vec<_> = calls
+                    .iter()
+                    .map(|call| {
+                        let tx = events_tx.clone();
+                        scope.spawn(move || this.call_one(call, &tx))
+                    })
+                    .collect();
+                drop(events_tx);
+                for event in events_rx.iter() {
+                    out.forward(&event);
+                }
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            let now = SystemTime::now();
+                            CallResult {
+                                result: Err("the tool crashed".to_string()),
+                                start: now,
+                                end: now,
+                                duration: 0.0,
+                                child_run_id: None,
+                            }
                         })
-                        .collect()
-                })
-            };
-        for (mut exec, (result, start, end, duration)) in calls.into_iter().zip(results) {
+                    })
+                    .collect()
+            })
+        };
+        for (mut exec, r) in calls.into_iter().zip(results) {
+            let CallResult {
+                result,
+                start,
+                end,
+                duration,
+                child_run_id,
+            } = r;
+            exec.child_run_id = child_run_id;
             exec.metrics = Some(ToolMetrics {
                 start_time: unix_f64(start),
                 end_time: unix_f64(end),
@@ -140,12 +182,22 @@ impl ToolRound<'_> {
         }
     }
 
-    fn call_one(
-        &self,
-        call: &ToolExecution,
-    ) -> (Result<String, String>, SystemTime, SystemTime, f64) {
+    fn call_one(&self, call: &ToolExecution, events: &mpsc::Sender<Event>) -> CallResult {
         let start = SystemTime::now();
         let clock = Instant::now();
+        if let Some((engine, leader, team_run_id)) = self.delegate
+            && leader.handles(&call.tool_name)
+        {
+            let (result, child_run_id) =
+                leader.delegate(engine, team_run_id, call, self.cancel, events);
+            return CallResult {
+                result,
+                start,
+                end: SystemTime::now(),
+                duration: clock.elapsed().as_secs_f64(),
+                child_run_id,
+            };
+        }
         let result = match self.toolbox.get(&call.tool_name) {
             None => Err(format!("tool `{}` does not exist", call.tool_name)),
             Some(tool) => match &call.tool_args {
@@ -156,12 +208,13 @@ impl ToolRound<'_> {
                 )),
             },
         };
-        (
+        CallResult {
             result,
             start,
-            SystemTime::now(),
-            clock.elapsed().as_secs_f64(),
-        )
+            end: SystemTime::now(),
+            duration: clock.elapsed().as_secs_f64(),
+            child_run_id: None,
+        }
     }
 
     /// Stores a finished call: execution record, event and the tool message.

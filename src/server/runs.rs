@@ -23,7 +23,7 @@ use super::request::Req;
 use super::response::{event_stream, json_response, ok};
 use crate::cancel::CancelToken;
 use crate::engine::{EngineError, PendingRun, RunRequest, ToolDecision};
-use crate::run::{RunStatus, new_id};
+use crate::run::{RunRecord, RunStatus, new_id};
 use crate::schema::OutputSchema;
 
 /// Finished background runs kept in memory for `resume`.
@@ -279,7 +279,7 @@ async fn deliver(
     run_id: &str,
     delivery: Delivery,
 ) -> ApiResult {
-    let session_id = pending.run.session_id.clone();
+    let session_id = pending.session_id().to_string();
     let live = state
         .runs
         .admit(slot, run_id, agent_id, &session_id, delivery.background);
@@ -350,7 +350,7 @@ fn spawn_execution(
     pending: PendingRun,
     inline: Option<mpsc::UnboundedSender<Bytes>>,
     stream_events: bool,
-) -> tokio::task::JoinHandle<Result<crate::run::RunOutput, EngineError>> {
+) -> tokio::task::JoinHandle<Result<crate::run::AnyRun, EngineError>> {
     tokio::task::spawn_blocking(move || {
         let mut next_index = 0u64;
         let background = live.background;
@@ -371,7 +371,7 @@ fn spawn_execution(
             }
         });
         let status = match &result {
-            Ok(run) => run.status,
+            Ok(run) => run.status(),
             Err(_) => RunStatus::Error,
         };
         if let Err(err) = &result {
@@ -420,7 +420,7 @@ fn cancel_paused(
 ) -> Result<(), crate::store::StoreError> {
     if store
         .get_run(run_id)?
-        .is_some_and(|s| s.run.agent_id == agent_id && s.run.status == RunStatus::Paused)
+        .is_some_and(|s| s.run.component_id() == agent_id && s.run.status() == RunStatus::Paused)
     {
         store.transition_run(
             run_id,
@@ -493,11 +493,11 @@ pub async fn resume(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str
         .await
         .map_err(|_| ApiError::internal("JoinError"))??;
     let Some(stored) = stored.filter(|s| {
-        s.run.agent_id == agent_id && session_id.is_none_or(|sid| sid == s.run.session_id)
+        s.run.component_id() == agent_id && session_id.is_none_or(|sid| sid == s.run.session_id())
     }) else {
         return Err(ApiError::not_found("Run not found"));
     };
-    let status = stored.run.status.as_str();
+    let status = stored.run.status().as_str();
     let replay = python_json(&[
         ("event", json!("replay")),
         ("run_id", json!(run_id)),
@@ -596,6 +596,8 @@ fn run_request(
 fn engine_error(err: EngineError) -> ApiError {
     match err {
         EngineError::AgentNotFound(_) => ApiError::not_found("Agent not found"),
+        EngineError::TeamNotFound(_) => ApiError::not_found("Team not found"),
+        EngineError::WorkflowNotFound(_) => ApiError::not_found("Workflow not found"),
         EngineError::SessionNotFound(_) => ApiError::not_found("Session not found"),
         EngineError::RunExists(id) => ApiError::conflict(format!("Run {id} already exists")),
         EngineError::ToolsUnavailable(msg) => ApiError::new(

@@ -20,7 +20,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::run::Role;
+use crate::run::{AnyRun, Role, RunRecord};
 use crate::store::{Session, SessionType, StoredRun};
 
 /// Longest `run_input` / `content_preview` of a run preview, in characters.
@@ -85,8 +85,8 @@ pub fn session_display_name(session: &Session, runs: &[StoredRun]) -> String {
         return name.to_string();
     }
     runs.iter()
-        .find(|r| r.run.parent_run_id.is_none())
-        .map(|r| r.run.input.input_content.clone())
+        .find(|r| r.run.parent_run_id().is_none())
+        .map(|r| r.run.input_content().to_string())
         .unwrap_or_default()
 }
 
@@ -101,7 +101,7 @@ pub fn session_metrics(runs: &[StoredRun]) -> Option<Value> {
     // model type -> entries keyed by (provider, id), in first-seen order.
     let mut details: Vec<(String, Vec<Map<String, Value>>)> = Vec::new();
     for stored in runs {
-        let Ok(Value::Object(metrics)) = serde_json::to_value(&stored.run.metrics) else {
+        let Ok(Value::Object(metrics)) = serde_json::to_value(stored.run.metrics()) else {
             continue;
         };
         add_tokens(&mut totals, &mut cost, &metrics);
@@ -278,8 +278,8 @@ pub fn session_list_item(session: &Session, display_name: &str, metrics: Option<
 /// messages a run carried over from history (AgentOS `get_chat_history`).
 pub fn chat_history(runs: &[StoredRun]) -> Vec<Value> {
     runs.iter()
-        .filter(|r| r.run.parent_run_id.is_none())
-        .flat_map(|r| r.run.messages.iter())
+        .filter(|r| r.run.parent_run_id().is_none())
+        .flat_map(|r| r.run.messages().iter())
         .filter(|m| !m.from_history && !matches!(m.role, Role::System | Role::Tool))
         .filter_map(|m| serde_json::to_value(m).ok())
         .collect()
@@ -296,10 +296,14 @@ fn model_class_name(provider: &str) -> &str {
 /// `agent_data` as AgentOS stores it with each run: the agent and model of the latest
 /// top-level run; `null` for a session without runs.
 fn agent_data(runs: &[StoredRun]) -> Value {
-    let Some(last) = runs.iter().rev().find(|r| r.run.parent_run_id.is_none()) else {
+    let Some(AnyRun::Agent(run)) = runs
+        .iter()
+        .rev()
+        .find(|r| r.run.parent_run_id().is_none())
+        .map(|r| &r.run)
+    else {
         return Value::Null;
     };
-    let run = &last.run;
     json!({
         "name": run.agent_name,
         "agent_id": run.agent_id,
@@ -704,7 +708,7 @@ mod tests {
             }
         };
         StoredRun {
-            run: RunOutput {
+            run: AnyRun::Agent(RunOutput {
                 run_id: run_id.into(),
                 agent_id: "story-writer".into(),
                 agent_name: "Story Writer".into(),
@@ -720,6 +724,7 @@ mod tests {
                 created_at: 1_795_915_409,
                 status: RunStatus::Completed,
                 cancellation_stage: None,
+                workflow_step_id: None,
                 metrics,
                 messages: vec![
                     message(Role::System, "You write stories."),
@@ -732,7 +737,7 @@ mod tests {
                 input: RunInput {
                     input_content: input.into(),
                 },
-            },
+            }),
             session_type: SessionType::Agent,
             events: Vec::new(),
             updated_at: 1_795_915_409,
@@ -775,7 +780,7 @@ mod tests {
         assert_eq!(session_metrics(&[stored("c", "x", 0)]).unwrap(), json!({}));
         // A model entry without tokens keeps only its identity.
         let mut failed = stored("d", "x", 0);
-        failed.run.metrics.details = Some(MetricsDetails {
+        failed.run.as_agent_mut().unwrap().metrics.details = Some(MetricsDetails {
             model: vec![ModelMetrics {
                 id: "gpt-4o-mini".into(),
                 provider: "OpenAI Chat".into(),
@@ -1026,9 +1031,9 @@ mod tests {
 
         // A run without user or content, with structured output.
         let mut bare = run;
-        bare.run.user_id = None;
-        bare.run.content = None;
-        bare.run.content_type = "Story".into();
+        bare.run.as_agent_mut().unwrap().user_id = None;
+        bare.run.as_agent_mut().unwrap().content = None;
+        bare.run.as_agent_mut().unwrap().content_type = "Story".into();
         let schema = run_schema(&bare);
         assert_eq!(schema["user_id"], "");
         assert_eq!(schema["content"], "");
@@ -1039,7 +1044,7 @@ mod tests {
     fn previews_cut_at_280_characters() {
         let long = "é".repeat(300);
         let mut run = stored("r1", &long, 10);
-        run.run.content = Some(json!({"title": "Ünïcode", "n": [1, 2]}));
+        run.run.as_agent_mut().unwrap().content = Some(json!({"title": "Ünïcode", "n": [1, 2]}));
         let preview = drop_nulls(run_preview(&run_schema(&run)));
         assert_eq!(
             keys(&preview),

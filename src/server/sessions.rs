@@ -27,7 +27,7 @@ use super::error::{ApiError, ApiResult};
 use super::request::Req;
 use super::response::{empty, json_response, ok};
 use super::schemas;
-use crate::run::{RunStatus, new_id, now_secs};
+use crate::run::{RunRecord, RunStatus, new_id, now_secs};
 use crate::store::{Session, SessionQuery, SessionSort, SessionType, Store, StoredRun};
 
 /// The wire spellings of [`SessionType`], in AgentOS's enum order.
@@ -370,7 +370,7 @@ pub async fn run(state: Arc<AppState>, req: Req, id: &str, run_id: &str) -> ApiR
             .filter(|s| scope.admits(&s.session))
             .ok_or_else(|| ApiError::not_found(format!("Session with ID {id} not found")))?;
         match store.get_run(&run_id)? {
-            Some(stored) if stored.run.session_id == id => Ok(schemas::run_schema(&stored)),
+            Some(stored) if stored.run.session_id() == id => Ok(schemas::run_schema(&stored)),
             _ if summary.run_count == 0 => Err(ApiError::not_found(format!(
                 "Session with ID {id} has no runs"
             ))),
@@ -405,8 +405,12 @@ pub async fn agent_runs(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiRe
         let runs = store.list_runs(&session_id)?;
         Ok(runs
             .iter()
-            .filter(|r| r.run.agent_id == agent)
-            .filter(|r| status.as_deref().is_none_or(|s| r.run.status.as_str() == s))
+            .filter(|r| r.run.component_id() == agent)
+            .filter(|r| {
+                status
+                    .as_deref()
+                    .is_none_or(|s| r.run.status().as_str() == s)
+            })
             .map(schemas::run_schema)
             .collect::<Vec<_>>())
     })
@@ -436,7 +440,7 @@ pub async fn agent_run(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &
         }
         let stored = store
             .get_run(&run_id)?
-            .filter(|r| r.run.session_id == session_id && r.run.agent_id == agent)
+            .filter(|r| r.run.session_id() == session_id && r.run.component_id() == agent)
             .ok_or_else(not_found)?;
         Ok(schemas::polled_run(&stored))
     })
@@ -964,7 +968,8 @@ instructions = ["You write very short stories."]
             .engine
             .run(req, &CancelToken::default(), &mut |_| {})
             .unwrap()
-            .run_id
+            .run_id()
+            .to_string()
     }
 
     fn request(method: Method, target: &str, body: &str) -> Req {

@@ -44,7 +44,7 @@ use rusqlite::{
 };
 use serde_json::Value;
 
-use crate::run::{Message, Role, RunOutput, RunStatus, now_secs};
+use crate::run::{AnyRun, Message, Role, RunRecord, RunStatus, now_secs};
 
 /// How long a statement waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,7 +156,7 @@ pub struct SessionSummary {
 /// A stored run with its bookkeeping columns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredRun {
-    pub run: RunOutput,
+    pub run: AnyRun,
     /// The type of the session the run belongs to.
     pub session_type: SessionType,
     /// The run's events as emitted (JSON objects), in order.
@@ -567,13 +567,15 @@ impl Store {
     pub fn begin_run(
         &self,
         session: &Session,
-        run: &RunOutput,
+        run: &impl RunRecord,
         session_type: SessionType,
     ) -> StoreResult<()> {
-        if run.session_id != session.session_id {
+        if run.session_id() != session.session_id {
             return Err(StoreError::InvalidRun(format!(
                 "run '{}' belongs to session '{}', not '{}'",
-                run.run_id, run.session_id, session.session_id
+                run.run_id(),
+                run.session_id(),
+                session.session_id
             )));
         }
         let session_json = SessionJson::new(session)?;
@@ -607,25 +609,25 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?
                 .execute(params![
-                    run.run_id,
-                    run.session_id,
-                    run.parent_run_id,
-                    run.agent_id,
-                    run.user_id,
-                    run.status,
-                    run.input.input_content,
+                    run.run_id(),
+                    run.session_id(),
+                    run.parent_run_id(),
+                    run.component_id(),
+                    run.user_id(),
+                    run.status(),
+                    run.input_content(),
                     columns.content,
                     columns.run,
                     columns.events,
                     columns.input_tokens,
                     columns.output_tokens,
                     columns.total_tokens,
-                    run.created_at,
+                    run.created_at(),
                     now,
                 ]);
             match inserted {
                 Ok(_) => Ok(()),
-                Err(e) if is_constraint(&e) => Err(StoreError::RunExists(run.run_id.clone())),
+                Err(e) if is_constraint(&e) => Err(StoreError::RunExists(run.run_id().to_string())),
                 Err(e) => Err(e.into()),
             }
         })
@@ -636,7 +638,7 @@ impl Store {
     /// [`StoreError::RunNotFound`] if the run was never begun.
     pub fn finish_run(
         &self,
-        run: &RunOutput,
+        run: &impl RunRecord,
         events: &[Value],
         session_state: &Value,
     ) -> StoreResult<()> {
@@ -653,8 +655,8 @@ impl Store {
                 )?
                 .query_row(
                     params![
-                        run.run_id,
-                        run.status,
+                        run.run_id(),
+                        run.status(),
                         columns.content,
                         columns.run,
                         columns.events,
@@ -667,7 +669,7 @@ impl Store {
                 )
                 .optional()?;
             let Some(session_id) = session_id else {
-                return Err(StoreError::RunNotFound(run.run_id.clone()));
+                return Err(StoreError::RunNotFound(run.run_id().to_string()));
             };
             tx.prepare_cached(
                 "UPDATE sessions SET session_state = ?2, updated_at = max(updated_at, ?3) \
@@ -784,7 +786,7 @@ impl Store {
         session_id: &str,
         num_runs: usize,
         exclude_run_id: Option<&str>,
-    ) -> StoreResult<Vec<RunOutput>> {
+    ) -> StoreResult<Vec<AnyRun>> {
         self.history_column("run", session_id, num_runs, exclude_run_id)?
             .iter()
             .map(|text| Ok(serde_json::from_str(text)?))
@@ -999,19 +1001,20 @@ struct RunColumns {
 }
 
 impl RunColumns {
-    fn new(run: &RunOutput, events: &[Value]) -> StoreResult<Self> {
-        let content = match &run.content {
+    fn new(run: &impl RunRecord, events: &[Value]) -> StoreResult<Self> {
+        let content = match run.content() {
             None | Some(Value::Null) => None,
             Some(Value::String(text)) => Some(text.clone()),
             Some(other) => Some(serde_json::to_string(other)?),
         };
+        let (input, output, total) = run.tokens();
         Ok(RunColumns {
             content,
             run: serde_json::to_string(run)?,
             events: serde_json::to_string(events)?,
-            input_tokens: to_i64(run.metrics.input_tokens.unwrap_or(0)),
-            output_tokens: to_i64(run.metrics.output_tokens.unwrap_or(0)),
-            total_tokens: to_i64(run.metrics.total_tokens.unwrap_or(0)),
+            input_tokens: to_i64(input),
+            output_tokens: to_i64(output),
+            total_tokens: to_i64(total),
         })
     }
 }
@@ -1071,7 +1074,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::run::{Message, Metrics, Role, RunInput};
+    use crate::run::{Message, Metrics, Role, RunInput, RunOutput};
 
     fn session(id: &str, component: &str, user: Option<&str>, created_at: i64) -> Session {
         Session {
@@ -1105,6 +1108,7 @@ mod tests {
             created_at: 1_700_000_000,
             status: RunStatus::Running,
             cancellation_stage: None,
+            workflow_step_id: None,
             metrics: Metrics::default(),
             messages: vec![Message {
                 id: format!("{run_id}-m1"),
@@ -1229,8 +1233,8 @@ mod tests {
         store.begin_run(&s, &r, SessionType::Agent).unwrap();
 
         let begun = store.get_run("r1").unwrap().unwrap();
-        assert_eq!(begun.run, r);
-        assert_eq!(begun.run.status, RunStatus::Running);
+        assert_eq!(begun.run, AnyRun::Agent(r.clone()));
+        assert_eq!(begun.run.status(), RunStatus::Running);
         assert!(begun.events.is_empty());
         assert_eq!(begun.session_type, SessionType::Agent);
         assert_eq!(
@@ -1253,7 +1257,7 @@ mod tests {
             .unwrap();
 
         let stored = store.get_run("r1").unwrap().unwrap();
-        assert_eq!(stored.run, done);
+        assert_eq!(stored.run, AnyRun::Agent(done.clone()));
         assert_eq!(
             serde_json::to_value(&stored.run).unwrap(),
             serde_json::to_value(&done).unwrap()
@@ -1342,7 +1346,11 @@ mod tests {
             .begin_run(&s, &run("s1", "r6", "six"), SessionType::Agent)
             .unwrap();
 
-        let ids = |runs: Vec<RunOutput>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        let ids = |runs: Vec<AnyRun>| {
+            runs.iter()
+                .map(|r| r.run_id().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids(store.history("s1", 2, None).unwrap()), ["r2", "r4"]);
         assert_eq!(
             ids(store.history("s1", 10, None).unwrap()),
@@ -1355,7 +1363,7 @@ mod tests {
         assert!(store.history("s1", 0, None).unwrap().is_empty());
         assert!(store.history("unknown", 3, None).unwrap().is_empty());
         let last = store.history("s1", 1, None).unwrap();
-        assert_eq!(last[0].content, Some(json!("answer to four")));
+        assert_eq!(last[0].content().cloned(), Some(json!("answer to four")));
     }
 
     #[test]
@@ -1395,8 +1403,8 @@ mod tests {
         for _ in 0..100 {
             let h = store.history("s1", 5, None).unwrap();
             assert_eq!(h.len(), 5);
-            assert_eq!(h[0].run_id, "r395");
-            assert_eq!(h[4].run_id, "r399");
+            assert_eq!(h[0].run_id(), "r395");
+            assert_eq!(h[4].run_id(), "r399");
         }
         // 100 reads of 5 runs each; generous bound for slow debug builds.
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -1449,10 +1457,10 @@ mod tests {
         store.finish_run(&cancelled, &[], &json!({})).unwrap();
 
         let got = store.get_run("err").unwrap().unwrap();
-        assert_eq!(got.run, failed);
+        assert_eq!(got.run, AnyRun::Agent(failed.clone()));
         assert_eq!(got.events, events);
         let got = store.get_run("cancel").unwrap().unwrap();
-        assert_eq!(got.run.status, RunStatus::Cancelled);
+        assert_eq!(got.run.status(), RunStatus::Cancelled);
         assert_eq!(got.run.content_text(), "partial answ");
         let (status, content): (String, String) = store
             .conn()
@@ -1485,7 +1493,7 @@ mod tests {
         let got = store.get_run("r1").unwrap().unwrap();
         let mut expected = r;
         expected.status = RunStatus::Paused;
-        assert_eq!(got.run, expected);
+        assert_eq!(got.run, AnyRun::Agent(expected));
         assert_eq!(
             store
                 .list_runs_filtered("s1", &[RunStatus::Paused], None, None)
@@ -1521,6 +1529,7 @@ mod tests {
                 .unwrap()
         );
         let got = store.get_run("r1").unwrap().unwrap().run;
+        let got = got.as_agent().unwrap();
         assert_eq!(got.status, RunStatus::Cancelled);
         assert_eq!(got.cancellation_stage.as_deref(), Some("PAUSED"));
     }
@@ -1545,7 +1554,11 @@ mod tests {
             done.status = status;
             store.finish_run(&done, &[], &json!({})).unwrap();
         }
-        let ids = |runs: Vec<StoredRun>| runs.into_iter().map(|r| r.run.run_id).collect::<Vec<_>>();
+        let ids = |runs: Vec<StoredRun>| {
+            runs.into_iter()
+                .map(|r| r.run.run_id().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             ids(store.list_runs("s1").unwrap()),
             ["r0", "r1", "r2", "r3"]
@@ -1810,7 +1823,7 @@ mod tests {
             for name in ["cli", "server"] {
                 for i in 0..40 {
                     let got = store.get_run(&format!("{name}-run-{i}")).unwrap().unwrap();
-                    assert_eq!(got.run.status, RunStatus::Completed);
+                    assert_eq!(got.run.status(), RunStatus::Completed);
                 }
                 assert_eq!(store.list_runs(&format!("{name}-0")).unwrap().len(), 10);
             }

@@ -4,6 +4,14 @@
 //! `POST /agents/{id}/runs`, the output of `agentos run --json`, and the row stored for
 //! every run. `None` fields are omitted, timestamps are integer Unix seconds.
 
+mod record;
+mod team;
+mod workflow;
+
+pub use record::{AnyRun, RunKind, RunRecord};
+pub use team::TeamRunOutput;
+pub use workflow::{StepOutput, WorkflowMetrics, WorkflowRunOutput};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -161,6 +169,9 @@ pub struct RunOutput {
     pub status: RunStatus,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cancellation_stage: Option<String>,
+    /// The workflow step that ran this run (step executor runs only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub workflow_step_id: Option<String>,
     pub metrics: Metrics,
     pub messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -1,0 +1,409 @@
+//! Teams: a leader model that hands work to member agents and teams through delegation
+//! tools, then answers (coordinate, broadcast) or returns one member's answer (route).
+//!
+//! The leader is an agent run with a team identity: its events are `Team*` events, its
+//! system prompt lists the members, and its tools are the delegation tools. Member runs
+//! share the team run's session and cancel token, so cancelling the team stops them at
+//! once; their events reach the team's sink as they happen, marked by `parent_run_id`.
+
+use std::sync::{Arc, Mutex, mpsc};
+
+use serde_json::{Value, json};
+
+use super::{Engine, EngineError, PendingRun, RunContext, RunRequest};
+use crate::cancel::CancelToken;
+use crate::config::{AgentDef, MemberRef, TeamDef, TeamMode};
+use crate::event::Event;
+use crate::run::{AnyRun, RunOutput, RunRecord, RunStatus, TeamRunOutput, ToolExecution, new_id};
+use crate::tools::ToolSpec;
+
+/// The tool a coordinate or route leader delegates with.
+pub const DELEGATE_ONE: &str = "delegate_task_to_member";
+/// The tool a broadcast leader sends one task to every member with.
+pub const DELEGATE_ALL: &str = "delegate_task_to_members";
+
+/// A team's leader while its run executes: the members it may delegate to and the member
+/// runs finished so far.
+pub struct TeamLeader {
+    pub team_id: String,
+    pub team_name: String,
+    pub mode: TeamMode,
+    members: Vec<Member>,
+    /// What members inherit from the team's request: user, session, dependencies, stream.
+    base: RunRequest,
+    /// The team run's own context; members run in it with the team run as their parent.
+    context: RunContext,
+    responses: Mutex<Vec<AnyRun>>,
+}
+
+struct Member {
+    id: String,
+    name: String,
+    is_team: bool,
+}
+
+impl TeamLeader {
+    /// Whether `tool` is one of this leader's delegation tools.
+    pub(super) fn handles(&self, tool: &str) -> bool {
+        match self.mode {
+            TeamMode::Broadcast => tool == DELEGATE_ALL,
+            TeamMode::Coordinate | TeamMode::Route => tool == DELEGATE_ONE,
+        }
+    }
+
+    /// The delegation tool offered to the leader's model.
+    pub(super) fn specs(&self) -> Vec<ToolSpec> {
+        let task = |what: &str| {
+            json!({"type": "string", "description": format!(
+                "(str) A clear and concise description of the task {what}, including what \
+                 a good result looks like."
+            )})
+        };
+        let spec = match self.mode {
+            TeamMode::Broadcast => ToolSpec {
+                name: DELEGATE_ALL.into(),
+                description: "Use this function to send one task to every member agent and \
+                              return their responses.\nOne call reaches all members; do not \
+                              call it once per member."
+                    .into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"task": task("to send to member agents")},
+                    "required": ["task"],
+                    "additionalProperties": false,
+                }),
+                requires_confirmation: false,
+            },
+            TeamMode::Coordinate | TeamMode::Route => ToolSpec {
+                name: DELEGATE_ONE.into(),
+                description: "Use this function to delegate a task to the selected team member."
+                    .into(),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {
+                        "member_id": {
+                            "type": "string",
+                            "description": "(str) The ID of the member to delegate the task \
+                                            to, exactly as it appears in <team_members>.",
+                            "enum": self.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+                        },
+                        "task": task("the member should achieve"),
+                    },
+                    "required": ["member_id", "task"],
+                    "additionalProperties": false,
+                }),
+                requires_confirmation: false,
+            },
+        };
+        vec![spec]
+    }
+
+    /// The stored and returned team run object for the leader's working run.
+    pub(super) fn team_run(&self, run: &RunOutput, member_responses: Vec<AnyRun>) -> AnyRun {
+        AnyRun::Team(TeamRunOutput {
+            run_id: run.run_id.clone(),
+            team_id: self.team_id.clone(),
+            team_name: self.team_name.clone(),
+            session_id: run.session_id.clone(),
+            parent_run_id: run.parent_run_id.clone(),
+            user_id: run.user_id.clone(),
+            content: run.content.clone(),
+            content_type: run.content_type.clone(),
+            model: run.model.clone(),
+            model_provider: run.model_provider.clone(),
+            model_provider_data: run.model_provider_data.clone(),
+            session_state: (run.status == RunStatus::Cancelled).then(|| json!({})),
+            created_at: run.created_at,
+            workflow_step_id: run.workflow_step_id.clone(),
+            metrics: run.metrics.clone(),
+            status: run.status,
+            cancellation_stage: run.cancellation_stage.clone(),
+            messages: run.messages.clone(),
+            metadata: run.metadata.clone(),
+            member_responses,
+            tools: run.tools.clone(),
+            input: run.input.clone(),
+        })
+    }
+
+    /// The member runs finished so far.
+    pub(super) fn responses(&self) -> Vec<AnyRun> {
+        self.responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Runs one delegation call: the member runs, its events go to `events`, and its answer
+    /// is the tool result. Returns the result and the member run's id.
+    pub(super) fn delegate(
+        &self,
+        engine: &Engine,
+        team_run_id: &str,
+        call: &ToolExecution,
+        cancel: &CancelToken,
+        events: &mpsc::Sender<Event>,
+    ) -> (Result<String, String>, Option<String>) {
+        let arg = |name: &str| call.tool_args.get(name).and_then(Value::as_str);
+        let Some(task) = arg("task").filter(|t| !t.trim().is_empty()) else {
+            return (Err("the `task` argument is missing".into()), None);
+        };
+        if self.mode == TeamMode::Broadcast {
+            let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = self
+                    .members
+                    .iter()
+                    .map(|m| {
+                        scope.spawn(move || {
+                            self.run_member(engine, team_run_id, m, task, cancel, events)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("the member crashed".into()))
+                            .map(|(text, _)| text)
+                    })
+                    .collect()
+            });
+            let text = self
+                .members
+                .iter()
+                .zip(results)
+                .map(|(m, r)| match r {
+                    Ok(text) => format!("Agent {}: {text}", m.name),
+                    Err(error) => format!("Agent {}: failed: {error}", m.name),
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            return (Ok(text), None);
+        }
+        let member_id = arg("member_id").unwrap_or_default();
+        let Some(member) = self.members.iter().find(|m| m.id == member_id) else {
+            let roster: Vec<&str> = self.members.iter().map(|m| m.id.as_str()).collect();
+            return (
+                Err(format!(
+                    "Member with ID {member_id} not found in the team. Choose one of: {}",
+                    roster.join(", ")
+                )),
+                None,
+            );
+        };
+        match self.run_member(engine, team_run_id, member, task, cancel, events) {
+            Ok((text, run_id)) => (Ok(text), Some(run_id)),
+            Err(error) => (Err(error), None),
+        }
+    }
+
+    /// Runs a member to the end; its answer, or why there is none.
+    fn run_member(
+        &self,
+        engine: &Engine,
+        team_run_id: &str,
+        member: &Member,
+        task: &str,
+        cancel: &CancelToken,
+        events: &mpsc::Sender<Event>,
+    ) -> Result<(String, String), String> {
+        let req = RunRequest {
+            agent_id: member.id.clone(),
+            message: task.to_string(),
+            session_id: self.base.session_id.clone(),
+            user_id: self.base.user_id.clone(),
+            dependencies: self.base.dependencies.clone(),
+            add_history_to_context: Some(false),
+            stream: self.base.stream,
+            ..RunRequest::default()
+        };
+        let context = RunContext {
+            parent_run_id: Some(team_run_id.to_string()),
+            step: self.context.step.clone(),
+            persist: self.context.persist,
+        };
+        let run = engine
+            .run_component(
+                &member.id,
+                member.is_team,
+                req,
+                context,
+                cancel,
+                &mut |event| {
+                    let _ = events.send(event.clone());
+                },
+            )
+            .map_err(|e| format!("member `{}` could not start: {e}", member.id))?;
+        let text = run.content_text();
+        let run_id = run.run_id().to_string();
+        let status = run.status();
+        self.responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(run);
+        match status {
+            RunStatus::Completed if text.trim().is_empty() => {
+                Ok(("No response from the member agent.".into(), run_id))
+            }
+            RunStatus::Completed => Ok((text, run_id)),
+            RunStatus::Paused => Ok((
+                format!(
+                    "Member '{}' requires human input before continuing.",
+                    member.name
+                ),
+                run_id,
+            )),
+            RunStatus::Cancelled => Err(format!("Member '{}' was cancelled.", member.name)),
+            _ => Err(format!("Member '{}' failed: {text}", member.name)),
+        }
+    }
+}
+
+/// The team block of the leader's system prompt: the roster and how to delegate.
+fn team_prompt(team: &TeamDef, members: &[(String, String, Option<String>, bool)]) -> String {
+    let mut roster = String::new();
+    for (id, name, description, is_team) in members {
+        let kind = if *is_team { " type=\"team\"" } else { "" };
+        roster.push_str(&format!("<member id=\"{id}\" name=\"{name}\"{kind}>\n"));
+        if let Some(d) = description {
+            roster.push_str(&format!("  Description: {d}\n"));
+        }
+        roster.push_str("</member>\n");
+    }
+    let delegation = match team.mode {
+        TeamMode::Coordinate => format!(
+            "You work in coordinate mode: you hand sub-tasks to members with `{DELEGATE_ONE}` \
+             and write the answer yourself.\n\n\
+             - Match each sub-task to the member whose role and description fit it best. When \
+             sub-tasks do not depend on each other, delegate them in the same turn instead of \
+             one per turn.\n\
+             - A member's output is evidence, not your answer. When a member fails, refuses, or \
+             returns nothing, say so plainly.\n\
+             - Write one answer. Never concatenate member outputs.\n\n\
+             Members do not see this conversation. Each one gets only the text you write for \
+             it, so carry over everything it needs.\n\
+             Member ids are the ids shown in the roster above, used exactly as written."
+        ),
+        TeamMode::Route => format!(
+            "You work in route mode: you hand the request to exactly one member with \
+             `{DELEGATE_ONE}`, and its reply is returned to the user as written and ends the \
+             run.\n\nMembers do not see this conversation: write the task so it stands on its \
+             own.\nMember ids are the ids shown in the roster above, used exactly as written."
+        ),
+        TeamMode::Broadcast => format!(
+            "You work in broadcast mode: one call to `{DELEGATE_ALL}` puts the same task to \
+             every member, then you write the answer yourself from their replies.\n\nMembers \
+             do not see this conversation: write the task so it stands on its own."
+        ),
+    };
+    format!(
+        "<team>\nYou coordinate this team to fulfill the user's request. You have a team of \
+         specialists, listed below.\n\n<team_members>\n{roster}</team_members>\n\n\
+         <delegation>\n{delegation}\n</delegation>\n</team>"
+    )
+}
+
+impl Engine {
+    /// Validates a team run request (`req.agent_id` is the team id) and stores the team
+    /// run as RUNNING.
+    pub fn start_team(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+        self.start_team_in(req, RunContext::top_level())
+    }
+
+    /// Starts a team run in `context` (top level, as a member of another team, or as a
+    /// workflow step).
+    pub(super) fn start_team_in(
+        &self,
+        mut req: RunRequest,
+        context: RunContext,
+    ) -> Result<PendingRun, EngineError> {
+        // Members share the team's session, so it is named before the run starts.
+        req.session_id.get_or_insert_with(new_id);
+        let team = self
+            .config
+            .team(&req.agent_id)
+            .ok_or_else(|| EngineError::TeamNotFound(req.agent_id.clone()))?;
+        let mut roster = Vec::new();
+        let mut members = Vec::new();
+        for member in &team.members {
+            let (id, is_team) = match member {
+                MemberRef::Agent(id) => (id, false),
+                MemberRef::Team(id) => (id, true),
+            };
+            let (name, description) = if is_team {
+                let t = self
+                    .config
+                    .team(id)
+                    .ok_or_else(|| EngineError::TeamNotFound(id.clone()))?;
+                (t.name.clone(), t.description.clone())
+            } else {
+                let a = self
+                    .config
+                    .agent(id)
+                    .ok_or_else(|| EngineError::AgentNotFound(id.clone()))?;
+                (a.name.clone(), a.description.clone())
+            };
+            roster.push((id.clone(), name.clone(), description, is_team));
+            members.push(Member {
+                id: id.clone(),
+                name,
+                is_team,
+            });
+        }
+        let mut instructions = team.instructions.clone();
+        if !instructions.is_empty() {
+            instructions.push(String::new());
+        }
+        instructions.push(team_prompt(team, &roster));
+        let leader_agent = AgentDef {
+            id: team.id.clone(),
+            name: team.name.clone(),
+            description: team.description.clone(),
+            model: team.model.clone(),
+            instructions,
+            markdown: team.markdown,
+            add_history_to_context: team.add_history_to_context,
+            num_history_runs: team.num_history_runs,
+            output_schema: None,
+            temperature: team.temperature,
+            max_tokens: team.max_tokens,
+            dependencies: team.dependencies.clone(),
+            model_line: team.model_line,
+            tools: Vec::new(),
+            tool_call_limit: team.tool_call_limit,
+        };
+        let leader = Arc::new(TeamLeader {
+            team_id: team.id.clone(),
+            team_name: team.name.clone(),
+            mode: team.mode,
+            members,
+            base: req.clone(),
+            context: context.clone(),
+            responses: Mutex::new(Vec::new()),
+        });
+        self.start_agent(&leader_agent, req, context, Some(leader))
+    }
+
+    /// Runs an agent or a team to the end in `context`: a team's member or a workflow step.
+    pub(crate) fn run_component(
+        &self,
+        id: &str,
+        is_team: bool,
+        mut req: RunRequest,
+        context: RunContext,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<AnyRun, EngineError> {
+        req.agent_id = id.to_string();
+        let pending = if is_team {
+            self.start_team_in(req, context)?
+        } else {
+            let agent = self
+                .config
+                .agent(id)
+                .ok_or_else(|| EngineError::AgentNotFound(id.to_string()))?;
+            self.start_agent(agent, req, context, None)?
+        };
+        self.execute(pending, cancel, sink)
+    }
+}
