@@ -24,7 +24,7 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
     let mode = OutputMode::from_flags(args.json, args.jsonl);
     let terminal = Terminal::new(&engine, &request.agent_id, mode)?;
     let stream = request.stream;
-    let pending = engine.start(request)?;
+    let pending = engine.start_any(request)?;
     terminal.drive(pending, stream)
 }
 
@@ -44,10 +44,13 @@ impl<'a> Terminal<'a> {
         agent_id: &str,
         mode: OutputMode,
     ) -> anyhow::Result<Self> {
-        let agent_name = engine
-            .config()
+        let config = engine.config();
+        let agent_name = config
             .agent(agent_id)
-            .map_or_else(|| agent_id.to_string(), |a| a.name.clone());
+            .map(|a| a.name.clone())
+            .or_else(|| config.team(agent_id).map(|t| t.name.clone()))
+            .or_else(|| config.workflow(agent_id).map(|w| w.name.clone()))
+            .unwrap_or_else(|| agent_id.to_string());
         let cancel = CancelToken::new();
         let interrupted = Arc::new(AtomicBool::new(false));
         {

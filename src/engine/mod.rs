@@ -215,6 +215,13 @@ impl Engine {
 
     /// Checks that an agent exists and its model can be used, without running it.
     pub fn validate(&self, req: &RunRequest) -> Result<(), EngineError> {
+        if let Some(team) = self.config.team(&req.agent_id) {
+            self.model(&team.model, Some(team.model_line))?;
+            return Ok(());
+        }
+        if self.config.workflow(&req.agent_id).is_some() {
+            return Ok(());
+        }
         let agent = self
             .config
             .agent(&req.agent_id)
@@ -237,6 +244,19 @@ impl Engine {
     ) -> Result<AnyRun, EngineError> {
         let pending = self.start(req)?;
         self.execute(pending, cancel, sink)
+    }
+
+    /// Starts a run of whatever `req.agent_id` names: an agent, a team or a workflow
+    /// (their ids share one namespace).
+    pub fn start_any(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+        let id = req.agent_id.as_str();
+        if self.config.team(id).is_some() {
+            self.start_team(req)
+        } else if self.config.workflow(id).is_some() {
+            self.start_workflow(req)
+        } else {
+            self.start(req)
+        }
     }
 
     /// Validates a request and stores the run as RUNNING: everything that can refuse a

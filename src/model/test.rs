@@ -36,6 +36,10 @@
 //!   (or `array`/`object` given as JSON) and the value parses as one; trailing `,;.!?`
 //!   are dropped from unquoted values. Streaming delivers only the empty first delta;
 //!   the calls come in the response with `finish_reason` `tool_calls`.
+//! - A team leader delegates: offered `delegate_task_to_member`, it calls it once for
+//!   each member id the user message names as a word (in order; the first member when it
+//!   names none), with the whole message as the task; offered `delegate_task_to_members`,
+//!   it calls that once with the message as the task.
 //! - When the last message is a tool result, the answer reports the results that follow
 //!   the last assistant turn: `Tool results: get_weather: Sunny, 21 °C; word_count: 4.`,
 //!   each result on one line cut to its first 200 characters.
@@ -183,6 +187,47 @@ fn last_user_text(messages: &[Message]) -> &str {
         .unwrap_or("")
 }
 
+/// A team leader's calls: with `delegate_task_to_member`, one call per member id the
+/// message names as a word (the first member when it names none), the task being the
+/// whole message; with `delegate_task_to_members`, one call with the message as the task.
+fn delegations(text: &str, tools: &[ToolSpec], earlier: usize) -> Vec<ToolCall> {
+    let call = |n: usize, name: &str, args: Value| ToolCall {
+        id: format!("call_test_{}", earlier + n + 1),
+        name: name.to_string(),
+        arguments: args.to_string(),
+    };
+    if tools.iter().any(|t| t.name == "delegate_task_to_members") {
+        return vec![call(0, "delegate_task_to_members", json!({"task": text}))];
+    }
+    let Some(tool) = tools.iter().find(|t| t.name == "delegate_task_to_member") else {
+        return Vec::new();
+    };
+    let members: Vec<&str> = tool.parameters["properties"]["member_id"]["enum"]
+        .as_array()
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut chosen: Vec<&str> = Vec::new();
+    for word in text.split(|c: char| !is_name_char(c)) {
+        if members.contains(&word) && !chosen.contains(&word) {
+            chosen.push(word);
+        }
+    }
+    if chosen.is_empty() {
+        chosen.extend(members.first());
+    }
+    chosen
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            call(
+                i,
+                "delegate_task_to_member",
+                json!({"member_id": id, "task": text}),
+            )
+        })
+        .collect()
+}
+
 /// The calls the last message asks for: one per offered tool it names, in order of first
 /// appearance. Empty unless the last message is a user message.
 fn requested_tool_calls(messages: &[Message], tools: &[ToolSpec]) -> Vec<ToolCall> {
@@ -198,14 +243,14 @@ fn requested_tool_calls(messages: &[Message], tools: &[ToolSpec]) -> Vec<ToolCal
             named.push(tool);
         }
     }
-    if named.is_empty() {
-        return Vec::new();
-    }
     let earlier = messages
         .iter()
         .filter_map(|m| m.tool_calls.as_ref())
         .map(Vec::len)
         .sum::<usize>();
+    if named.is_empty() {
+        return delegations(text, tools, earlier);
+    }
     let pairs = key_value_pairs(text);
     named
         .into_iter()
