@@ -9,6 +9,7 @@
 //! - `completions`: the committed completion scripts match the binary.
 
 mod cli;
+mod cli_flows;
 mod completions;
 mod config_files;
 mod fake_model;

@@ -106,7 +106,7 @@ impl Engine {
         sink: &mut dyn FnMut(&Event),
     ) -> Result<AnyRun, EngineError> {
         match pending {
-            PendingRun::Turn(turn) => self.execute_turn(turn, cancel, sink),
+            PendingRun::Turn(turn) => self.execute_turn(*turn, cancel, sink),
             PendingRun::Workflow(workflow) => self.execute_workflow(*workflow, cancel, sink),
         }
     }

@@ -119,7 +119,7 @@ pub struct Engine {
 /// A run that passed validation and is stored as RUNNING; [`Engine::execute`] runs it.
 pub enum PendingRun {
     /// An agent's or a team leader's model loop.
-    Turn(PendingTurn),
+    Turn(Box<PendingTurn>),
     /// A workflow's steps.
     Workflow(Box<workflow::PendingWorkflow>),
 }
@@ -278,7 +278,7 @@ impl Engine {
         leader: Option<Arc<TeamLeader>>,
     ) -> Result<PendingRun, EngineError> {
         self.start_turn(agent, req, context, leader)
-            .map(PendingRun::Turn)
+            .map(|turn| PendingRun::Turn(Box::new(turn)))
     }
 
     fn start_turn(

@@ -115,7 +115,7 @@ impl Engine {
         }
         run.status = RunStatus::Running;
         run.requirements = None;
-        Ok(PendingRun::Turn(PendingTurn {
+        Ok(PendingRun::Turn(Box::new(PendingTurn {
             run,
             model,
             messages,
@@ -130,6 +130,6 @@ impl Engine {
             prior_events,
             context: super::RunContext::top_level(),
             leader: None,
-        }))
+        })))
     }
 }

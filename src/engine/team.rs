@@ -407,3 +407,280 @@ impl Engine {
         self.execute(pending, cancel, sink)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    const CONFIG: &str = r#"
+[[agents]]
+id = "writer"
+name = "Writer"
+description = "Writes prose"
+model = "test"
+instructions = "You write."
+
+[[agents]]
+id = "checker"
+name = "Checker"
+model = "test"
+instructions = "You check facts."
+
+[[teams]]
+id = "crew"
+name = "Crew"
+model = "test"
+instructions = "Delegate to the right member."
+members = ["writer", "checker"]
+
+[[teams]]
+id = "router"
+model = "test"
+mode = "route"
+members = ["writer", "checker"]
+
+[[teams]]
+id = "all"
+model = "test"
+mode = "broadcast"
+members = ["writer", "checker"]
+
+[[teams]]
+id = "outer"
+model = "test"
+members = ["crew", "writer"]
+"#;
+
+    fn engine() -> Engine {
+        let config = Config::from_toml_str(CONFIG, Path::new("agents.toml")).expect("config");
+        Engine::new(
+            Arc::new(config),
+            Arc::new(Store::open_in_memory().expect("store")),
+        )
+    }
+
+    fn request(team: &str, message: &str) -> RunRequest {
+        RunRequest {
+            agent_id: team.into(),
+            message: message.into(),
+            session_id: Some("s1".into()),
+            stream: true,
+            ..RunRequest::default()
+        }
+    }
+
+    /// Runs a team, returning its run object and every event (name, run id, parent run id).
+    fn run(engine: &Engine, team: &str, message: &str) -> (TeamRunOutput, Vec<Event>) {
+        let mut events = Vec::new();
+        let pending = engine.start_team(request(team, message)).expect("start");
+        let run = engine
+            .execute(pending, &CancelToken::new(), &mut |e| {
+                events.push(e.clone())
+            })
+            .expect("execute");
+        let AnyRun::Team(run) = run else {
+            panic!("not a team run")
+        };
+        (run, events)
+    }
+
+    fn names(events: &[Event]) -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| !e.event.ends_with("RunContent"))
+            .map(|e| e.event)
+            .collect()
+    }
+
+    #[test]
+    fn coordinate_delegates_and_answers_from_the_member_result() {
+        let engine = engine();
+        let (run, events) = run(&engine, "crew", "checker: is the sky blue?");
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(
+            names(&events),
+            [
+                "TeamRunStarted",
+                "TeamModelRequestStarted",
+                "TeamModelRequestCompleted",
+                "TeamToolCallStarted",
+                "RunStarted",
+                "ModelRequestStarted",
+                "ModelRequestCompleted",
+                "RunContentCompleted",
+                "RunCompleted",
+                "TeamToolCallCompleted",
+                "TeamModelRequestStarted",
+                "TeamModelRequestCompleted",
+                "TeamRunContentCompleted",
+                "TeamRunCompleted",
+            ]
+        );
+        assert_eq!(run.member_responses.len(), 1);
+        let member = run.member_responses[0].as_agent().expect("agent run");
+        assert_eq!(member.agent_id, "checker");
+        assert_eq!(member.parent_run_id.as_deref(), Some(run.run_id.as_str()));
+        assert_eq!(member.input.input_content, "checker: is the sky blue?");
+        let member_started = events.iter().find(|e| e.event == "RunStarted").unwrap();
+        assert_eq!(
+            member_started.source.parent_run_id(),
+            Some(run.run_id.as_str())
+        );
+        let tool = &run.tools.as_ref().expect("tools")[0];
+        assert_eq!(tool.tool_name, DELEGATE_ONE);
+        assert_eq!(tool.child_run_id.as_deref(), Some(member.run_id.as_str()));
+        assert_eq!(tool.result.as_deref(), Some(member.content_text().as_str()));
+        let content = run.content.as_ref().and_then(Value::as_str).unwrap();
+        assert!(
+            content.starts_with("Tool results: delegate_task_to_member: Test model reply to"),
+            "{content}"
+        );
+        // The leader's prompt lists the members.
+        let system = run.messages[0].content.as_deref().unwrap();
+        assert!(
+            system.starts_with("Delegate to the right member.\n\n<team>"),
+            "{system}"
+        );
+        assert!(system.contains(
+            "<member id=\"writer\" name=\"Writer\">\n  Description: Writes prose\n</member>"
+        ));
+        // Both runs are stored; the member under the team run.
+        let stored = engine.store().list_runs("s1").unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].session_type, crate::store::SessionType::Team);
+        let kinds: Vec<_> = stored.iter().map(|s| s.run.kind()).collect();
+        assert!(
+            kinds.contains(&crate::run::RunKind::Team)
+                && kinds.contains(&crate::run::RunKind::Agent)
+        );
+        let team_row = stored
+            .iter()
+            .find(|s| s.run.kind() == crate::run::RunKind::Team)
+            .unwrap();
+        assert_eq!(team_row.run.status(), RunStatus::Completed);
+        let AnyRun::Team(stored_team) = &team_row.run else {
+            unreachable!()
+        };
+        assert_eq!(stored_team.member_responses.len(), 1);
+    }
+
+    #[test]
+    fn naming_two_members_delegates_to_both_at_once() {
+        let (run, events) = run(&engine(), "crew", "writer and checker, please help");
+        assert_eq!(run.member_responses.len(), 2);
+        let started = events
+            .iter()
+            .filter(|e| e.event == "TeamToolCallStarted")
+            .count();
+        assert_eq!(started, 2);
+        let mut members: Vec<_> = run
+            .member_responses
+            .iter()
+            .map(|r| r.component_id().to_string())
+            .collect();
+        members.sort();
+        assert_eq!(members, ["checker", "writer"]);
+    }
+
+    #[test]
+    fn route_returns_the_member_answer_as_is() {
+        let (run, events) = run(&engine(), "router", "writer: a poem");
+        assert_eq!(run.status, RunStatus::Completed);
+        let member = run.member_responses[0].content_text();
+        assert_eq!(run.content, Some(Value::String(member.clone())));
+        assert!(
+            member.starts_with("Test model reply to \"writer: a poem\""),
+            "{member}"
+        );
+        let leader_requests = events
+            .iter()
+            .filter(|e| e.event == "TeamModelRequestStarted")
+            .count();
+        assert_eq!(leader_requests, 1, "no second leader call after routing");
+        assert!(run.tools.as_ref().unwrap()[0].stop_after_tool_call);
+    }
+
+    #[test]
+    fn broadcast_sends_the_task_to_every_member() {
+        let (run, _) = run(&engine(), "all", "Describe the moon");
+        assert_eq!(run.member_responses.len(), 2);
+        let result = run.tools.as_ref().unwrap()[0].result.clone().unwrap();
+        assert!(
+            result.contains("Agent Writer: Test model reply to \"Describe the moon\""),
+            "{result}"
+        );
+        assert!(
+            result.contains("Agent Checker: Test model reply"),
+            "{result}"
+        );
+        assert_eq!(run.tools.as_ref().unwrap()[0].tool_name, DELEGATE_ALL);
+    }
+
+    #[test]
+    fn nested_teams_chain_parent_run_ids() {
+        let engine = engine();
+        let (outer, events) = run(&engine, "outer", "crew: research this");
+        assert_eq!(outer.status, RunStatus::Completed);
+        let AnyRun::Team(inner) = &outer.member_responses[0] else {
+            panic!("the crew member is a team run")
+        };
+        assert_eq!(inner.parent_run_id.as_deref(), Some(outer.run_id.as_str()));
+        let AnyRun::Agent(agent) = &inner.member_responses[0] else {
+            panic!("an agent run")
+        };
+        assert_eq!(agent.parent_run_id.as_deref(), Some(inner.run_id.as_str()));
+        assert!(events.iter().any(|e| e.event == "TeamRunStarted"
+            && e.source.parent_run_id() == Some(outer.run_id.as_str())));
+        assert_eq!(engine.store().list_runs("s1").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn cancelling_the_team_cancels_its_running_member() {
+        let engine = engine();
+        let cancel = CancelToken::new();
+        let pending = engine
+            .start_team(request(
+                "crew",
+                "writer: slowly [test:slow] tell a long story",
+            ))
+            .expect("start");
+        let mut events = Vec::new();
+        let run = std::thread::scope(|scope| {
+            let c = cancel.clone();
+            scope.spawn(move || {
+                std::thread::sleep(Duration::from_millis(400));
+                c.cancel();
+            });
+            engine
+                .execute(pending, &cancel, &mut |e| events.push(e.clone()))
+                .expect("execute")
+        });
+        assert_eq!(run.status(), RunStatus::Cancelled);
+        let AnyRun::Team(run) = run else {
+            unreachable!()
+        };
+        assert_eq!(run.member_responses[0].status(), RunStatus::Cancelled);
+        let tail: Vec<&str> = events.iter().rev().take(4).map(|e| e.event).collect();
+        assert_eq!(
+            tail,
+            [
+                "TeamRunCompleted",
+                "TeamRunCancelled",
+                "RunCompleted",
+                "RunCancelled"
+            ]
+        );
+        assert!(!events.iter().any(|e| e.event == "TeamToolCallCompleted"));
+        let stored = engine.store().list_runs("s1").unwrap();
+        assert!(
+            stored
+                .iter()
+                .all(|s| s.run.status() == RunStatus::Cancelled)
+        );
+    }
+}

@@ -164,6 +164,10 @@ impl ToolRound<'_> {
                     .collect()
             })
         };
+        if self.cancel.is_cancelled() {
+            // The run ends cancelled; calls cut short are not reported as results.
+            return;
+        }
         for (mut exec, r) in calls.into_iter().zip(results) {
             let CallResult {
                 result,
