@@ -82,6 +82,22 @@ model = "test"
 instructions = "Call tools when asked."
 tools = ["mcp:time/get_current_time"]
 
+[[teams]]
+id = "duo"
+model = "test"
+members = ["offline"]
+
+[[workflows]]
+id = "pipeline"
+
+[[workflows.steps]]
+name = "first"
+agent = "offline"
+
+[[workflows.steps]]
+name = "second"
+agent = "offline"
+
 [[agents]]
 id = "historian"
 model = "fake:gpt-4o-mini"
@@ -275,6 +291,53 @@ fn main() {
     } else {
         println!("| MCP tool call overhead | skipped: pip install mcp-server-time |");
     }
+
+    // 2d. What a team and a workflow add over their member runs, on the offline model: a
+    // team run (leader: two model calls, one member run) against three plain agent runs;
+    // a two-step workflow against two plain agent runs.
+    let n_flow = scale(300);
+    let time_runs = |start: &dyn Fn(usize) -> agentos::engine::PendingRun, n: usize| {
+        let t0 = Instant::now();
+        for i in 0..n {
+            let run = engine.execute(start(i), &cancel, &mut |_| {}).expect("run");
+            assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
+        }
+        t0.elapsed().as_secs_f64() * 1e3 / n as f64
+    };
+    let agent_wall = time_runs(
+        &|i| {
+            engine
+                .start(request("offline", &format!("story {i}"), None))
+                .expect("start")
+        },
+        n_flow,
+    );
+    let team_wall = time_runs(
+        &|i| {
+            engine
+                .start_team(request("duo", &format!("story {i}"), None))
+                .expect("start")
+        },
+        n_flow,
+    );
+    let workflow_wall = time_runs(
+        &|i| {
+            engine
+                .start_workflow(request("pipeline", &format!("story {i}"), None))
+                .expect("start")
+        },
+        n_flow,
+    );
+    println!(
+        "| team run (leader 2 model calls + 1 member) vs 3 agent runs, wall | {team_wall:.3} ms vs {:.3} ms: +{:.3} ms |",
+        3.0 * agent_wall,
+        team_wall - 3.0 * agent_wall
+    );
+    println!(
+        "| two-step workflow vs 2 agent runs, wall | {workflow_wall:.3} ms vs {:.3} ms: +{:.3} ms |",
+        2.0 * agent_wall,
+        workflow_wall - 2.0 * agent_wall
+    );
 
     // 3. Run 51 with the whole history vs run 1 (wall time includes the fake model
     // reading the larger request; CPU is agentos's own thread only).

@@ -19,7 +19,10 @@
 //!   the capitalised word after `in` (default `Paris`), `path` to the first `/path` in the
 //!   message (default `/tmp/example.txt`), and any `key=value` pair whose key is a
 //!   property (numbers and booleans parsed when the schema says so). Ids are
-//!   `call_<last 6 of the completion id>_<i>`. Streamed, each call starts with a delta
+//!   `call_<last 6 of the completion id>_<i>`. A team leader offered
+//!   `delegate_task_to_member` whose message names no tool delegates the whole message to
+//!   the first `<member id="…">` of its system prompt (`delegate_task_to_members`: to
+//!   everyone), as the Python fake does. Streamed, each call starts with a delta
 //!   carrying its `index`, `id`, `type`, `function.name` and empty `arguments`; argument
 //!   pieces follow, those of parallel calls interleaved; `finish_reason` is `tool_calls`;
 //! - after tool results (the last message has role `tool`): `Tool result received:
@@ -640,6 +643,9 @@ pub fn tool_calls_for(body: &Value, user_text: &str) -> Vec<(String, Value)> {
         })
         .collect();
     mentioned.sort_by_key(|(at, _)| *at);
+    if mentioned.is_empty() {
+        return delegation_for(&tools, body, user_text);
+    }
     if !has_word(user_text, "parallel") {
         mentioned.truncate(1);
     }
@@ -655,6 +661,36 @@ pub fn tool_calls_for(body: &Value, user_text: &str) -> Vec<(String, Value)> {
             (name, tool_arguments(&schema, user_text))
         })
         .collect()
+}
+
+/// A team leader's delegation of the whole message: to the first member its system prompt
+/// lists, or to every member. Nothing when no delegation tool is offered.
+fn delegation_for(tools: &[Value], body: &Value, user_text: &str) -> Vec<(String, Value)> {
+    let offered = |name: &str| {
+        tools
+            .iter()
+            .any(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
+    };
+    if offered("delegate_task_to_member") {
+        const MARK: &str = "<member id=\"";
+        let system = system_text(body);
+        if let Some(start) = system.find(MARK).map(|i| i + MARK.len())
+            && let Some(len) = system[start..].find('"')
+        {
+            let member = &system[start..start + len];
+            return vec![(
+                "delegate_task_to_member".into(),
+                json!({"member_id": member, "task": user_text}),
+            )];
+        }
+    }
+    if offered("delegate_task_to_members") {
+        return vec![(
+            "delegate_task_to_members".into(),
+            json!({"task": user_text}),
+        )];
+    }
+    Vec::new()
 }
 
 /// Where `name` first occurs in `text` as a whole tool-name word (letters, digits, `_`

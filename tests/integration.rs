@@ -6,7 +6,8 @@
 //! - `fake_model`: the fake chat-completions server (std only) and its own tests;
 //! - `cli`: `agentos run`, `agents` and `sessions` end to end;
 //! - `config_files`: `agents.toml` errors, the repository's example file and README blocks;
-//! - `completions`: the committed completion scripts match the binary.
+//! - `completions`: the committed completion scripts match the binary;
+//! - `serve`, `serve_sessions`, `serve_teams`: `agentos serve` compared with the captures.
 
 mod cli;
 mod cli_flows;
@@ -15,5 +16,6 @@ mod config_files;
 mod fake_model;
 mod serve;
 mod serve_sessions;
+mod serve_teams;
 mod tools;
 mod util;

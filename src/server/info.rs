@@ -3,7 +3,14 @@
 //!
 //! They describe the server from its options and `agents.toml`, in AgentOS's shapes (spec
 //! §12): keys AgentOS leaves out when a setting has its default value are left out here too.
-//! agentos has no teams or workflows, so those lists are empty and every id is unknown.
+//!
+//! # Compatibility
+//!
+//! Team members and workflow step agents are configured agents with the shared store, so
+//! they are described in full (`db_id`, `sessions`, `description`), where AgentOS's
+//! reference members, having no database of their own, show neither. A team's `tools` are
+//! the delegation tool its leader is offered, `member_id` with the `enum` of its member
+//! ids.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +20,10 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::response::ok;
-use crate::config::{AgentDef, Config, ProviderKind};
+use crate::config::{
+    AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, ProviderKind, StepDef, StepKind, TeamDef,
+    TeamMode, WorkflowDef,
+};
 
 /// The id of agentos's one database (the SQLite store), as `db_id` in AgentOS's shapes.
 pub const DB_ID: &str = "agentos";
@@ -58,8 +68,8 @@ pub fn info(state: &Arc<AppState>) -> ApiResult {
         "os_version": env!("CARGO_PKG_VERSION"),
         "agno_version": AGNO_API_VERSION,
         "agent_count": state.engine.config().agents.len(),
-        "team_count": 0,
-        "workflow_count": 0,
+        "team_count": state.engine.config().teams.len(),
+        "workflow_count": state.engine.config().workflows.len(),
         "mcp": {"enabled": false, "path": null, "oauth": null, "tool_run_endpoint": false},
         "auth_mode": auth_mode,
         "user_isolation": false,
@@ -70,8 +80,13 @@ pub fn info(state: &Arc<AppState>) -> ApiResult {
 pub fn config(state: &Arc<AppState>) -> ApiResult {
     let config = state.engine.config();
     let mut models: Vec<Value> = Vec::new();
-    for agent in &config.agents {
-        let model = ModelInfo::of(config, &agent.model);
+    let model_specs = config
+        .agents
+        .iter()
+        .map(|a| &a.model)
+        .chain(config.teams.iter().map(|t| &t.model));
+    for spec in model_specs {
+        let model = ModelInfo::of(config, spec);
         let entry = json!({"id": model.id, "provider": model.provider});
         if !models.contains(&entry) {
             models.push(entry);
@@ -91,6 +106,22 @@ pub fn config(state: &Arc<AppState>) -> ApiResult {
             })
         })
         .collect();
+    let teams: Vec<Value> = config
+        .teams
+        .iter()
+        .map(|team| {
+            let model = ModelInfo::of(config, &team.model);
+            json!({
+                "id": team.id,
+                "name": team.name,
+                "db_id": DB_ID,
+                "mode": team.mode.as_str(),
+                "model": {"id": model.id, "provider": model.provider},
+                "sandboxed": false,
+            })
+        })
+        .collect();
+    let workflows: Vec<Value> = config.workflows.iter().map(workflow_summary).collect();
     let no_dbs = json!({"dbs": []});
     Ok(ok(&json!({
         "os_id": state.options.os_id,
@@ -111,8 +142,8 @@ pub fn config(state: &Arc<AppState>) -> ApiResult {
         "traces": no_dbs,
         "queue": {"durable": false, "queue_per_session": false},
         "agents": agents,
-        "teams": [],
-        "workflows": [],
+        "teams": teams,
+        "workflows": workflows,
         "interfaces": [],
         "company": null,
     })))
@@ -157,24 +188,41 @@ pub fn agent(state: &Arc<AppState>, id: &str) -> ApiResult {
     }
 }
 
-/// `GET /teams`: agentos defines no teams.
-pub fn teams(_state: &Arc<AppState>) -> ApiResult {
-    Ok(ok(&json!([])))
+/// `GET /teams`: every team, in file order, each as `GET /teams/{id}` describes it.
+pub fn teams(state: &Arc<AppState>) -> ApiResult {
+    let config = state.engine.config();
+    let list: Vec<Value> = config.teams.iter().map(|t| team_json(config, t)).collect();
+    Ok(ok(&list))
 }
 
-/// `GET /teams/{id}`: always unknown.
-pub fn team(_state: &Arc<AppState>, _id: &str) -> ApiResult {
-    Err(ApiError::not_found("Team not found"))
+/// `GET /teams/{id}`.
+pub fn team(state: &Arc<AppState>, id: &str) -> ApiResult {
+    let config = state.engine.config();
+    match config.team(id) {
+        Some(team) => Ok(ok(&team_json(config, team))),
+        None => Err(ApiError::not_found("Team not found")),
+    }
 }
 
-/// `GET /workflows`: agentos defines no workflows.
-pub fn workflows(_state: &Arc<AppState>) -> ApiResult {
-    Ok(ok(&json!([])))
+/// `GET /workflows`: every workflow, in file order, without its steps.
+pub fn workflows(state: &Arc<AppState>) -> ApiResult {
+    let list: Vec<Value> = state
+        .engine
+        .config()
+        .workflows
+        .iter()
+        .map(workflow_summary)
+        .collect();
+    Ok(ok(&list))
 }
 
-/// `GET /workflows/{id}`: always unknown.
-pub fn workflow(_state: &Arc<AppState>, _id: &str) -> ApiResult {
-    Err(ApiError::not_found("Workflow not found"))
+/// `GET /workflows/{id}`: the workflow with its steps.
+pub fn workflow(state: &Arc<AppState>, id: &str) -> ApiResult {
+    let config = state.engine.config();
+    match config.workflow(id) {
+        Some(workflow) => Ok(ok(&workflow_json(config, workflow))),
+        None => Err(ApiError::not_found("Workflow not found")),
+    }
 }
 
 /// An agent's model as AgentOS names it: the model class, the model id and the provider.
@@ -230,29 +278,17 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
         json!({"name": model.class, "model": model.id, "provider": model.provider}),
     );
 
-    let mut sessions = Map::new();
-    sessions.insert("session_table".into(), json!(SESSION_TABLE));
-    if agent.add_history_to_context {
-        sessions.insert("add_history_to_context".into(), json!(true));
-    }
-    if agent.num_history_runs != DEFAULT_NUM_HISTORY_RUNS {
-        sessions.insert("num_history_runs".into(), json!(agent.num_history_runs));
-    }
-    out.insert("sessions".into(), Value::Object(sessions));
+    out.insert(
+        "sessions".into(),
+        sessions_json(agent.add_history_to_context, agent.num_history_runs),
+    );
     out.insert("reasoning".into(), json!({"reasoning": false}));
-
-    let mut system = Map::new();
-    if let Some(description) = &agent.description {
-        system.insert("description".into(), json!(description));
-    }
-    if !agent.instructions.is_empty() {
-        system.insert("instructions".into(), json!(agent.instructions.join("\n")));
-    }
-    if agent.markdown {
-        system.insert("markdown".into(), json!(true));
-    }
-    if !system.is_empty() {
-        out.insert("system_message".into(), Value::Object(system));
+    if let Some(system) = system_message_json(
+        agent.description.as_deref(),
+        &agent.instructions,
+        agent.markdown,
+    ) {
+        out.insert("system_message".into(), system);
     }
 
     if let Some(schema) = &agent.output_schema {
@@ -268,6 +304,230 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
     out.insert("is_component".into(), json!(false));
     out.insert("sandboxed".into(), json!(false));
     Value::Object(out)
+}
+
+/// The delegation tool a team's leader is offered, as its model sees it: `name`,
+/// `description` and the JSON Schema of its `parameters`.
+pub fn delegation_tool(config: &Config, team: &TeamDef) -> Value {
+    let task = |what: &str| {
+        json!({"type": "string", "description": format!(
+            "(str) A clear and concise description of the task {what}, including what a \
+             good result looks like."
+        )})
+    };
+    match team.mode {
+        TeamMode::Broadcast => json!({
+            "name": "delegate_task_to_members",
+            "description": "Use this function to send one task to every member agent and \
+                            return their responses.\nOne call reaches all members; do not call \
+                            it once per member.",
+            "parameters": {
+                "type": "object",
+                "properties": {"task": task("to send to member agents")},
+                "required": ["task"],
+                "additionalProperties": false,
+            },
+        }),
+        TeamMode::Coordinate | TeamMode::Route => {
+            let ids: Vec<&str> = team
+                .members
+                .iter()
+                .map(MemberRef::id)
+                .filter(|id| config.agent(id).is_some() || config.team(id).is_some())
+                .collect();
+            json!({
+                "name": "delegate_task_to_member",
+                "description": "Use this function to delegate a task to the selected team member.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "member_id": {
+                            "type": "string",
+                            "description": "(str) The ID of the member to delegate the task to, \
+                                            exactly as it appears in <team_members>.",
+                            "enum": ids,
+                        },
+                        "task": task("the member should achieve"),
+                    },
+                    "required": ["member_id", "task"],
+                    "additionalProperties": false,
+                },
+            })
+        }
+    }
+}
+
+/// AgentOS's `TeamResponse` for one team; members are described in full, sub-teams as
+/// teams. Settings at their defaults are omitted, as AgentOS does.
+fn team_json(config: &Config, team: &TeamDef) -> Value {
+    let model = ModelInfo::of(config, &team.model);
+    let mut out = Map::new();
+    out.insert("id".into(), json!(team.id));
+    out.insert("name".into(), json!(team.name));
+    out.insert("db_id".into(), json!(DB_ID));
+    if let Some(description) = &team.description {
+        out.insert("description".into(), json!(description));
+    }
+    out.insert("mode".into(), json!(team.mode.as_str()));
+    out.insert(
+        "model".into(),
+        json!({"name": model.class, "model": model.id, "provider": model.provider}),
+    );
+    let mut tools = Map::new();
+    tools.insert("tools".into(), json!([delegation_tool(config, team)]));
+    if team.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
+        tools.insert("tool_call_limit".into(), json!(team.tool_call_limit));
+    }
+    out.insert("tools".into(), Value::Object(tools));
+    out.insert(
+        "sessions".into(),
+        sessions_json(team.add_history_to_context, team.num_history_runs),
+    );
+    out.insert("reasoning".into(), json!({"reasoning": false}));
+    if let Some(system) = system_message_json(
+        team.description.as_deref(),
+        &team.instructions,
+        team.markdown,
+    ) {
+        out.insert("system_message".into(), system);
+    }
+    out.insert("streaming".into(), json!({"stream_member_events": true}));
+    let members: Vec<Value> = team
+        .members
+        .iter()
+        .filter_map(|member| match member {
+            MemberRef::Agent(id) => config.agent(id).map(|a| agent_json(config, a)),
+            MemberRef::Team(id) => config.team(id).map(|t| team_json(config, t)),
+        })
+        .collect();
+    out.insert("members".into(), Value::Array(members));
+    out.insert("is_factory".into(), json!(false));
+    out.insert("is_component".into(), json!(false));
+    out.insert("sandboxed".into(), json!(false));
+    Value::Object(out)
+}
+
+/// AgentOS's `WorkflowSummaryResponse`: the `GET /workflows` item and the `/config` entry.
+fn workflow_summary(workflow: &WorkflowDef) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(workflow.id));
+    out.insert("name".into(), json!(workflow.name));
+    if let Some(description) = &workflow.description {
+        out.insert("description".into(), json!(description));
+    }
+    out.insert("db_id".into(), json!(DB_ID));
+    out.insert("is_factory".into(), json!(false));
+    out.insert("is_component".into(), json!(false));
+    out.insert("sandboxed".into(), json!(false));
+    Value::Object(out)
+}
+
+/// AgentOS's `WorkflowResponse`: `db_id` before `description` (unlike the summary) and the
+/// steps listed recursively.
+fn workflow_json(config: &Config, workflow: &WorkflowDef) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(workflow.id));
+    out.insert("name".into(), json!(workflow.name));
+    out.insert("db_id".into(), json!(DB_ID));
+    if let Some(description) = &workflow.description {
+        out.insert("description".into(), json!(description));
+    }
+    let steps: Vec<Value> = workflow
+        .steps
+        .iter()
+        .map(|s| step_json(config, s))
+        .collect();
+    out.insert("steps".into(), Value::Array(steps));
+    out.insert("workflow_agent".into(), json!(false));
+    out.insert("is_factory".into(), json!(false));
+    out.insert("is_component".into(), json!(false));
+    out.insert("sandboxed".into(), json!(false));
+    Value::Object(out)
+}
+
+/// A step as `GET /workflows/{id}` lists it: `name`, `description` (when set), `type`, the
+/// agent or team it runs, and nested `steps` (a router's choices too) and `else_steps`.
+fn step_json(config: &Config, step: &StepDef) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), json!(step.name));
+    if let Some(description) = &step.description {
+        out.insert("description".into(), json!(description));
+    }
+    out.insert("type".into(), json!(step_type(&step.kind)));
+    let nested = |steps: &[StepDef]| -> Value {
+        Value::Array(steps.iter().map(|s| step_json(config, s)).collect())
+    };
+    match &step.kind {
+        StepKind::Agent { id, .. } => {
+            if let Some(agent) = config.agent(id) {
+                out.insert("agent".into(), agent_json(config, agent));
+            }
+        }
+        StepKind::Team { id, .. } => {
+            if let Some(team) = config.team(id) {
+                out.insert("team".into(), team_json(config, team));
+            }
+        }
+        StepKind::Parallel(steps) | StepKind::Loop { steps, .. } => {
+            out.insert("steps".into(), nested(steps));
+        }
+        StepKind::Condition {
+            steps, else_steps, ..
+        } => {
+            out.insert("steps".into(), nested(steps));
+            if !else_steps.is_empty() {
+                out.insert("else_steps".into(), nested(else_steps));
+            }
+        }
+        StepKind::Router { choices, .. } => {
+            out.insert("steps".into(), nested(choices));
+        }
+    }
+    Value::Object(out)
+}
+
+/// AgentOS's name for a kind of step (`StepOutput.step_type`, the step listing's `type`).
+pub fn step_type(kind: &StepKind) -> &'static str {
+    match kind {
+        StepKind::Agent { .. } | StepKind::Team { .. } => "Step",
+        StepKind::Parallel(_) => "Parallel",
+        StepKind::Condition { .. } => "Condition",
+        StepKind::Loop { .. } => "Loop",
+        StepKind::Router { .. } => "Router",
+    }
+}
+
+/// `sessions` of an agent or team: the table, and history settings that differ from
+/// AgentOS's defaults.
+fn sessions_json(add_history_to_context: bool, num_history_runs: usize) -> Value {
+    let mut sessions = Map::new();
+    sessions.insert("session_table".into(), json!(SESSION_TABLE));
+    if add_history_to_context {
+        sessions.insert("add_history_to_context".into(), json!(true));
+    }
+    if num_history_runs != DEFAULT_NUM_HISTORY_RUNS {
+        sessions.insert("num_history_runs".into(), json!(num_history_runs));
+    }
+    Value::Object(sessions)
+}
+
+/// `system_message` of an agent or team; `None` when nothing is set.
+fn system_message_json(
+    description: Option<&str>,
+    instructions: &[String],
+    markdown: bool,
+) -> Option<Value> {
+    let mut system = Map::new();
+    if let Some(description) = description {
+        system.insert("description".into(), json!(description));
+    }
+    if !instructions.is_empty() {
+        system.insert("instructions".into(), json!(instructions.join("\n")));
+    }
+    if markdown {
+        system.insert("markdown".into(), json!(true));
+    }
+    (!system.is_empty()).then_some(Value::Object(system))
 }
 
 /// `2026-11-29T01:23:24.946019Z`: UTC with microseconds, as `/health` reports it.
@@ -544,15 +804,205 @@ model = "ollama:llama3.2"
         );
     }
 
+    const FLOWS: &str = r#"
+[[agents]]
+id = "researcher"
+name = "Researcher"
+description = "Finds facts"
+model = "openai:gpt-4o-mini"
+instructions = "You find facts."
+
+[[agents]]
+id = "writer"
+model = "test"
+
+[[teams]]
+id = "research-team"
+name = "Research Team"
+model = "openai:gpt-4o-mini"
+instructions = "Delegate to the right member."
+members = ["researcher", "writer"]
+
+[[teams]]
+id = "all"
+model = "test"
+mode = "broadcast"
+tool_call_limit = 4
+members = ["writer", "research-team"]
+
+[[workflows]]
+id = "content-workflow"
+name = "Content Workflow"
+description = "Two step workflow"
+
+[[workflows.steps]]
+name = "outline"
+agent = "researcher"
+
+[[workflows.steps]]
+name = "both"
+type = "parallel"
+steps = [{ name = "draft", agent = "writer" }, { name = "team", team = "all" }]
+
+[[workflows.steps]]
+name = "check"
+description = "Only when short"
+type = "condition"
+when = "input.size() < 10"
+steps = [{ name = "again", agent = "writer" }]
+else = [{ name = "skip", agent = "writer" }]
+
+[[workflows]]
+id = "bare"
+
+[[workflows.steps]]
+name = "only"
+type = "loop"
+max_iterations = 2
+steps = [{ name = "once", agent = "writer" }]
+"#;
+
+    fn flows() -> Arc<AppState> {
+        let config = Config::from_toml_str(FLOWS, Path::new("agents.toml")).unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let engine = Arc::new(Engine::new(Arc::new(config), store));
+        Arc::new(AppState::new(engine, ServerOptions::default()))
+    }
+
     #[test]
-    fn teams_and_workflows_are_empty() {
-        let s = state(None);
-        assert_eq!(body(teams(&s)), (StatusCode::OK, json!([])));
-        assert_eq!(body(workflows(&s)), (StatusCode::OK, json!([])));
+    fn teams_follow_agentos_shape() {
+        let s = flows();
+        let (status, list) = body(teams(&s));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        let (_, team) = body(team(&s, "research-team"));
+        assert_eq!(list[0], team, "list items and details are the same object");
         assert_eq!(
-            body(team(&s, "x")),
+            keys(&team),
+            [
+                "id",
+                "name",
+                "db_id",
+                "mode",
+                "model",
+                "tools",
+                "sessions",
+                "reasoning",
+                "system_message",
+                "streaming",
+                "members",
+                "is_factory",
+                "is_component",
+                "sandboxed"
+            ]
+        );
+        assert_eq!(team["mode"], "coordinate");
+        assert_eq!(
+            team["model"],
+            json!({"name":"OpenAIChat","model":"gpt-4o-mini","provider":"OpenAI"})
+        );
+        assert_eq!(
+            team["tools"],
+            json!({"tools": [{
+                "name": "delegate_task_to_member",
+                "description": "Use this function to delegate a task to the selected team member.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "member_id": {
+                            "type": "string",
+                            "description": "(str) The ID of the member to delegate the task to, exactly as it appears in <team_members>.",
+                            "enum": ["researcher", "writer"]
+                        },
+                        "task": {
+                            "type": "string",
+                            "description": "(str) A clear and concise description of the task the member should achieve, including what a good result looks like."
+                        }
+                    },
+                    "required": ["member_id", "task"],
+                    "additionalProperties": false
+                }
+            }]})
+        );
+        assert_eq!(team["sessions"], json!({"session_table": SESSION_TABLE}));
+        assert_eq!(
+            team["system_message"],
+            json!({"instructions": "Delegate to the right member."})
+        );
+        assert_eq!(team["streaming"], json!({"stream_member_events": true}));
+        assert_eq!(team["members"][0]["id"], "researcher");
+        assert_eq!(team["members"][0]["description"], "Finds facts");
+        assert_eq!(team["members"][1]["model"]["name"], "TestModel");
+
+        // Broadcast: the one-call tool; a sub-team member described as a team.
+        let (_, all) = body(super::team(&s, "all"));
+        assert_eq!(all["mode"], "broadcast");
+        let tool = &all["tools"]["tools"][0];
+        assert_eq!(tool["name"], "delegate_task_to_members");
+        assert_eq!(tool["parameters"]["required"], json!(["task"]));
+        assert_eq!(
+            tool["description"],
+            "Use this function to send one task to every member agent and return their \
+             responses.\nOne call reaches all members; do not call it once per member."
+        );
+        assert_eq!(all["tools"]["tool_call_limit"], 4);
+        assert!(all.get("system_message").is_none());
+        assert_eq!(all["members"][1]["mode"], "coordinate");
+        assert_eq!(all["members"][1]["members"][0]["id"], "researcher");
+
+        assert_eq!(
+            body(super::team(&s, "x")),
             (StatusCode::NOT_FOUND, json!({"detail":"Team not found"}))
         );
+    }
+
+    #[test]
+    fn workflows_follow_agentos_shape() {
+        let s = flows();
+        let (_, list) = body(workflows(&s));
+        assert_eq!(
+            list,
+            json!([
+                {"id":"content-workflow","name":"Content Workflow","description":"Two step workflow",
+                 "db_id":DB_ID,"is_factory":false,"is_component":false,"sandboxed":false},
+                {"id":"bare","name":"bare","db_id":DB_ID,"is_factory":false,"is_component":false,
+                 "sandboxed":false}
+            ])
+        );
+        let (status, wf) = body(workflow(&s, "content-workflow"));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            keys(&wf),
+            [
+                "id",
+                "name",
+                "db_id",
+                "description",
+                "steps",
+                "workflow_agent",
+                "is_factory",
+                "is_component",
+                "sandboxed"
+            ]
+        );
+        let steps = &wf["steps"];
+        assert_eq!(keys(&steps[0]), ["name", "type", "agent"]);
+        assert_eq!(steps[0]["type"], "Step");
+        assert_eq!(steps[0]["agent"]["id"], "researcher");
+        assert_eq!(steps[1]["type"], "Parallel");
+        assert_eq!(steps[1]["steps"][0]["agent"]["id"], "writer");
+        assert_eq!(steps[1]["steps"][1]["type"], "Step");
+        assert_eq!(steps[1]["steps"][1]["team"]["id"], "all");
+        assert_eq!(
+            keys(&steps[2]),
+            ["name", "description", "type", "steps", "else_steps"]
+        );
+        assert_eq!(steps[2]["type"], "Condition");
+        assert_eq!(steps[2]["else_steps"][0]["name"], "skip");
+        let (_, bare) = body(workflow(&s, "bare"));
+        assert!(bare.get("description").is_none());
+        assert_eq!(bare["steps"][0]["type"], "Loop");
+        assert_eq!(bare["steps"][0]["steps"][0]["name"], "once");
         assert_eq!(
             body(workflow(&s, "x")),
             (
@@ -560,6 +1010,23 @@ model = "ollama:llama3.2"
                 json!({"detail":"Workflow not found"})
             )
         );
+    }
+
+    #[test]
+    fn config_and_info_list_teams_and_workflows() {
+        let s = flows();
+        let (_, v) = body(config(&s));
+        assert_eq!(
+            v["teams"][0],
+            json!({"id":"research-team","name":"Research Team","db_id":DB_ID,"mode":"coordinate",
+                   "model":{"id":"gpt-4o-mini","provider":"OpenAI"},"sandboxed":false})
+        );
+        assert_eq!(v["teams"][1]["mode"], "broadcast");
+        let (_, list) = body(workflows(&s));
+        assert_eq!(v["workflows"], list);
+        let (_, info) = body(info(&s));
+        assert_eq!(info["team_count"], 2);
+        assert_eq!(info["workflow_count"], 2);
     }
 
     #[test]
@@ -585,8 +1052,17 @@ model = "ollama:llama3.2"
             ("/agents/{agent_id}/runs/{run_id}/continue", &["post"]),
             ("/teams", &["get"]),
             ("/teams/{team_id}", &["get"]),
+            ("/teams/{team_id}/runs", &["get", "post"]),
+            ("/teams/{team_id}/runs/{run_id}", &["get"]),
+            ("/teams/{team_id}/runs/{run_id}/cancel", &["post"]),
+            ("/teams/{team_id}/runs/{run_id}/resume", &["post"]),
             ("/workflows", &["get"]),
             ("/workflows/{workflow_id}", &["get"]),
+            ("/workflows/{workflow_id}/runs", &["get", "post"]),
+            ("/workflows/{workflow_id}/runs/{run_id}", &["get"]),
+            ("/workflows/{workflow_id}/runs/{run_id}/cancel", &["post"]),
+            ("/workflows/{workflow_id}/runs/{run_id}/resume", &["post"]),
+            ("/workflows/{workflow_id}/runs/{run_id}/continue", &["post"]),
             ("/sessions", &["get", "post", "delete"]),
             ("/sessions/{session_id}", &["get", "patch", "delete"]),
             ("/sessions/{session_id}/rename", &["post"]),

@@ -6,6 +6,7 @@ use hyper::Method;
 
 use super::error::{ApiError, ApiResult};
 use super::request::Req;
+use super::runs::Component;
 use super::{AppState, info, runs, sessions};
 
 /// Dispatches a request to its handler.
@@ -25,26 +26,45 @@ pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
         ["teams", id] => get(m).and_then(|()| info::team(&state, id)),
         ["workflows"] => get(m).and_then(|()| info::workflows(&state)),
         ["workflows", id] => get(m).and_then(|()| info::workflow(&state, id)),
-        ["agents", id, "runs"] => match *m {
-            Method::POST => runs::create(state, req, id).await,
-            Method::GET => sessions::agent_runs(state, req, id).await,
-            _ => Err(ApiError::method_not_allowed("GET, POST")),
-        },
-        ["agents", id, "runs", run_id] => {
+        ["agents", id, "runs"] => runs_route(state, req, Component::Agent, id).await,
+        ["teams", id, "runs"] => runs_route(state, req, Component::Team, id).await,
+        ["workflows", id, "runs"] => runs_route(state, req, Component::Workflow, id).await,
+        [
+            kind @ ("agents" | "teams" | "workflows"),
+            id,
+            "runs",
+            run_id,
+        ] => {
             get(m)?;
-            sessions::agent_run(state, req, id, run_id).await
+            sessions::component_run(state, req, component(kind), id, run_id).await
         }
-        ["agents", id, "runs", run_id, "cancel"] => {
+        [
+            kind @ ("agents" | "teams" | "workflows"),
+            id,
+            "runs",
+            run_id,
+            "cancel",
+        ] => {
             post(m)?;
-            runs::cancel(state, req, id, run_id).await
+            runs::cancel(state, req, component(kind), id, run_id).await
+        }
+        [
+            kind @ ("agents" | "teams" | "workflows"),
+            id,
+            "runs",
+            run_id,
+            "resume",
+        ] => {
+            post(m)?;
+            runs::resume(state, req, component(kind), id, run_id).await
         }
         ["agents", id, "runs", run_id, "continue"] => {
             post(m)?;
             runs::continue_run(state, req, id, run_id).await
         }
-        ["agents", id, "runs", run_id, "resume"] => {
+        ["workflows", id, "runs", run_id, "continue"] => {
             post(m)?;
-            runs::resume(state, req, id, run_id).await
+            runs::continue_workflow(state, req, id, run_id).await
         }
         ["sessions"] => match *m {
             Method::GET => sessions::list(state, req).await,
@@ -75,6 +95,24 @@ pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
             sessions::run(state, req, id, run_id).await
         }
         _ => Err(ApiError::route_not_found()),
+    }
+}
+
+/// `POST` starts a run, `GET` lists the component's runs in a session.
+async fn runs_route(state: Arc<AppState>, req: Req, component: Component, id: &str) -> ApiResult {
+    match req.method {
+        Method::POST => runs::create(state, req, component, id).await,
+        Method::GET | Method::HEAD => sessions::component_runs(state, req, component, id).await,
+        _ => Err(ApiError::method_not_allowed("GET, POST")),
+    }
+}
+
+/// The component a path's first segment names.
+fn component(kind: &str) -> Component {
+    match kind {
+        "teams" => Component::Team,
+        "workflows" => Component::Workflow,
+        _ => Component::Agent,
     }
 }
 

@@ -1,5 +1,7 @@
-//! Run endpoints: create (inline, streaming, background), cancel and resume, and the
-//! registry of runs in flight that makes cancel and resume possible.
+//! Run endpoints of agents, teams and workflows: create (inline, streaming, background),
+//! cancel, resume and continue, and the registry of runs in flight that makes cancel and
+//! resume possible. One code path serves the three kinds of component; [`Component`]
+//! holds what differs between them.
 //!
 //! A run executes on a blocking thread. Inline streams get its events through a channel
 //! whose body cancels the run when dropped (the client left). Background runs keep every
@@ -22,14 +24,94 @@ use super::form::{self, Form};
 use super::request::Req;
 use super::response::{event_stream, json_response, ok};
 use crate::cancel::CancelToken;
-use crate::engine::{EngineError, PendingRun, RunRequest, ToolDecision};
-use crate::run::{RunRecord, RunStatus, new_id};
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, PendingRun, RunRequest, ToolDecision};
+use crate::event::Event;
+use crate::run::{AnyRun, RunKind, RunRecord, RunStatus, new_id};
 use crate::schema::OutputSchema;
+use crate::store::SessionType;
 
 /// Finished background runs kept in memory for `resume`.
 const KEEP_FINISHED: usize = 256;
 /// Cancel requests remembered for runs that have not started (cancel before start).
 const KEEP_EARLY_CANCELS: usize = 4096;
+
+/// What a run endpoint serves: `/agents/…`, `/teams/…` or `/workflows/…`. Agents, teams
+/// and workflows share one id namespace, but each route only reaches its own kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Agent,
+    Team,
+    Workflow,
+}
+
+impl Component {
+    /// The 404 for an id that names no component of this kind.
+    pub fn not_found(self) -> ApiError {
+        ApiError::not_found(match self {
+            Component::Agent => "Agent not found",
+            Component::Team => "Team not found",
+            Component::Workflow => "Workflow not found",
+        })
+    }
+
+    /// Whether `agents.toml` defines a component of this kind with this id.
+    pub fn exists(self, config: &Config, id: &str) -> bool {
+        match self {
+            Component::Agent => config.agent(id).is_some(),
+            Component::Team => config.team(id).is_some(),
+            Component::Workflow => config.workflow(id).is_some(),
+        }
+    }
+
+    /// 404 unless the component exists.
+    pub fn require(self, config: &Config, id: &str) -> Result<(), ApiError> {
+        if self.exists(config, id) {
+            Ok(())
+        } else {
+            Err(self.not_found())
+        }
+    }
+
+    /// The kind of the runs it makes.
+    pub fn run_kind(self) -> RunKind {
+        match self {
+            Component::Agent => RunKind::Agent,
+            Component::Team => RunKind::Team,
+            Component::Workflow => RunKind::Workflow,
+        }
+    }
+
+    /// The type of the sessions its runs are stored in.
+    pub fn session_type(self) -> SessionType {
+        match self {
+            Component::Agent => SessionType::Agent,
+            Component::Team => SessionType::Team,
+            Component::Workflow => SessionType::Workflow,
+        }
+    }
+
+    /// Validates a run request (`req.agent_id` is the component id) and stores the run
+    /// RUNNING.
+    fn start(self, engine: &Engine, req: RunRequest) -> Result<PendingRun, EngineError> {
+        match self {
+            Component::Agent => engine.start(req),
+            Component::Team => engine.start_team(req),
+            Component::Workflow => engine.start_workflow(req),
+        }
+    }
+
+    /// Whether a stream asked for with `stream_events=false` carries this event: only the
+    /// component's own content deltas for agents and teams (member events are left out);
+    /// every event for workflows, whose content comes from their steps' agents.
+    fn keeps_without_stream_events(self, event: &Event) -> bool {
+        match self {
+            Component::Agent => event.event == "RunContent" && !event.source.is_nested(),
+            Component::Team => event.event == "TeamRunContent" && !event.source.is_nested(),
+            Component::Workflow => true,
+        }
+    }
+}
 
 /// Runs in flight, and recently finished background runs, by run id.
 #[derive(Default)]
@@ -50,7 +132,9 @@ struct Inner {
 /// One run the server is executing (or executed in the background).
 pub struct LiveRun {
     pub run_id: String,
-    pub agent_id: String,
+    pub component: Component,
+    /// The agent, team or workflow id.
+    pub component_id: String,
     pub session_id: String,
     pub cancel: CancelToken,
     background: bool,
@@ -113,14 +197,15 @@ impl Registry {
         &self,
         mut slot: Slot,
         run_id: &str,
-        agent_id: &str,
+        (component, component_id): (Component, &str),
         session_id: &str,
         background: bool,
     ) -> Arc<LiveRun> {
         slot.0 = None;
         let live = Arc::new(LiveRun {
             run_id: run_id.to_string(),
-            agent_id: agent_id.to_string(),
+            component,
+            component_id: component_id.to_string(),
             session_id: session_id.to_string(),
             cancel: CancelToken::new(),
             background,
@@ -221,10 +306,10 @@ struct Delivery {
     stream_events: bool,
 }
 
-/// `POST /agents/{agent_id}/runs`.
-pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult {
+/// `POST /agents/{id}/runs`, `POST /teams/{id}/runs` and `POST /workflows/{id}/runs`.
+pub async fn create(state: Arc<AppState>, req: Req, component: Component, id: &str) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
-    // Form validation comes before the agent lookup, as in AgentOS.
+    // Form validation comes before the component lookup, as in AgentOS.
     let message = form
         .get("message")
         .filter(|m| !m.is_empty())
@@ -235,16 +320,14 @@ pub async fn create(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult
         background: bool_field(&form, "background")?.unwrap_or(false),
         stream_events: bool_field(&form, "stream_events")?.unwrap_or(true),
     };
-    if state.engine.config().agent(agent_id).is_none() {
-        return Err(ApiError::not_found("Agent not found"));
-    }
-    let mut request = run_request(&form, agent_id, message, delivery.stream)?;
+    component.require(state.engine.config(), id)?;
+    let mut request = run_request(&form, id, message, delivery.stream)?;
     let run_id = request.run_id.get_or_insert_with(new_id).clone();
 
     let slot = reserve(&state)?;
     let engine = state.engine.clone();
-    let pending = start_detached(&state, move || engine.start(request)).await?;
-    deliver(state, slot, pending, agent_id, &run_id, delivery).await
+    let pending = start_detached(&state, move || component.start(&engine, request)).await?;
+    deliver(state, slot, pending, (component, id), &run_id, delivery).await
 }
 
 /// Starts (or continues) a run on a blocking thread. Starting stores the run RUNNING, so
@@ -275,14 +358,14 @@ async fn deliver(
     state: Arc<AppState>,
     slot: Slot,
     pending: PendingRun,
-    agent_id: &str,
+    component: (Component, &str),
     run_id: &str,
     delivery: Delivery,
 ) -> ApiResult {
     let session_id = pending.session_id().to_string();
     let live = state
         .runs
-        .admit(slot, run_id, agent_id, &session_id, delivery.background);
+        .admit(slot, run_id, component, &session_id, delivery.background);
 
     if delivery.background {
         let rx = delivery.stream.then(|| subscribe(&live));
@@ -312,7 +395,7 @@ async fn deliver(
         .map_err(|_| ApiError::internal("JoinError"))?
         .map_err(engine_error)?;
     guard.disarm();
-    Ok(ok(&run))
+    Ok(ok(&super::schemas::run_response(&run)))
 }
 
 /// Takes a place under `--max-runs`, or answers 429.
@@ -350,13 +433,14 @@ fn spawn_execution(
     pending: PendingRun,
     inline: Option<mpsc::UnboundedSender<Bytes>>,
     stream_events: bool,
-) -> tokio::task::JoinHandle<Result<crate::run::AnyRun, EngineError>> {
+) -> tokio::task::JoinHandle<Result<AnyRun, EngineError>> {
     tokio::task::spawn_blocking(move || {
         let mut next_index = 0u64;
         let background = live.background;
+        let component = live.component;
         let cancel = live.cancel.clone();
         let result = state.engine.execute(pending, &cancel, &mut |event| {
-            if !stream_events && event.event != "RunContent" {
+            if !stream_events && !component.keeps_without_stream_events(event) {
                 return;
             }
             if background {
@@ -395,33 +479,41 @@ fn subscribe(live: &Arc<LiveRun>) -> mpsc::UnboundedReceiver<Bytes> {
     rx
 }
 
-/// `POST /agents/{agent_id}/runs/{run_id}/cancel`: always 200 `{}` for a known agent;
-/// an unknown run id is remembered so the run is cancelled if it starts later.
-pub async fn cancel(state: Arc<AppState>, _req: Req, agent_id: &str, run_id: &str) -> ApiResult {
-    if state.engine.config().agent(agent_id).is_none() {
-        return Err(ApiError::not_found("Agent not found"));
-    }
+/// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel`: always 200 `{}` for a
+/// known component; an unknown run id is remembered so the run is cancelled if it starts
+/// later. A team's members and a workflow's steps run under the run's cancel token, so
+/// they stop with it.
+pub async fn cancel(
+    state: Arc<AppState>,
+    _req: Req,
+    component: Component,
+    id: &str,
+    run_id: &str,
+) -> ApiResult {
+    component.require(state.engine.config(), id)?;
     if !state.runs.cancel(run_id) {
         // A paused run waits in the store, not in memory: cancel it there.
         let store = state.engine.store().clone();
-        let (agent, run) = (agent_id.to_string(), run_id.to_string());
-        tokio::task::spawn_blocking(move || cancel_paused(&store, &agent, &run))
+        let (id, run) = (id.to_string(), run_id.to_string());
+        tokio::task::spawn_blocking(move || cancel_paused(&store, component, &id, &run))
             .await
             .map_err(|_| ApiError::internal("JoinError"))??;
     }
     Ok(ok(&json!({})))
 }
 
-/// Stores a PAUSED run of `agent_id` as CANCELLED (cancellation stage `PAUSED`).
+/// Stores a PAUSED run of the component as CANCELLED (cancellation stage `PAUSED`).
 fn cancel_paused(
     store: &crate::store::Store,
-    agent_id: &str,
+    component: Component,
+    id: &str,
     run_id: &str,
 ) -> Result<(), crate::store::StoreError> {
-    if store
-        .get_run(run_id)?
-        .is_some_and(|s| s.run.component_id() == agent_id && s.run.status() == RunStatus::Paused)
-    {
+    if store.get_run(run_id)?.is_some_and(|s| {
+        s.run.kind() == component.run_kind()
+            && s.run.component_id() == id
+            && s.run.status() == RunStatus::Paused
+    }) {
         store.transition_run(
             run_id,
             RunStatus::Paused,
@@ -432,9 +524,15 @@ fn cancel_paused(
     Ok(())
 }
 
-/// `POST /agents/{agent_id}/runs/{run_id}/resume`: replays the events after
+/// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/resume`: replays the events after
 /// `last_event_index`, then follows the run live while it is still going.
-pub async fn resume(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str) -> ApiResult {
+pub async fn resume(
+    state: Arc<AppState>,
+    req: Req,
+    component: Component,
+    id: &str,
+    run_id: &str,
+) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
     let last: i64 = match form
         .get("last_event_index")
@@ -452,14 +550,12 @@ pub async fn resume(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str
         })?,
     };
     let session_id = form.get("session_id").filter(|s| !s.is_empty());
-    if state.engine.config().agent(agent_id).is_none() {
-        return Err(ApiError::not_found("Agent not found"));
-    }
+    component.require(state.engine.config(), id)?;
     let (tx, rx) = mpsc::unbounded_channel();
     if let Some(live) = state
         .runs
         .find(run_id)
-        .filter(|l| l.agent_id == agent_id && l.background)
+        .filter(|l| l.component == component && l.component_id == id && l.background)
         .filter(|l| session_id.is_none_or(|s| s == l.session_id))
     {
         let mut log = live.log();
@@ -488,12 +584,14 @@ pub async fn resume(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str
     }
 
     let store = state.engine.store().clone();
-    let id = run_id.to_string();
-    let stored = tokio::task::spawn_blocking(move || store.get_run(&id))
+    let wanted = run_id.to_string();
+    let stored = tokio::task::spawn_blocking(move || store.get_run(&wanted))
         .await
         .map_err(|_| ApiError::internal("JoinError"))??;
     let Some(stored) = stored.filter(|s| {
-        s.run.component_id() == agent_id && session_id.is_none_or(|sid| sid == s.run.session_id())
+        s.run.kind() == component.run_kind()
+            && s.run.component_id() == id
+            && session_id.is_none_or(|sid| sid == s.run.session_id())
     }) else {
         return Err(ApiError::not_found("Run not found"));
     };
@@ -541,7 +639,7 @@ fn lenient_object(form: &Form, name: &str) -> Option<Map<String, Value>> {
 /// The engine request from the form's fields (spec §4.1 conversions).
 fn run_request(
     form: &Form,
-    agent_id: &str,
+    id: &str,
     message: String,
     stream: bool,
 ) -> Result<RunRequest, ApiError> {
@@ -577,7 +675,7 @@ fn run_request(
     };
     let non_empty = |name: &str| form.get(name).filter(|v| !v.is_empty()).map(str::to_string);
     Ok(RunRequest {
-        agent_id: agent_id.to_string(),
+        agent_id: id.to_string(),
         message,
         session_id: non_empty("session_id"),
         user_id: non_empty("user_id"),
@@ -629,9 +727,7 @@ pub async fn continue_run(
 ) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
     let stream = bool_field(&form, "stream")?.unwrap_or(true);
-    if state.engine.config().agent(agent_id).is_none() {
-        return Err(ApiError::not_found("Agent not found"));
-    }
+    Component::Agent.require(state.engine.config(), agent_id)?;
     let session_id = form
         .get("session_id")
         .filter(|s| !s.is_empty())
@@ -683,7 +779,15 @@ pub async fn continue_run(
         background: stream,
         stream_events: true,
     };
-    deliver(state, slot, pending, agent_id, run_id, delivery).await
+    deliver(
+        state,
+        slot,
+        pending,
+        (Component::Agent, agent_id),
+        run_id,
+        delivery,
+    )
+    .await
 }
 
 /// The SSE frame AgentOS sends when a streamed continue finds the run not paused: a
@@ -698,4 +802,73 @@ fn not_continuable_frame(message: &str) -> String {
         "content": message,
     });
     format!("event: RunError\ndata: {data}\n\n")
+}
+
+/// `POST /workflows/{workflow_id}/runs/{run_id}/continue`. Only a PAUSED workflow run can
+/// be continued, and agentos workflows never pause, so a run that exists is refused with
+/// AgentOS's 409 for its status. Checked in AgentOS's order: `step_requirements` JSON (400),
+/// the workflow (404), the run in the given session (404), its status (409).
+pub async fn continue_workflow(
+    state: Arc<AppState>,
+    req: Req,
+    workflow_id: &str,
+    run_id: &str,
+) -> ApiResult {
+    let form = form::parse(&req.headers, &req.body)?;
+    bool_field(&form, "stream")?;
+    bool_field(&form, "background")?;
+    if let Some(raw) = form.get("step_requirements").filter(|r| !r.is_empty())
+        && serde_json::from_str::<Value>(raw).is_err()
+    {
+        return Err(ApiError::bad_request(
+            "Invalid JSON in step_requirements field",
+        ));
+    }
+    Component::Workflow.require(state.engine.config(), workflow_id)?;
+    let session_id = form
+        .get("session_id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let user_id = form
+        .get("user_id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let store = state.engine.store().clone();
+    let (workflow, run) = (workflow_id.to_string(), run_id.to_string());
+    let status = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        // The run is looked up in the session the client names, as AgentOS does.
+        let Some(session_id) = session_id else {
+            return Ok(None);
+        };
+        let Some(session) = store.get_session(&session_id)? else {
+            return Ok(None);
+        };
+        if session.user_id.is_some() && user_id.is_some() && session.user_id != user_id {
+            return Ok(None);
+        }
+        Ok(store
+            .get_run(&run)?
+            .filter(|s| {
+                s.run.kind() == RunKind::Workflow
+                    && s.run.component_id() == workflow
+                    && s.run.session_id() == session_id
+            })
+            .map(|s| s.run.status()))
+    })
+    .await
+    .map_err(|_| ApiError::internal("JoinError"))??;
+    let Some(status) = status else {
+        return Err(ApiError::not_found("Run not found"));
+    };
+    Err(match status {
+        RunStatus::Pending => ApiError::conflict("run is already pending"),
+        RunStatus::Running => ApiError::conflict("run is already running"),
+        RunStatus::Completed => ApiError::conflict("run is already completed"),
+        RunStatus::Error => ApiError::conflict("run has errored"),
+        RunStatus::Cancelled => ApiError::conflict("run is already cancelled"),
+        RunStatus::Paused => ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Continuing a paused workflow run is not supported",
+        ),
+    })
 }

@@ -16,11 +16,14 @@
 //!   `response_model_exclude_none`), the others (`PATCH`, rename, single runs, agent run
 //!   lists) keep them;
 //! * session metrics are the sum of the metrics of every run of the session, member runs
-//!   included, with zero counts left out, as AgentOS accumulates them.
+//!   included, with zero counts left out, as AgentOS accumulates them;
+//! * agent, team and workflow runs each have their own schema (`RunSchema`,
+//!   `TeamRunSchema`, `WorkflowRunSchema`), and their stored objects their own key order.
 
 use serde_json::{Map, Value, json};
 
-use crate::run::{AnyRun, Role, RunRecord};
+use crate::config::WorkflowDef;
+use crate::run::{AnyRun, Role, RunKind, RunRecord};
 use crate::store::{Session, SessionType, StoredRun};
 
 /// Longest `run_input` / `content_preview` of a run preview, in characters.
@@ -267,11 +270,17 @@ pub fn session_list_item(session: &Session, display_name: &str, metrics: Option<
     out.insert("session_summary".into(), session_summary(session));
     out.insert("metrics".into(), metrics.cloned().unwrap_or(Value::Null));
     out.insert("total_tokens".into(), total_tokens(metrics));
-    out.insert(
-        "metadata".into(),
-        session.metadata.clone().unwrap_or(Value::Null),
-    );
+    out.insert("metadata".into(), session_metadata(session));
     Value::Object(out)
+}
+
+/// A session's metadata; a workflow session always has an object (AgentOS stores `{}`).
+fn session_metadata(session: &Session) -> Value {
+    match (&session.metadata, session.session_type) {
+        (Some(metadata), _) => metadata.clone(),
+        (None, SessionType::Workflow) => json!({}),
+        (None, _) => Value::Null,
+    }
 }
 
 /// User and assistant messages of the session's top-level runs, oldest first, without
@@ -315,14 +324,62 @@ fn agent_data(runs: &[StoredRun]) -> Value {
     })
 }
 
+/// `team_data` as AgentOS stores it with each run: the team and leader model of the latest
+/// top-level team run; `null` for a session without one.
+fn team_data(runs: &[StoredRun]) -> Value {
+    let Some(AnyRun::Team(run)) = runs
+        .iter()
+        .rev()
+        .find(|r| r.run.parent_run_id().is_none() && r.run.kind() == RunKind::Team)
+        .map(|r| &r.run)
+    else {
+        return Value::Null;
+    };
+    json!({
+        "name": run.team_name,
+        "team_id": run.team_id,
+        "model": {
+            "provider": run.model_provider,
+            "name": model_class_name(&run.model_provider),
+            "id": run.model,
+        },
+    })
+}
+
+/// `workflow_data`: the workflow's id, name and top-level steps (`name`, `description`,
+/// `type`, nulls kept); `null` when the workflow is no longer configured.
+fn workflow_data(workflow: Option<&WorkflowDef>) -> Value {
+    let Some(workflow) = workflow else {
+        return Value::Null;
+    };
+    let steps: Vec<Value> = workflow
+        .steps
+        .iter()
+        .map(|step| {
+            json!({
+                "name": step.name,
+                "description": step.description,
+                "type": super::info::step_type(&step.kind),
+            })
+        })
+        .collect();
+    json!({"workflow_id": workflow.id, "name": workflow.name, "steps": steps})
+}
+
 /// The detail schema of a session (`AgentSessionDetailSchema`, `TeamSessionDetailSchema`
 /// or `WorkflowSessionDetailSchema` by its type), with nulls. `runs` are all the
-/// session's runs, oldest first.
-pub fn session_detail(session: &Session, display_name: &str, runs: &[StoredRun]) -> Value {
+/// session's runs, oldest first; `workflow` is the configured workflow of a workflow
+/// session.
+pub fn session_detail(
+    session: &Session,
+    display_name: &str,
+    runs: &[StoredRun],
+    workflow: Option<&WorkflowDef>,
+) -> Value {
     let metrics = session_metrics(runs).unwrap_or_else(|| json!({}));
     let created = json!(iso8601(session.created_at));
     let updated = json!(iso8601(session.updated_at));
-    let metadata = session.metadata.clone().unwrap_or(Value::Null);
+    let metadata = session_metadata(session);
     let mut out = Map::new();
     match session.session_type {
         SessionType::Agent => {
@@ -350,7 +407,7 @@ pub fn session_detail(session: &Session, display_name: &str, runs: &[StoredRun])
             out.insert("session_state".into(), session.session_state.clone());
             let total = total_tokens(Some(&metrics));
             out.insert("metrics".into(), metrics);
-            out.insert("team_data".into(), Value::Null);
+            out.insert("team_data".into(), team_data(runs));
             out.insert("metadata".into(), metadata);
             out.insert("chat_history".into(), Value::Array(chat_history(runs)));
             out.insert("created_at".into(), created);
@@ -373,7 +430,7 @@ pub fn session_detail(session: &Session, display_name: &str, runs: &[StoredRun])
             out.insert("session_name".into(), json!(display_name));
             out.insert("session_data".into(), Value::Object(data));
             out.insert("session_state".into(), session.session_state.clone());
-            out.insert("workflow_data".into(), Value::Null);
+            out.insert("workflow_data".into(), workflow_data(workflow));
             out.insert("metadata".into(), metadata);
             out.insert("created_at".into(), created);
             out.insert("updated_at".into(), updated);
@@ -382,10 +439,20 @@ pub fn session_detail(session: &Session, display_name: &str, runs: &[StoredRun])
     Value::Object(out)
 }
 
+/// The schema of a stored run by its kind (`RunSchema`, `TeamRunSchema` or
+/// `WorkflowRunSchema`), with nulls.
+pub fn run_schema(stored: &StoredRun) -> Value {
+    match stored.run.kind() {
+        RunKind::Agent => agent_run_schema(stored),
+        RunKind::Team => team_run_schema(stored),
+        RunKind::Workflow => workflow_run_schema(stored),
+    }
+}
+
 /// `RunSchema` of a stored run, with nulls: the run object reshaped for the session
 /// endpoints (`run_input`, `run_response_format`, ISO `created_at`, the media keys AgentOS
 /// always has). Read from the run's JSON form so fields added to runs later come along.
-pub fn run_schema(stored: &StoredRun) -> Value {
+fn agent_run_schema(stored: &StoredRun) -> Value {
     let run = serde_json::to_value(&stored.run).unwrap_or_else(|_| json!({}));
     let get = |key: &str| run.get(key).filter(|v| !v.is_null()).cloned();
     let or_null = |key: &str| get(key).unwrap_or(Value::Null);
@@ -395,25 +462,13 @@ pub fn run_schema(stored: &StoredRun) -> Value {
         v.filter(|v| v.as_array().is_none_or(|a| !a.is_empty()))
             .unwrap_or(Value::Null)
     };
-    let format = if run
-        .get("content_type")
-        .and_then(Value::as_str)
-        .unwrap_or("str")
-        == "str"
-    {
-        "text"
-    } else {
-        "json"
-    };
+    let format = response_format(&run);
     let events = if stored.events.is_empty() {
         Value::Null
     } else {
         Value::Array(stored.events.clone())
     };
-    let created_at = run
-        .get("created_at")
-        .and_then(Value::as_i64)
-        .map_or(Value::Null, |t| json!(iso8601(t)));
+    let created_at = iso_created_at(&run);
 
     let mut out = Map::new();
     out.insert("run_id".into(), or_empty_str("run_id"));
@@ -462,6 +517,184 @@ pub fn run_schema(stored: &StoredRun) -> Value {
         out.insert(key.into(), or_null(key));
     }
     Value::Object(out)
+}
+
+/// `TeamRunSchema` of a stored team run, with nulls: like `RunSchema` but with `team_id`,
+/// no `metadata`, and its own key order (205).
+fn team_run_schema(stored: &StoredRun) -> Value {
+    let run = serde_json::to_value(&stored.run).unwrap_or_else(|_| json!({}));
+    let get = |key: &str| run.get(key).filter(|v| !v.is_null()).cloned();
+    let or_null = |key: &str| get(key).unwrap_or(Value::Null);
+    let or_empty_list = |key: &str| get(key).unwrap_or_else(|| json!([]));
+    let or_empty_str = |key: &str| get(key).unwrap_or_else(|| json!(""));
+    let non_empty = |v: Option<Value>| {
+        v.filter(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+            .unwrap_or(Value::Null)
+    };
+    let events = if stored.events.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(stored.events.clone())
+    };
+    let mut out = Map::new();
+    out.insert("run_id".into(), or_empty_str("run_id"));
+    out.insert("parent_run_id".into(), or_empty_str("parent_run_id"));
+    out.insert("team_id".into(), or_empty_str("team_id"));
+    out.insert("user_id".into(), or_null("user_id"));
+    out.insert("status".into(), or_null("status"));
+    out.insert("cancellation_stage".into(), or_null("cancellation_stage"));
+    out.insert("content".into(), or_empty_str("content"));
+    out.insert(
+        "reasoning_content".into(),
+        or_empty_str("reasoning_content"),
+    );
+    out.insert("reasoning_steps".into(), or_empty_list("reasoning_steps"));
+    out.insert("run_input".into(), json!(run_input(&run)));
+    out.insert("run_response_format".into(), json!(response_format(&run)));
+    out.insert(
+        "metrics".into(),
+        get("metrics").unwrap_or_else(|| json!({})),
+    );
+    out.insert("tools".into(), non_empty(get("tools")));
+    out.insert("messages".into(), non_empty(get("messages")));
+    out.insert("events".into(), events);
+    out.insert("created_at".into(), iso_created_at(&run));
+    out.insert("references".into(), or_empty_list("references"));
+    out.insert("citations".into(), or_null("citations"));
+    out.insert(
+        "reasoning_messages".into(),
+        or_empty_list("reasoning_messages"),
+    );
+    out.insert("session_state".into(), or_null("session_state"));
+    out.insert("input_media".into(), input_media(&run));
+    for key in ["images", "videos", "audio", "files"] {
+        out.insert(key.into(), or_empty_list(key));
+    }
+    out.insert("response_audio".into(), or_null("response_audio"));
+    for key in [
+        "followups",
+        "forked_from_run_id",
+        "forked_from_message_index",
+        "forked_from_session_id",
+        "regenerated_from",
+        "last_checkpoint_at_message_index",
+    ] {
+        out.insert(key.into(), or_null(key));
+    }
+    Value::Object(out)
+}
+
+/// `WorkflowRunSchema` of a stored workflow run, with nulls (306): the input as
+/// `run_input`, `events` always a list, the step outputs and executor runs as stored.
+fn workflow_run_schema(stored: &StoredRun) -> Value {
+    let run = serde_json::to_value(&stored.run).unwrap_or_else(|_| json!({}));
+    let get = |key: &str| run.get(key).filter(|v| !v.is_null()).cloned();
+    let or_null = |key: &str| get(key).unwrap_or(Value::Null);
+    let or_empty_list = |key: &str| get(key).unwrap_or_else(|| json!([]));
+    let or_empty_str = |key: &str| get(key).unwrap_or_else(|| json!(""));
+    let input = match run.get("input") {
+        Some(Value::String(s)) => json!(s),
+        Some(v) if !v.is_null() => json!(v.to_string()),
+        _ => json!(""),
+    };
+    let mut out = Map::new();
+    out.insert("run_id".into(), or_empty_str("run_id"));
+    out.insert("run_input".into(), input);
+    out.insert("events".into(), Value::Array(stored.events.clone()));
+    out.insert("workflow_id".into(), or_empty_str("workflow_id"));
+    out.insert("user_id".into(), or_empty_str("user_id"));
+    out.insert("content".into(), or_empty_str("content"));
+    out.insert("content_type".into(), or_empty_str("content_type"));
+    out.insert("status".into(), or_empty_str("status"));
+    out.insert("cancellation_stage".into(), or_null("cancellation_stage"));
+    out.insert("step_results".into(), or_empty_list("step_results"));
+    out.insert(
+        "step_executor_runs".into(),
+        or_empty_list("step_executor_runs"),
+    );
+    for key in [
+        "step_requirements",
+        "pause_kind",
+        "paused_step_name",
+        "paused_step_index",
+    ] {
+        out.insert(key.into(), or_null(key));
+    }
+    out.insert(
+        "metrics".into(),
+        get("metrics").unwrap_or_else(|| json!({})),
+    );
+    out.insert("created_at".into(), iso_created_at(&run));
+    out.insert(
+        "reasoning_content".into(),
+        or_empty_str("reasoning_content"),
+    );
+    out.insert("reasoning_steps".into(), or_empty_list("reasoning_steps"));
+    out.insert("references".into(), or_empty_list("references"));
+    out.insert("citations".into(), or_null("citations"));
+    out.insert(
+        "reasoning_messages".into(),
+        or_empty_list("reasoning_messages"),
+    );
+    for key in ["images", "videos", "audio", "files"] {
+        out.insert(key.into(), or_empty_list(key));
+    }
+    out.insert("response_audio".into(), or_null("response_audio"));
+    Value::Object(out)
+}
+
+/// `text` for plain-text content, `json` for structured content.
+fn response_format(run: &Value) -> &'static str {
+    if run
+        .get("content_type")
+        .and_then(Value::as_str)
+        .unwrap_or("str")
+        == "str"
+    {
+        "text"
+    } else {
+        "json"
+    }
+}
+
+/// The run's `created_at` as ISO-8601, `null` when missing.
+fn iso_created_at(run: &Value) -> Value {
+    run.get("created_at")
+        .and_then(Value::as_i64)
+        .map_or(Value::Null, |t| json!(iso8601(t)))
+}
+
+/// A session's runs in the order `GET /sessions/{id}/runs` lists them: each run after the
+/// runs that worked for it (a team's member runs, then the team run), otherwise oldest
+/// first.
+pub fn in_session_order(runs: Vec<StoredRun>) -> Vec<StoredRun> {
+    let ids: std::collections::HashSet<String> =
+        runs.iter().map(|r| r.run.run_id().to_string()).collect();
+    let mut children: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    let mut roots = Vec::new();
+    for (i, stored) in runs.iter().enumerate() {
+        match stored.run.parent_run_id().filter(|p| ids.contains(*p)) {
+            Some(parent) => children.entry(parent.to_string()).or_default().push(i),
+            None => roots.push(i),
+        }
+    }
+    fn visit(
+        i: usize,
+        runs: &[StoredRun],
+        children: &std::collections::HashMap<String, Vec<usize>>,
+        order: &mut Vec<usize>,
+    ) {
+        for &child in children.get(runs[i].run.run_id()).into_iter().flatten() {
+            visit(child, runs, children, order);
+        }
+        order.push(i);
+    }
+    let mut order = Vec::with_capacity(runs.len());
+    for root in roots {
+        visit(root, &runs, &children, &mut order);
+    }
+    let mut slots: Vec<Option<StoredRun>> = runs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// What the user asked: the stored input, else the last user message, else "".
@@ -627,18 +860,78 @@ fn python_repr(s: &str) -> String {
     out
 }
 
-/// The run object as `GET /agents/{id}/runs/{run_id}` returns it: the stored run (integer
-/// timestamps) with its stored events placed after `metrics`, as AgentOS's
-/// `RunOutput.to_dict()` orders them.
+/// A run object as a run endpoint answers it when the run finishes (non-streaming
+/// `POST …/runs`): the run as it is, except that a workflow run also lists its (always
+/// empty) media, after `metadata`, as AgentOS's `WorkflowRunOutput.to_dict()` does.
+pub fn run_response(run: &AnyRun) -> Value {
+    let value = serde_json::to_value(run).unwrap_or_else(|_| json!({}));
+    let (AnyRun::Workflow(_), Value::Object(map)) = (run, &value) else {
+        return value;
+    };
+    let mut out = Map::new();
+    for (key, v) in map {
+        let after = key == "metadata";
+        out.insert(key.clone(), v.clone());
+        if after {
+            for media in ["images", "videos", "audio", "files"] {
+                out.insert(media.into(), json!([]));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The run object as `GET /{agents|teams|workflows}/{id}/runs/{run_id}` returns it: the
+/// stored run (integer timestamps) with its stored events where AgentOS's `to_dict()`
+/// puts them: after `metrics` for agents, before `metrics` (and only when there are any)
+/// for teams, last for workflows. A stored team run has no member responses (they are
+/// runs of their own in the session); a workflow's executor runs get their stored shape.
 pub fn polled_run(stored: &StoredRun) -> Value {
     let Ok(Value::Object(run)) = serde_json::to_value(&stored.run) else {
         return json!({});
     };
     let events = Value::Array(stored.events.clone());
+    match stored.run.kind() {
+        RunKind::Agent => stored_shape(run, events),
+        RunKind::Team => {
+            let mut out = Map::new();
+            let mut events = (!stored.events.is_empty()).then_some(events);
+            for (key, value) in run {
+                if key == "metrics"
+                    && let Some(events) = events.take()
+                {
+                    out.insert("events".into(), events);
+                }
+                let value = if key == "member_responses" {
+                    json!([])
+                } else {
+                    value
+                };
+                out.insert(key, value);
+            }
+            Value::Object(out)
+        }
+        RunKind::Workflow => {
+            let mut out = run;
+            if let Some(Value::Array(executors)) = out.get_mut("step_executor_runs") {
+                for executor in executors.iter_mut() {
+                    if let Value::Object(map) = std::mem::take(executor) {
+                        *executor = stored_shape(map, json!([]));
+                    }
+                }
+            }
+            out.insert("events".into(), events);
+            Value::Object(out)
+        }
+    }
+}
+
+/// An agent run object as AgentOS stores it: `events` right after `metrics`, and no
+/// `tools` key for an empty tool list.
+fn stored_shape(run: Map<String, Value>, events: Value) -> Value {
     let mut out = Map::new();
     let mut events = Some(events);
     for (key, value) in run {
-        // AgentOS stores an empty tool list as absent.
         if key == "tools" && value.as_array().is_some_and(Vec::is_empty) {
             continue;
         }
@@ -658,7 +951,8 @@ pub fn polled_run(stored: &StoredRun) -> Value {
 mod tests {
     use super::*;
     use crate::run::{
-        Message, Metrics, MetricsDetails, ModelMetrics, RunInput, RunOutput, RunStatus,
+        Message, Metrics, MetricsDetails, ModelMetrics, RunInput, RunOutput, RunStatus, StepOutput,
+        TeamRunOutput, WorkflowMetrics, WorkflowRunOutput,
     };
 
     fn session(kind: SessionType) -> Session {
@@ -840,7 +1134,7 @@ mod tests {
     fn agent_detail_matches_capture_608_and_619() {
         let s = session(SessionType::Agent);
         let runs = [stored("a", "one", 10), stored("b", "two", 20)];
-        let detail = session_detail(&s, "one", &runs);
+        let detail = session_detail(&s, "one", &runs, None);
         // PATCH and rename keep nulls (619/620).
         assert_eq!(
             keys(&detail),
@@ -885,7 +1179,7 @@ mod tests {
         assert!(got.get("session_summary").is_none() && got.get("metadata").is_none());
 
         // A session created by POST /sessions (621): no runs, metrics {}, no agent_data.
-        let created = drop_nulls(session_detail(&s, "Pre-created", &[]));
+        let created = drop_nulls(session_detail(&s, "Pre-created", &[], None));
         assert_eq!(
             keys(&created),
             [
@@ -906,7 +1200,12 @@ mod tests {
     #[test]
     fn team_and_workflow_details_have_their_own_shapes() {
         let runs = [stored("a", "one", 10)];
-        let team = drop_nulls(session_detail(&session(SessionType::Team), "one", &runs));
+        let team = drop_nulls(session_detail(
+            &session(SessionType::Team),
+            "one",
+            &runs,
+            None,
+        ));
         assert_eq!(
             keys(&team),
             [
@@ -924,7 +1223,7 @@ mod tests {
         );
         let mut wf = session(SessionType::Workflow);
         wf.metadata = Some(json!({}));
-        let wf = drop_nulls(session_detail(&wf, "one", &runs));
+        let wf = drop_nulls(session_detail(&wf, "one", &runs, None));
         assert_eq!(
             keys(&wf),
             [
@@ -1100,5 +1399,386 @@ mod tests {
         assert_eq!(session_display_name(&s, &[]), "");
         s.session_name = Some("Named".into());
         assert_eq!(session_display_name(&s, &runs), "Named");
+    }
+
+    /// A team run of `team_id` with one member run `member`, stored in a team session.
+    fn team_stored(run_id: &str, member: &StoredRun) -> StoredRun {
+        let AnyRun::Agent(agent) = &member.run else {
+            unreachable!()
+        };
+        let mut member_run = agent.clone();
+        member_run.parent_run_id = Some(run_id.into());
+        StoredRun {
+            run: AnyRun::Team(TeamRunOutput {
+                run_id: run_id.into(),
+                team_id: "research-team".into(),
+                team_name: "Research Team".into(),
+                session_id: "s1".into(),
+                parent_run_id: None,
+                user_id: Some("user-1".into()),
+                content: Some(json!("Tool result received: done")),
+                content_type: "str".into(),
+                model: "gpt-4o-mini".into(),
+                model_provider: "OpenAI".into(),
+                model_provider_data: None,
+                session_state: None,
+                created_at: 1_795_915_420,
+                workflow_step_id: None,
+                metrics: agent.metrics.clone(),
+                status: RunStatus::Completed,
+                cancellation_stage: None,
+                messages: agent.messages.clone(),
+                metadata: None,
+                member_responses: vec![AnyRun::Agent(member_run)],
+                tools: Some(Vec::new()),
+                input: RunInput {
+                    input_content: "Research robots".into(),
+                },
+            }),
+            session_type: SessionType::Team,
+            events: Vec::new(),
+            updated_at: 1_795_915_420,
+        }
+    }
+
+    /// A member run of `parent` in the team session.
+    fn member_of(run_id: &str, parent: &str) -> StoredRun {
+        let mut member = stored(run_id, "Research robots", 10);
+        member.session_type = SessionType::Team;
+        if let AnyRun::Agent(run) = &mut member.run {
+            run.agent_id = "researcher".into();
+            run.parent_run_id = Some(parent.into());
+        }
+        member
+    }
+
+    /// A two-step workflow run, as capture 300 stores it.
+    fn workflow_stored(run_id: &str) -> StoredRun {
+        let step = |name: &str, executor: &str| StepOutput {
+            content: Some(json!(format!("{name} done"))),
+            step_name: name.into(),
+            step_id: format!("step-{name}"),
+            step_type: "Step".into(),
+            executor_type: Some("agent".into()),
+            executor_name: Some(executor.into()),
+            step_run_id: Some(format!("exec-{name}")),
+            metrics: Some(Metrics::default()),
+            success: true,
+            ..StepOutput::default()
+        };
+        let executor = |name: &str| {
+            let mut run = stored(&format!("exec-{name}"), "Write about robots", 10);
+            if let AnyRun::Agent(agent) = &mut run.run {
+                agent.parent_run_id = Some(run_id.into());
+                agent.workflow_step_id = Some(format!("step-{name}"));
+                agent.metadata = Some(json!({}));
+            }
+            run.run
+        };
+        StoredRun {
+            run: AnyRun::Workflow(WorkflowRunOutput {
+                input: "Write about robots".into(),
+                content: Some(json!("draft done")),
+                content_type: "str".into(),
+                workflow_id: "content-workflow".into(),
+                workflow_name: "Content Workflow".into(),
+                run_id: run_id.into(),
+                session_id: "s1".into(),
+                user_id: Some("user-1".into()),
+                created_at: 1_795_915_423,
+                status: RunStatus::Completed,
+                cancellation_stage: None,
+                metadata: json!({}),
+                step_results: vec![
+                    step("outline", "Outline Agent"),
+                    step("draft", "Draft Agent"),
+                ],
+                step_executor_runs: vec![executor("outline"), executor("draft")],
+                metrics: WorkflowMetrics::default(),
+            }),
+            session_type: SessionType::Workflow,
+            events: Vec::new(),
+            updated_at: 1_795_915_423,
+        }
+    }
+
+    #[test]
+    fn team_run_schema_follows_capture_205() {
+        let member = member_of("m1", "t1");
+        let team = team_stored("t1", &member);
+        let schema = run_schema(&team);
+        assert_eq!(
+            keys(&schema),
+            [
+                "run_id",
+                "parent_run_id",
+                "team_id",
+                "user_id",
+                "status",
+                "cancellation_stage",
+                "content",
+                "reasoning_content",
+                "reasoning_steps",
+                "run_input",
+                "run_response_format",
+                "metrics",
+                "tools",
+                "messages",
+                "events",
+                "created_at",
+                "references",
+                "citations",
+                "reasoning_messages",
+                "session_state",
+                "input_media",
+                "images",
+                "videos",
+                "audio",
+                "files",
+                "response_audio",
+                "followups",
+                "forked_from_run_id",
+                "forked_from_message_index",
+                "forked_from_session_id",
+                "regenerated_from",
+                "last_checkpoint_at_message_index"
+            ]
+        );
+        assert_eq!(schema["parent_run_id"], "");
+        assert_eq!(schema["team_id"], "research-team");
+        assert_eq!(schema["run_input"], "Research robots");
+        assert_eq!(schema["tools"], Value::Null, "an empty tool list is null");
+        assert_eq!(schema["created_at"], "2026-11-29T01:23:40Z");
+        // 614: nulls dropped.
+        let dropped = drop_nulls(schema);
+        assert!(dropped.get("session_state").is_none());
+        assert!(dropped.get("events").is_none());
+        // The member run keeps the agent schema.
+        let member_schema = run_schema(&member);
+        assert_eq!(member_schema["agent_id"], "researcher");
+        assert_eq!(member_schema["parent_run_id"], "t1");
+    }
+
+    #[test]
+    fn polled_team_run_has_events_before_metrics_and_no_members() {
+        let member = member_of("m1", "t1");
+        let mut team = team_stored("t1", &member);
+        let polled = polled_run(&team);
+        assert!(polled.get("events").is_none(), "no events, no key");
+        assert_eq!(polled["member_responses"], json!([]));
+        assert_eq!(polled["created_at"], 1_795_915_420);
+        team.events = vec![json!({"event": "TeamRunStarted"})];
+        let polled = polled_run(&team);
+        let k = keys(&polled);
+        let at = k.iter().position(|k| *k == "events").unwrap();
+        assert_eq!(k[at + 1], "metrics");
+        assert_eq!(polled["events"][0]["event"], "TeamRunStarted");
+    }
+
+    #[test]
+    fn workflow_run_schema_follows_capture_306() {
+        let wf = workflow_stored("w1");
+        let schema = run_schema(&wf);
+        assert_eq!(
+            keys(&schema),
+            [
+                "run_id",
+                "run_input",
+                "events",
+                "workflow_id",
+                "user_id",
+                "content",
+                "content_type",
+                "status",
+                "cancellation_stage",
+                "step_results",
+                "step_executor_runs",
+                "step_requirements",
+                "pause_kind",
+                "paused_step_name",
+                "paused_step_index",
+                "metrics",
+                "created_at",
+                "reasoning_content",
+                "reasoning_steps",
+                "references",
+                "citations",
+                "reasoning_messages",
+                "images",
+                "videos",
+                "audio",
+                "files",
+                "response_audio"
+            ]
+        );
+        assert_eq!(schema["run_input"], "Write about robots");
+        assert_eq!(schema["events"], json!([]));
+        assert_eq!(schema["status"], "COMPLETED");
+        assert_eq!(schema["step_results"][1]["step_name"], "draft");
+        assert_eq!(
+            keys(&schema["step_results"][0]),
+            [
+                "content",
+                "step_name",
+                "step_id",
+                "step_type",
+                "executor_type",
+                "executor_name",
+                "step_run_id",
+                "images",
+                "videos",
+                "audio",
+                "files",
+                "metrics",
+                "success",
+                "error",
+                "stop",
+                "is_paused"
+            ],
+            "step outputs keep their nulls"
+        );
+        assert_eq!(schema["created_at"], "2026-11-29T01:23:43Z");
+        // 615: nulls dropped at the top level only.
+        let dropped = drop_nulls(schema);
+        assert!(dropped.get("cancellation_stage").is_none());
+        assert_eq!(dropped["step_results"][0]["error"], Value::Null);
+        // A run without a user: `user_id` is "" as AgentOS defaults it.
+        let mut anonymous = workflow_stored("w2");
+        if let AnyRun::Workflow(run) = &mut anonymous.run {
+            run.user_id = None;
+            run.step_results.clear();
+            run.step_executor_runs.clear();
+        }
+        let schema = run_schema(&anonymous);
+        assert_eq!(schema["user_id"], "");
+        assert_eq!(schema["step_results"], json!([]));
+    }
+
+    #[test]
+    fn polled_workflow_run_follows_capture_305() {
+        let wf = workflow_stored("w1");
+        let polled = polled_run(&wf);
+        assert_eq!(
+            keys(&polled),
+            [
+                "input",
+                "content",
+                "content_type",
+                "workflow_id",
+                "workflow_name",
+                "run_id",
+                "session_id",
+                "user_id",
+                "created_at",
+                "status",
+                "metadata",
+                "step_results",
+                "step_executor_runs",
+                "metrics",
+                "events"
+            ]
+        );
+        // Executor runs as stored: events after metrics, no empty tool list.
+        let executor = &polled["step_executor_runs"][0];
+        let k = keys(executor);
+        let at = k.iter().position(|k| *k == "metrics").unwrap();
+        assert_eq!(k[at + 1], "events");
+        assert_eq!(executor["events"], json!([]));
+        assert!(executor.get("tools").is_none());
+        assert_eq!(executor["parent_run_id"], "w1");
+        assert_eq!(executor["workflow_step_id"], "step-outline");
+    }
+
+    #[test]
+    fn run_responses_list_workflow_media_after_metadata() {
+        let wf = workflow_stored("w1");
+        let response = run_response(&wf.run);
+        let k = keys(&response);
+        let at = k.iter().position(|k| *k == "metadata").unwrap();
+        assert_eq!(k[at + 1..at + 5], ["images", "videos", "audio", "files"]);
+        assert_eq!(response["images"], json!([]));
+        assert!(response.get("events").is_none());
+        // Agent and team runs are answered as they are.
+        let agent = stored("r1", "q", 10);
+        assert_eq!(
+            run_response(&agent.run),
+            serde_json::to_value(&agent.run).unwrap()
+        );
+    }
+
+    #[test]
+    fn member_runs_come_before_their_team_run() {
+        let m1 = member_of("m1", "t1");
+        let t1 = team_stored("t1", &m1);
+        let m2 = member_of("m2", "t2");
+        let m3 = member_of("m3", "t2");
+        let t2 = team_stored("t2", &m2);
+        let orphan = member_of("m4", "gone");
+        // Stored in start order: each team run before its members.
+        let runs = vec![t1, m1, t2, m2, m3, orphan];
+        let order: Vec<String> = in_session_order(runs)
+            .iter()
+            .map(|r| r.run.run_id().to_string())
+            .collect();
+        assert_eq!(order, ["m1", "t1", "m2", "m3", "t2", "m4"]);
+    }
+
+    #[test]
+    fn team_and_workflow_details_carry_their_data() {
+        let member = member_of("m1", "t1");
+        let team = team_stored("t1", &member);
+        let mut s = session(SessionType::Team);
+        s.component_id = "research-team".into();
+        let detail = session_detail(&s, "Research robots", &[team, member], None);
+        assert_eq!(
+            detail["team_data"],
+            json!({"name": "Research Team", "team_id": "research-team",
+                   "model": {"provider": "OpenAI", "name": "OpenAIChat", "id": "gpt-4o-mini"}})
+        );
+        assert_eq!(detail["metadata"], Value::Null);
+
+        let config = crate::config::Config::from_toml_str(
+            r#"
+[[agents]]
+id = "a"
+model = "test"
+
+[[workflows]]
+id = "content-workflow"
+name = "Content Workflow"
+
+[[workflows.steps]]
+name = "outline"
+agent = "a"
+
+[[workflows.steps]]
+name = "both"
+description = "Two at once"
+type = "parallel"
+steps = [{ name = "x", agent = "a" }, { name = "y", agent = "a" }]
+"#,
+            std::path::Path::new("agents.toml"),
+        )
+        .unwrap();
+        let mut s = session(SessionType::Workflow);
+        s.component_id = "content-workflow".into();
+        let wf = workflow_stored("w1");
+        let detail = session_detail(&s, "Write", &[wf], config.workflow("content-workflow"));
+        assert_eq!(
+            detail["workflow_data"],
+            json!({"workflow_id": "content-workflow", "name": "Content Workflow", "steps": [
+                {"name": "outline", "description": null, "type": "Step"},
+                {"name": "both", "description": "Two at once", "type": "Parallel"}
+            ]})
+        );
+        assert_eq!(
+            detail["metadata"],
+            json!({}),
+            "workflow sessions have metadata"
+        );
+        let item = session_list_item(&s, "Write", None);
+        assert_eq!(item["metadata"], json!({}));
+        assert_eq!(item["workflow_id"], "content-workflow");
+        assert_eq!(item["team_id"], Value::Null);
     }
 }

@@ -1,4 +1,5 @@
-//! Session endpoints (`/sessions…`) and run listings (`GET /agents/{id}/runs…`).
+//! Session endpoints (`/sessions…`) and run listings
+//! (`GET /{agents|teams|workflows}/{id}/runs…`).
 //!
 //! Handlers validate the query and JSON body first, answering 422 in FastAPI's shape
 //! exactly as AgentOS does, then read or write the store on a blocking thread and render
@@ -26,7 +27,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::request::Req;
 use super::response::{empty, json_response, ok};
+use super::runs::Component;
 use super::schemas;
+use crate::config::Config;
 use crate::run::{RunRecord, RunStatus, new_id, now_secs};
 use crate::store::{Session, SessionQuery, SessionSort, SessionType, Store, StoredRun};
 
@@ -142,8 +145,9 @@ pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
         created_at: now,
         updated_at: now,
     };
+    let engine = state.engine.clone();
     let detail = blocking(&state, move |store| match store.create_session(&session) {
-        Ok(()) => detail_of(store, &session),
+        Ok(()) => detail_of(store, engine.config(), &session),
         Err(crate::store::StoreError::SessionExists(id)) => Err(ApiError::conflict(format!(
             "Session with id '{id}' already exists. Use PATCH /sessions/{id} to update it."
         ))),
@@ -216,6 +220,7 @@ pub async fn get(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
     invalid.finish()?;
     let scope = Scope::new(&req, wanted);
     let id = id.to_string();
+    let engine = state.engine.clone();
     let detail = blocking(&state, move |store| {
         let Some(session) = scope.filter(store.get_session(&id)?) else {
             let prefix = wanted.map_or(String::new(), |t| format!("{} ", title(t)));
@@ -223,7 +228,7 @@ pub async fn get(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
                 "{prefix}Session with id '{id}' not found"
             )));
         };
-        detail_of(store, &session)
+        detail_of(store, engine.config(), &session)
     })
     .await?;
     Ok(ok(&schemas::drop_nulls(detail)))
@@ -253,6 +258,7 @@ pub async fn update(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
 
     let scope = Scope::new(&req, wanted);
     let id = id.to_string();
+    let engine = state.engine.clone();
     let detail = blocking(&state, move |store| {
         let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
         if scope.filter(store.get_session(&id)?).is_none() {
@@ -268,7 +274,7 @@ pub async fn update(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
                 metadata.as_ref(),
             )?
             .ok_or_else(not_found)?;
-        detail_of(store, &updated)
+        detail_of(store, engine.config(), &updated)
     })
     .await?;
     Ok(ok(&detail))
@@ -323,20 +329,22 @@ pub async fn rename(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
 
     let scope = Scope::new(&req, wanted);
     let id = id.to_string();
+    let engine = state.engine.clone();
     let detail = blocking(&state, move |store| {
         let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
         if scope.filter(store.get_session(&id)?).is_none() || !store.rename_session(&id, &name)? {
             return Err(not_found());
         }
         let session = store.get_session(&id)?.ok_or_else(not_found)?;
-        detail_of(store, &session)
+        detail_of(store, engine.config(), &session)
     })
     .await?;
     Ok(ok(&detail))
 }
 
-/// `GET /sessions/{id}/runs`: every run of the session (member runs included) as
-/// `RunSchema`, nulls dropped.
+/// `GET /sessions/{id}/runs`: every run of the session as `RunSchema`, `TeamRunSchema` or
+/// `WorkflowRunSchema`, nulls dropped; a team's member runs come right before their team
+/// run.
 pub async fn runs(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
     let runs = session_runs(&state, &req, id).await?;
     let list: Vec<Value> = runs
@@ -383,9 +391,16 @@ pub async fn run(state: Arc<AppState>, req: Req, id: &str, run_id: &str) -> ApiR
     Ok(ok(&schema))
 }
 
-/// `GET /agents/{agent_id}/runs?session_id=&status=`: the agent's runs in one of its
-/// sessions as `RunSchema`, nulls included.
-pub async fn agent_runs(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiResult {
+/// `GET /{agents|teams|workflows}/{id}/runs?session_id=&status=`: the component's runs in
+/// one of its sessions, oldest first, as `RunSchema` / `TeamRunSchema` /
+/// `WorkflowRunSchema` with nulls. A team's member runs are left out; `status` must match
+/// exactly (case-sensitive), as in AgentOS.
+pub async fn component_runs(
+    state: Arc<AppState>,
+    req: Req,
+    component: Component,
+    id: &str,
+) -> ApiResult {
     let mut invalid = Invalid::default();
     let session_id = invalid.required_query(&req, "session_id");
     invalid.finish()?;
@@ -393,19 +408,16 @@ pub async fn agent_runs(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiRe
         return Err(ApiError::internal("ValidationError"));
     };
     let status = last_query(&req, "status").map(str::to_string);
-    require_agent(&state, agent_id)?;
-    let agent = agent_id.to_string();
+    component.require(state.engine.config(), id)?;
+    let id = id.to_string();
     let list = blocking(&state, move |store| {
-        let owned = store
-            .get_session(&session_id)?
-            .is_some_and(|s| s.session_type == SessionType::Agent && s.component_id == agent);
-        if !owned {
+        if !owns_session(store, component, &id, &session_id)? {
             return Err(ApiError::not_found("Session not found"));
         }
         let runs = store.list_runs(&session_id)?;
         Ok(runs
             .iter()
-            .filter(|r| r.run.component_id() == agent)
+            .filter(|r| r.run.kind() == component.run_kind() && r.run.component_id() == id)
             .filter(|r| {
                 status
                     .as_deref()
@@ -418,34 +430,53 @@ pub async fn agent_runs(state: Arc<AppState>, req: Req, agent_id: &str) -> ApiRe
     Ok(ok(&list))
 }
 
-/// `GET /agents/{agent_id}/runs/{run_id}?session_id=`: the stored run object (epoch
-/// timestamps, stored events), for polling background runs. A run still executing is
-/// returned as stored, with status RUNNING.
-pub async fn agent_run(state: Arc<AppState>, req: Req, agent_id: &str, run_id: &str) -> ApiResult {
+/// `GET /{agents|teams|workflows}/{id}/runs/{run_id}?session_id=`: the stored run object
+/// (epoch timestamps, stored events), for polling background runs. A run still executing
+/// is returned as stored, with status RUNNING. A team's member runs are not reachable here.
+pub async fn component_run(
+    state: Arc<AppState>,
+    req: Req,
+    component: Component,
+    id: &str,
+    run_id: &str,
+) -> ApiResult {
     let mut invalid = Invalid::default();
     let session_id = invalid.required_query(&req, "session_id");
     invalid.finish()?;
     let Some(session_id) = session_id else {
         return Err(ApiError::internal("ValidationError"));
     };
-    require_agent(&state, agent_id)?;
-    let (agent, run_id) = (agent_id.to_string(), run_id.to_string());
+    component.require(state.engine.config(), id)?;
+    let (id, run_id) = (id.to_string(), run_id.to_string());
     let run = blocking(&state, move |store| {
         let not_found = || ApiError::not_found("Run not found");
-        let owned = store
-            .get_session(&session_id)?
-            .is_some_and(|s| s.session_type == SessionType::Agent && s.component_id == agent);
-        if !owned {
+        if !owns_session(store, component, &id, &session_id)? {
             return Err(not_found());
         }
         let stored = store
             .get_run(&run_id)?
-            .filter(|r| r.run.session_id() == session_id && r.run.component_id() == agent)
+            .filter(|r| {
+                r.run.session_id() == session_id
+                    && r.run.kind() == component.run_kind()
+                    && r.run.component_id() == id
+            })
             .ok_or_else(not_found)?;
         Ok(schemas::polled_run(&stored))
     })
     .await?;
     Ok(ok(&run))
+}
+
+/// Whether the session exists and belongs to this component.
+fn owns_session(
+    store: &Store,
+    component: Component,
+    id: &str,
+    session_id: &str,
+) -> Result<bool, ApiError> {
+    Ok(store
+        .get_session(session_id)?
+        .is_some_and(|s| s.session_type == component.session_type() && s.component_id == id))
 }
 
 // ----- shared steps -----
@@ -463,10 +494,14 @@ where
 }
 
 /// The detail schema of a session (nulls kept), with its runs loaded.
-fn detail_of(store: &Store, session: &Session) -> Result<Value, ApiError> {
+fn detail_of(store: &Store, config: &Config, session: &Session) -> Result<Value, ApiError> {
     let runs = store.list_runs(&session.session_id)?;
     let name = schemas::session_display_name(session, &runs);
-    Ok(schemas::session_detail(session, &name, &runs))
+    let workflow = match session.session_type {
+        SessionType::Workflow => config.workflow(&session.component_id),
+        _ => None,
+    };
+    Ok(schemas::session_detail(session, &name, &runs, workflow))
 }
 
 /// The runs behind `/sessions/{id}/runs` and `/run-previews`, filtered by the query.
@@ -515,17 +550,10 @@ async fn session_runs(state: &AppState, req: &Req, id: &str) -> Result<Vec<Store
         if nothing_wanted {
             return Ok(Vec::new());
         }
-        Ok(store.list_runs_filtered(&id, &statuses, created_after, created_before)?)
+        let runs = store.list_runs_filtered(&id, &statuses, created_after, created_before)?;
+        Ok(schemas::in_session_order(runs))
     })
     .await
-}
-
-/// 404 `Agent not found` unless the agent is configured.
-fn require_agent(state: &AppState, agent_id: &str) -> Result<(), ApiError> {
-    match state.engine.config().agent(agent_id) {
-        Some(_) => Ok(()),
-        None => Err(ApiError::not_found("Agent not found")),
-    }
 }
 
 /// Which sessions a request may see: those of the `?type=` asked for (if any) and of the

@@ -1,0 +1,231 @@
+//! Workflows: steps that run agents and teams, one step's output the next one's input.
+//!
+//! A workflow run executes its steps in order on the calling thread (a parallel step's
+//! children on threads of their own), passing each step's content on as the next step's
+//! input. Agent and team steps are ordinary runs in the workflow's session, with the
+//! workflow run as their parent; they are kept inside the workflow run
+//! (`step_executor_runs`), not stored apart. Events of the steps' runs reach the caller's
+//! sink as they happen, between the workflow's own `Step*` and `*Execution*` events.
+//!
+//! - `steps`: running one step of each kind, with its events and its `StepOutput`;
+//! - `choose`: the CEL variables of conditions, loops and routers, and a router's pick;
+//! - `outputs`: the `StepOutput` texts and metrics AgentOS derives from the children.
+
+mod choose;
+mod outputs;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::{Engine, EngineError, PendingRun, RunRequest};
+use crate::cancel::CancelToken;
+use crate::config::WorkflowDef;
+use crate::event::{Event, EventData};
+use crate::run::{AnyRun, RunStatus, WorkflowMetrics, WorkflowRunOutput, new_id, now_secs};
+use crate::store::{Session, SessionType, StoreError};
+use steps::{End, Runner};
+
+/// A workflow run that passed validation and is stored as RUNNING.
+pub struct PendingWorkflow {
+    /// The run object so far (status RUNNING, no steps yet).
+    pub run: WorkflowRunOutput,
+    pub(super) workflow: WorkflowDef,
+    /// What the steps' agents and teams inherit: user, session, dependencies, stream.
+    pub(super) base: RunRequest,
+    /// The session state after the request's `session_state` was merged in.
+    pub(super) session_state: Value,
+    pub(super) started: Instant,
+}
+
+impl Engine {
+    /// Validates a workflow run request (`req.agent_id` is the workflow id) and stores the
+    /// workflow run as RUNNING.
+    pub fn start_workflow(&self, mut req: RunRequest) -> Result<PendingRun, EngineError> {
+        let started = Instant::now();
+        let workflow = self
+            .config
+            .workflow(&req.agent_id)
+            .ok_or_else(|| EngineError::WorkflowNotFound(req.agent_id.clone()))?
+            .clone();
+        let now = now_secs();
+        let existing = match &req.session_id {
+            Some(id) => self.store.get_session(id)?,
+            None => None,
+        };
+        let mut session = match existing {
+            Some(session) => {
+                if session.user_id.is_some() && session.user_id != req.user_id {
+                    return Err(EngineError::SessionNotFound(session.session_id));
+                }
+                session
+            }
+            None => Session {
+                session_id: req.session_id.clone().unwrap_or_else(new_id),
+                session_type: SessionType::Workflow,
+                component_id: workflow.id.clone(),
+                user_id: req.user_id.clone(),
+                session_name: None,
+                session_state: json!({}),
+                metadata: None,
+                session_data: None,
+                created_at: now,
+                updated_at: now,
+            },
+        };
+        if session.user_id.is_none() {
+            session.user_id.clone_from(&req.user_id);
+        }
+        let mut state = match &session.session_state {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        };
+        for (k, v) in req.session_state.iter().flatten() {
+            state.insert(k.clone(), v.clone());
+        }
+        req.session_id = Some(session.session_id.clone());
+
+        let run = WorkflowRunOutput {
+            input: req.message.clone(),
+            content: None,
+            content_type: "str".into(),
+            workflow_id: workflow.id.clone(),
+            workflow_name: workflow.name.clone(),
+            run_id: req.run_id.clone().unwrap_or_else(new_id),
+            session_id: session.session_id.clone(),
+            user_id: req.user_id.clone(),
+            created_at: now,
+            status: RunStatus::Running,
+            cancellation_stage: None,
+            metadata: Value::Object(req.metadata.clone().unwrap_or_default()),
+            step_results: Vec::new(),
+            step_executor_runs: Vec::new(),
+            metrics: WorkflowMetrics::default(),
+        };
+        self.store
+            .begin_run(&session, &run, SessionType::Workflow)
+            .map_err(|e| match e {
+                StoreError::RunExists(id) => EngineError::RunExists(id),
+                other => EngineError::Store(other),
+            })?;
+        Ok(PendingRun::Workflow(Box::new(PendingWorkflow {
+            run,
+            workflow,
+            base: req,
+            session_state: Value::Object(state),
+            started,
+        })))
+    }
+
+    /// Runs a started workflow's steps to the end and stores the outcome: COMPLETED, ERROR
+    /// when a step failed (and may not be skipped), or CANCELLED. Streamed runs store every
+    /// event they emitted, content deltas included; others store none.
+    pub(super) fn execute_workflow(
+        &self,
+        pending: PendingWorkflow,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&Event),
+    ) -> Result<AnyRun, EngineError> {
+        let PendingWorkflow {
+            mut run,
+            workflow,
+            base,
+            session_state,
+            started,
+        } = pending;
+        let keep_events = base.stream;
+        let mut log: Vec<Value> = Vec::new();
+        let mut emit = |event: &Event| {
+            sink(event);
+            if keep_events {
+                log.push(serde_json::to_value(event).unwrap_or(Value::Null));
+            }
+        };
+        let runner = Runner {
+            engine: self,
+            workflow: &workflow,
+            run_id: &run.run_id,
+            session_id: &run.session_id,
+            input: &run.input,
+            base: &base,
+            session_state: &session_state,
+            cancel,
+            executor_runs: Mutex::new(Vec::new()),
+            outputs: Mutex::new(Map::new()),
+        };
+        let source = runner.source(None, None);
+        emit(&Event::new(&source, EventData::WorkflowStarted {}));
+        let ran = runner.run_list(&workflow.steps, &|k| json!(k), None, None, &mut emit);
+        let executor_runs = runner
+            .executor_runs
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+
+        run.metrics = WorkflowMetrics {
+            steps: outputs::step_metrics(&ran.outputs),
+            duration: Some(started.elapsed().as_secs_f64()),
+        };
+        run.step_results = ran.outputs;
+        run.step_executor_runs = executor_runs;
+        match ran.end {
+            End::Done => {
+                run.status = RunStatus::Completed;
+                run.content =
+                    outputs::deepest_last(&run.step_results).and_then(|o| o.content.clone());
+                emit(&Event::new(
+                    &source,
+                    EventData::WorkflowCompleted {
+                        content: run.content.clone(),
+                        content_type: run.content_type.clone(),
+                        metadata: run.metadata.clone(),
+                        metrics: Box::new(run.metrics.clone()),
+                        step_results: run.step_results.clone(),
+                        step_executor_runs: Some(run.step_executor_runs.clone()),
+                    },
+                ));
+            }
+            End::Failed(error) => {
+                run.status = RunStatus::Error;
+                run.content = Some(Value::String(error.clone()));
+                emit(&Event::new(
+                    &source,
+                    EventData::WorkflowError {
+                        error,
+                        error_type: None,
+                    },
+                ));
+            }
+            End::Cancelled => {
+                let reason = format!("Run {} was cancelled", run.run_id);
+                run.status = RunStatus::Cancelled;
+                run.cancellation_stage = Some("EXECUTING".into());
+                run.content = Some(Value::String(reason.clone()));
+                emit(&Event::new(
+                    &source,
+                    EventData::WorkflowCancelled {
+                        reason: reason.clone(),
+                        content: reason.clone(),
+                    },
+                ));
+                // As AgentOS: a cancelled workflow still completes, without executor runs.
+                emit(&Event::new(
+                    &source,
+                    EventData::WorkflowCompleted {
+                        content: Some(Value::String(reason)),
+                        content_type: run.content_type.clone(),
+                        metadata: run.metadata.clone(),
+                        metrics: Box::new(run.metrics.clone()),
+                        step_results: run.step_results.clone(),
+                        step_executor_runs: None,
+                    },
+                ));
+            }
+        }
+        self.store.finish_run(&run, &log, &session_state)?;
+        Ok(AnyRun::Workflow(run))
+    }
+}
