@@ -1031,3 +1031,59 @@ fn workflow_sessions_match_captures_603_611_615() {
     assert_eq!(previews[0]["workflow_id"], "content-workflow");
     assert_eq!(previews[0]["run_input"], "Write about robots");
 }
+
+#[test]
+fn workflow_stream_matches_capture_301() {
+    let s = server();
+    let a = run_workflow(&s, "wf-stream-1", true);
+    assert_eq!(a.status, 200);
+    let ours = a.events();
+    let theirs = parse_sse(&capture("301_workflow_run_stream"));
+    // Same event names in the same order, content deltas aside (their count depends on
+    // how the model chunks its answer).
+    let skeleton = |events: &[(String, Value)]| -> Vec<String> {
+        events
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|n| n != "RunContent")
+            .collect()
+    };
+    assert_eq!(skeleton(&ours), skeleton(&theirs));
+    for name in [
+        "WorkflowStarted",
+        "StepStarted",
+        "RunStarted",
+        "StepCompleted",
+        "WorkflowCompleted",
+    ] {
+        let mine = &ours.iter().find(|(n, _)| n == name).expect(name).1;
+        let capture = &theirs.iter().find(|(n, _)| n == name).expect(name).1;
+        let mut a: Vec<&str> = mine
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut b: Vec<&str> = capture
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "{name} keys");
+    }
+    let done = &ours.last().unwrap().1;
+    assert_eq!(done["step_results"].as_array().unwrap().len(), 2);
+    let first = done["step_results"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The second step was given the first step's output.
+    let second_run = &done["step_executor_runs"][1];
+    assert_eq!(second_run["input"]["input_content"], first.as_str());
+    let step_agent = ours.iter().find(|(n, _)| n == "RunStarted").unwrap();
+    assert_eq!(step_agent.1["workflow_run_id"], "wf-stream-1");
+    assert_eq!(step_agent.1["step_name"], "outline");
+}
