@@ -12,7 +12,7 @@ mod tools;
 mod workflow;
 
 pub use resume::ToolDecision;
-pub use team::TeamLeader;
+pub use team::{TeamLeader, delegation_spec};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -367,26 +367,15 @@ impl Engine {
         })
     }
 
-    /// Resolves model and session, and builds the messages to send.
-    fn prepare<'a>(
-        &'a self,
-        agent: &'a AgentDef,
+    /// The session a run goes into: the one `req` names (refused when it belongs to another
+    /// user), or a new one of `session_type` for `component_id`; and its state with the
+    /// request's `session_state` merged over it.
+    fn open_session(
+        &self,
         req: &RunRequest,
         session_type: SessionType,
-    ) -> Result<Prepared<'a>, EngineError> {
-        let model = match &req.model_override {
-            Some(spec) => self.model(spec, None)?,
-            None => self.model(&agent.model, Some(agent.model_line))?,
-        };
-        let schema = match (&req.output_schema, &agent.output_schema) {
-            (Some(schema), _) => Some(schema.clone()),
-            (None, Some(raw)) => Some(
-                OutputSchema::from_schema(raw)
-                    .map_err(|e| EngineError::InvalidRequest(e.to_string()))?,
-            ),
-            (None, None) => None,
-        };
-
+        component_id: &str,
+    ) -> Result<(Session, Map<String, Value>), EngineError> {
         let now = now_secs();
         let existing = match &req.session_id {
             Some(id) => self.store.get_session(id)?,
@@ -402,7 +391,7 @@ impl Engine {
             None => Session {
                 session_id: req.session_id.clone().unwrap_or_else(new_id),
                 session_type,
-                component_id: agent.id.clone(),
+                component_id: component_id.to_string(),
                 user_id: req.user_id.clone(),
                 session_name: None,
                 session_state: Value::Object(Map::new()),
@@ -425,6 +414,32 @@ impl Engine {
                 state.insert(k.clone(), v.clone());
             }
         }
+
+        Ok((session, state))
+    }
+
+    /// Resolves model and session, and builds the messages to send.
+    fn prepare<'a>(
+        &'a self,
+        agent: &'a AgentDef,
+        req: &RunRequest,
+        session_type: SessionType,
+    ) -> Result<Prepared<'a>, EngineError> {
+        let model = match &req.model_override {
+            Some(spec) => self.model(spec, None)?,
+            None => self.model(&agent.model, Some(agent.model_line))?,
+        };
+        let schema = match (&req.output_schema, &agent.output_schema) {
+            (Some(schema), _) => Some(schema.clone()),
+            (None, Some(raw)) => Some(
+                OutputSchema::from_schema(raw)
+                    .map_err(|e| EngineError::InvalidRequest(e.to_string()))?,
+            ),
+            (None, None) => None,
+        };
+
+        let now = now_secs();
+        let (session, state) = self.open_session(req, session_type, &agent.id)?;
 
         let empty = Map::new();
         let mut dependencies = agent.dependencies.clone();

@@ -53,49 +53,8 @@ impl TeamLeader {
 
     /// The delegation tool offered to the leader's model.
     pub(super) fn specs(&self) -> Vec<ToolSpec> {
-        let task = |what: &str| {
-            json!({"type": "string", "description": format!(
-                "(str) A clear and concise description of the task {what}, including what \
-                 a good result looks like."
-            )})
-        };
-        let spec = match self.mode {
-            TeamMode::Broadcast => ToolSpec {
-                name: DELEGATE_ALL.into(),
-                description: "Use this function to send one task to every member agent and \
-                              return their responses.\nOne call reaches all members; do not \
-                              call it once per member."
-                    .into(),
-                parameters: json!({
-                    "type": "object",
-                    "properties": {"task": task("to send to member agents")},
-                    "required": ["task"],
-                    "additionalProperties": false,
-                }),
-                requires_confirmation: false,
-            },
-            TeamMode::Coordinate | TeamMode::Route => ToolSpec {
-                name: DELEGATE_ONE.into(),
-                description: "Use this function to delegate a task to the selected team member."
-                    .into(),
-                parameters: json!({
-                    "type": "object",
-                    "properties": {
-                        "member_id": {
-                            "type": "string",
-                            "description": "(str) The ID of the member to delegate the task \
-                                            to, exactly as it appears in <team_members>.",
-                            "enum": self.members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
-                        },
-                        "task": task("the member should achieve"),
-                    },
-                    "required": ["member_id", "task"],
-                    "additionalProperties": false,
-                }),
-                requires_confirmation: false,
-            },
-        };
-        vec![spec]
+        let ids: Vec<&str> = self.members.iter().map(|m| m.id.as_str()).collect();
+        vec![delegation_spec(self.mode, &ids)]
     }
 
     /// The stored and returned team run object for the leader's working run.
@@ -256,6 +215,52 @@ impl TeamLeader {
             RunStatus::Cancelled => Err(format!("Member '{}' was cancelled.", member.name)),
             _ => Err(format!("Member '{}' failed: {text}", member.name)),
         }
+    }
+}
+
+/// The delegation tool a leader in `mode` is offered, with the ids of its members: also
+/// what `GET /teams/{id}` lists as the team's tool.
+pub fn delegation_spec(mode: TeamMode, member_ids: &[&str]) -> ToolSpec {
+    let task = |what: &str| {
+        json!({"type": "string", "description": format!(
+            "(str) A clear and concise description of the task {what}, including what \
+             a good result looks like."
+        )})
+    };
+    match mode {
+        TeamMode::Broadcast => ToolSpec {
+            name: DELEGATE_ALL.into(),
+            description: "Use this function to send one task to every member agent and \
+                              return their responses.\nOne call reaches all members; do not \
+                              call it once per member."
+                .into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"task": task("to send to member agents")},
+                "required": ["task"],
+                "additionalProperties": false,
+            }),
+            requires_confirmation: false,
+        },
+        TeamMode::Coordinate | TeamMode::Route => ToolSpec {
+            name: DELEGATE_ONE.into(),
+            description: "Use this function to delegate a task to the selected team member.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "member_id": {
+                        "type": "string",
+                        "description": "(str) The ID of the member to delegate the task \
+                                        to, exactly as it appears in <team_members>.",
+                        "enum": member_ids,
+                    },
+                    "task": task("the member should achieve"),
+                },
+                "required": ["member_id", "task"],
+                "additionalProperties": false,
+            }),
+            requires_confirmation: false,
+        },
     }
 }
 

@@ -22,7 +22,7 @@ use super::error::{ApiError, ApiResult};
 use super::response::ok;
 use crate::config::{
     AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, ProviderKind, StepDef, StepKind, TeamDef,
-    TeamMode, WorkflowDef,
+    WorkflowDef,
 };
 
 /// The id of agentos's one database (the SQLite store), as `db_id` in AgentOS's shapes.
@@ -309,52 +309,14 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
 /// The delegation tool a team's leader is offered, as its model sees it: `name`,
 /// `description` and the JSON Schema of its `parameters`.
 pub fn delegation_tool(config: &Config, team: &TeamDef) -> Value {
-    let task = |what: &str| {
-        json!({"type": "string", "description": format!(
-            "(str) A clear and concise description of the task {what}, including what a \
-             good result looks like."
-        )})
-    };
-    match team.mode {
-        TeamMode::Broadcast => json!({
-            "name": "delegate_task_to_members",
-            "description": "Use this function to send one task to every member agent and \
-                            return their responses.\nOne call reaches all members; do not call \
-                            it once per member.",
-            "parameters": {
-                "type": "object",
-                "properties": {"task": task("to send to member agents")},
-                "required": ["task"],
-                "additionalProperties": false,
-            },
-        }),
-        TeamMode::Coordinate | TeamMode::Route => {
-            let ids: Vec<&str> = team
-                .members
-                .iter()
-                .map(MemberRef::id)
-                .filter(|id| config.agent(id).is_some() || config.team(id).is_some())
-                .collect();
-            json!({
-                "name": "delegate_task_to_member",
-                "description": "Use this function to delegate a task to the selected team member.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "member_id": {
-                            "type": "string",
-                            "description": "(str) The ID of the member to delegate the task to, \
-                                            exactly as it appears in <team_members>.",
-                            "enum": ids,
-                        },
-                        "task": task("the member should achieve"),
-                    },
-                    "required": ["member_id", "task"],
-                    "additionalProperties": false,
-                },
-            })
-        }
-    }
+    let ids: Vec<&str> = team
+        .members
+        .iter()
+        .map(MemberRef::id)
+        .filter(|id| config.agent(id).is_some() || config.team(id).is_some())
+        .collect();
+    let spec = crate::engine::delegation_spec(team.mode, &ids);
+    json!({"name": spec.name, "description": spec.description, "parameters": spec.parameters})
 }
 
 /// AgentOS's `TeamResponse` for one team; members are described in full, sub-teams as

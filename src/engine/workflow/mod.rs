@@ -27,7 +27,7 @@ use crate::cancel::CancelToken;
 use crate::config::WorkflowDef;
 use crate::event::{Event, EventData};
 use crate::run::{AnyRun, RunStatus, WorkflowMetrics, WorkflowRunOutput, new_id, now_secs};
-use crate::store::{Session, SessionType, StoreError};
+use crate::store::{SessionType, StoreError};
 use steps::{End, Runner};
 
 /// A workflow run that passed validation and is stored as RUNNING.
@@ -53,40 +53,7 @@ impl Engine {
             .ok_or_else(|| EngineError::WorkflowNotFound(req.agent_id.clone()))?
             .clone();
         let now = now_secs();
-        let existing = match &req.session_id {
-            Some(id) => self.store.get_session(id)?,
-            None => None,
-        };
-        let mut session = match existing {
-            Some(session) => {
-                if session.user_id.is_some() && session.user_id != req.user_id {
-                    return Err(EngineError::SessionNotFound(session.session_id));
-                }
-                session
-            }
-            None => Session {
-                session_id: req.session_id.clone().unwrap_or_else(new_id),
-                session_type: SessionType::Workflow,
-                component_id: workflow.id.clone(),
-                user_id: req.user_id.clone(),
-                session_name: None,
-                session_state: json!({}),
-                metadata: None,
-                session_data: None,
-                created_at: now,
-                updated_at: now,
-            },
-        };
-        if session.user_id.is_none() {
-            session.user_id.clone_from(&req.user_id);
-        }
-        let mut state = match &session.session_state {
-            Value::Object(map) => map.clone(),
-            _ => Map::new(),
-        };
-        for (k, v) in req.session_state.iter().flatten() {
-            state.insert(k.clone(), v.clone());
-        }
+        let (session, state) = self.open_session(&req, SessionType::Workflow, &workflow.id)?;
         req.session_id = Some(session.session_id.clone());
 
         let run = WorkflowRunOutput {
