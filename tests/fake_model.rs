@@ -1,8 +1,8 @@
 //! A fake OpenAI-compatible chat-completions server for the integration tests, std only.
 //!
-//! It mirrors `/work/shared/reference/fake_openai.py` (the fake the reference captures were
-//! made with) where that makes sense, and adds the misbehaviours the CLI tests need. The
-//! behaviour is chosen by words in the last user message:
+//! It mirrors the fake OpenAI server the reference captures were made with (see
+//! `tests/fixtures/agentos/README.md`) where that makes sense, and adds the misbehaviours
+//! the CLI tests need. The behaviour is chosen by words in the last user message:
 //!
 //! - `fail`: HTTP 500 with an OpenAI error body (`fake upstream failure`);
 //! - `unauthorized`: HTTP 401 (`Incorrect API key provided`);

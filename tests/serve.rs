@@ -316,7 +316,7 @@ pub fn names(events: &[(String, Value)]) -> Vec<&str> {
 /// The body of a capture of the real AgentOS.
 pub fn capture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/captures")
+        .join(crate::util::CAPTURES_DIR)
         .join(format!("{name}.http"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("capture {} missing: {e}", path.display()));
@@ -334,7 +334,7 @@ pub fn capture_json(name: &str) -> Value {
 
 pub fn capture_status(name: &str) -> u16 {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/captures")
+        .join(crate::util::CAPTURES_DIR)
         .join(format!("{name}.http"));
     let text = std::fs::read_to_string(&path).expect("capture");
     text.split_whitespace()

@@ -594,7 +594,7 @@ impl Drop for Running {
     }
 }
 
-/// A file next to the crate, e.g. `../shared/reference/captures/…`, read at test time.
+/// A file of this repository (relative to `Cargo.toml`), read at test time.
 #[track_caller]
 pub fn read_manifest_relative(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -606,10 +606,13 @@ pub fn read_manifest_relative(relative: &str) -> String {
     })
 }
 
+/// Where the answers of the reference AgentOS live (see its README).
+pub const CAPTURES_DIR: &str = "tests/fixtures/agentos";
+
 /// The JSON body of a captured HTTP exchange (`.http` file: headers, blank line, body).
 #[track_caller]
 pub fn capture_body(name: &str) -> Value {
-    let text = read_manifest_relative(&format!("../shared/reference/captures/{name}"));
+    let text = read_manifest_relative(&format!("{CAPTURES_DIR}/{name}"));
     let text = text.replace("\r\n", "\n");
     let (_, body) = text
         .split_once("\n\n")
