@@ -25,9 +25,11 @@
 #   7  memory per in-flight run: a fresh server per level, N slow streaming runs held open
 #   8  one markdown table (Agno | agentos | factor | target) -> stdout and $OUT/summary.md
 #
-# The measurement driver and the Agno app are the shared reference files, used in place:
-#   $AGENTOS_SHARED (default: ../shared relative to this repository)/bench/{bench_runs.py,
-#   agno_app.py, wrk/agentos_run.lua}
+# The measurement driver (bench/driver/bench_runs.py and its wrk script) is part of this
+# repository. The reference Agno app is not: it is read from
+#   $AGENTOS_SHARED (default: ../shared relative to this repository)/bench/agno_app.py
+# When that file is missing (or AGNO=0), only the agentos side is measured and the Agno
+# column stays empty; the script says so at the start and in the summary.
 #
 # Knobs: QUICK, OUT (results dir, default target/bench-compare/<timestamp>), VENV,
 #   AGENTOS_BIN / FAKE_BIN (skip the build and use these binaries), CARGO_TARGET_DIR,
@@ -40,10 +42,23 @@ set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${AGENTOS_SHARED:-$REPO/../shared}"
-BENCH="$(cd "$SHARED/bench" 2>/dev/null && pwd)" || { echo "compare.sh: $SHARED/bench not found (set AGENTOS_SHARED)" >&2; exit 1; }
-for f in bench_runs.py agno_app.py wrk/agentos_run.lua; do
-  [ -f "$BENCH/$f" ] || { echo "compare.sh: missing $BENCH/$f" >&2; exit 1; }
-done
+DRIVER="$REPO/bench/driver"
+AGNO="${AGNO:-1}"
+AGNO_APP_DIR=""
+if [ "$AGNO" = "1" ]; then
+  if [ -f "$SHARED/bench/agno_app.py" ]; then
+    AGNO_APP_DIR="$(cd "$SHARED/bench" && pwd)"
+  else
+    cat >&2 <<MSG
+compare.sh: the reference Agno AgentOS app is not here ($SHARED/bench/agno_app.py).
+  Measuring agentos alone; the Agno column of the summary stays empty.
+  For the side-by-side run, put the reference benchmark (agno_app.py) at
+  ../shared/bench next to this repository or point AGENTOS_SHARED at its parent
+  (PyPI must be reachable: the Agno venv is created on first use).
+MSG
+  fi
+fi
+if [ -n "$AGNO_APP_DIR" ]; then SERVERS="agno agentos"; else SERVERS="agentos"; fi
 VENV="${VENV:-/tmp/agno-perf-venv}"
 PY="$VENV/bin/python"
 QUICK="${QUICK:-0}"
@@ -117,8 +132,12 @@ if [ ! -x "$PY" ]; then
   log "creating venv $VENV (as run_agno_baseline.sh does)"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q agno fastapi uvicorn sqlalchemy openai python-multipart greenlet \
-    aiohttp uvloop httptools || { log "pip install failed"; exit 1; }
+  if [ -n "$AGNO_APP_DIR" ]; then
+    "$VENV/bin/pip" install -q agno fastapi uvicorn sqlalchemy openai python-multipart greenlet \
+      aiohttp uvloop httptools || { log "pip install failed"; exit 1; }
+  else
+    "$VENV/bin/pip" install -q aiohttp || { log "pip install failed"; exit 1; }
+  fi
 fi
 "$PY" -c 'import aiohttp' 2>/dev/null || "$VENV/bin/pip" install -q aiohttp
 if ! command -v wrk >/dev/null; then
@@ -200,8 +219,8 @@ EOF
 "$AGENTOS_BIN" check > "$OUT/agentos_check.txt" 2>&1 || { log "agentos check failed:"; cat "$OUT/agentos_check.txt" >&2; exit 1; }
 cp "$AGENTOS_CONFIG" "$OUT/agents.toml"
 
-B=("${HAR_PIN[@]}" "$PY" "$BENCH/bench_runs.py")
-AGNO_CMD="$PY $BENCH/agno_app.py"
+B=("${HAR_PIN[@]}" "$PY" "$DRIVER/bench_runs.py")
+AGNO_CMD="$PY $AGNO_APP_DIR/agno_app.py"
 AOS_CMD="$AGENTOS_BIN serve --port $AOS_PORT"
 declare -A URL=([agno]="http://127.0.0.1:$AGNO_PORT" [agentos]="http://127.0.0.1:$AOS_PORT")
 declare -A DB=([agno]="$AGNO_PERF_DB" [agentos]="$AGENTOS_DB")
@@ -210,7 +229,7 @@ declare -A SPID=()
 start_server() {  # start_server agno|agentos LOGFILE -> SPID[$1]
   local s="$1" p
   if [ "$s" = agno ]; then
-    (cd "$BENCH" && exec "${SRV_PIN[@]}" $AGNO_CMD) >> "$2" 2>&1 &
+    (cd "$AGNO_APP_DIR" && exec "${SRV_PIN[@]}" $AGNO_CMD) >> "$2" 2>&1 &
   else
     "${SRV_PIN[@]}" $AOS_CMD >> "$2" 2>&1 &
   fi
@@ -224,7 +243,7 @@ quiet() {  # quiet NAME
 }
 check_alive() {
   local s
-  for s in agno agentos; do
+  for s in $SERVERS; do
     if [ -n "${SPID[$s]:-}" ] && ! kill -0 "${SPID[$s]}" 2>/dev/null; then
       log "!! $s (pid ${SPID[$s]}) died; log tail:"; tail -20 "$OUT/${s}_server.log" >&2; exit 1
     fi
@@ -255,10 +274,12 @@ wait_http "$FAKE/health" 10 || { log "fake model did not start"; exit 1; }
 
 # ---------------------------------------------------------------- 2 start-up
 quiet startup
-step startup_fresh_agno 180 "${B[@]}" startup --cmd "$AGNO_CMD" --cwd "$BENCH" \
-  --health "${URL[agno]}/health" --repeat "$STARTUP_REPEAT" --fresh-db "$AGNO_PERF_DB"
-step startup_existing_agno 180 "${B[@]}" startup --cmd "$AGNO_CMD" --cwd "$BENCH" \
-  --health "${URL[agno]}/health" --repeat "$STARTUP_REPEAT"
+if [ -n "$AGNO_APP_DIR" ]; then
+  step startup_fresh_agno 180 "${B[@]}" startup --cmd "$AGNO_CMD" --cwd "$AGNO_APP_DIR" \
+    --health "${URL[agno]}/health" --repeat "$STARTUP_REPEAT" --fresh-db "$AGNO_PERF_DB"
+  step startup_existing_agno 180 "${B[@]}" startup --cmd "$AGNO_CMD" --cwd "$AGNO_APP_DIR" \
+    --health "${URL[agno]}/health" --repeat "$STARTUP_REPEAT"
+fi
 step startup_fresh_agentos 60 "${B[@]}" startup --cmd "$AOS_CMD" --cwd "$WORK" \
   --health "${URL[agentos]}/health" --repeat "$STARTUP_REPEAT" --fresh-db "$AGENTOS_DB"
 step startup_existing_agentos 60 "${B[@]}" startup --cmd "$AOS_CMD" --cwd "$WORK" \
@@ -266,20 +287,19 @@ step startup_existing_agentos 60 "${B[@]}" startup --cmd "$AOS_CMD" --cwd "$WORK
 
 # ---------------------------------------------------------------- 3 both servers
 rm_db "$AGNO_PERF_DB"; rm_db "$AGENTOS_DB"
-start_server agno "$OUT/agno_server.log"
-start_server agentos "$OUT/agentos_server.log"
+for s in $SERVERS; do start_server "$s" "$OUT/${s}_server.log"; done
 sleep 1
-for s in agno agentos; do
+for s in $SERVERS; do
   grep -E 'VmRSS|VmHWM|Threads' "/proc/${SPID[$s]}/status" > "$OUT/rss_idle_$s.txt"
   curl -s -X POST "${URL[$s]}/agents/bench/runs" -F message=hello -F stream=false > "$OUT/sample_nonstream_$s.json"
   curl -s -X POST "${URL[$s]}/agents/bench/runs" -F message=hello -F stream=true > "$OUT/sample_stream_$s.txt"
   grep -q '"COMPLETED"' "$OUT/sample_nonstream_$s.json" || log "!! $s: a non-streaming run did not complete: $(head -c 300 "$OUT/sample_nonstream_$s.json")"
   grep -q 'RunCompleted' "$OUT/sample_stream_$s.txt" || log "!! $s: a streaming run had no RunCompleted event"
 done
-log "servers: agno pid ${SPID[agno]} ${URL[agno]}, agentos pid ${SPID[agentos]} ${URL[agentos]}, fake pid $FAKE_PID $FAKE"
+log "servers: $(for s in $SERVERS; do printf '%s pid %s %s, ' "$s" "${SPID[$s]}" "${URL[$s]}"; done)fake pid $FAKE_PID $FAKE"
 
 # ---------------------------------------------------------------- 4 sequential latency
-for s in agno agentos; do
+for s in $SERVERS; do
   U="${URL[$s]}"; P="${SPID[$s]}"
   quiet "lat_nonstream_$s"
   step "lat_nonstream_$s" 300 "${B[@]}" latency --url "$U" --agent bench --n "$LAT_N" --warmup 20 --pid "$P" --fake-pid "$FAKE_PID"
@@ -294,7 +314,7 @@ check_alive
 for mode in nonstream stream; do
   if [ "$mode" = stream ]; then S=(--stream); else S=(); fi
   for c in 1 8 64; do
-    for s in agno agentos; do
+    for s in $SERVERS; do
       quiet "wrk_${mode}_c${c}_$s"
       step "wrk_${mode}_c${c}_$s" $(( WRK_DUR + 90 )) "${B[@]}" wrk --url "${URL[$s]}" --agent bench "${S[@]}" \
         --conns "$c" --duration "$WRK_DUR" --pid "${SPID[$s]}" --fake-pid "$FAKE_PID"
@@ -304,7 +324,7 @@ for mode in nonstream stream; do
 done
 # Paced model (20 ms per token, ~1 s per run): CPU per separately arriving token, from
 # enough runs (16 in flight for WRK_DUR s) that /proc's 10 ms CPU ticks do not matter.
-for s in agno agentos; do
+for s in $SERVERS; do
   quiet "wrk_paced_c16_$s"
   step "wrk_paced_c16_$s" $(( WRK_DUR + 90 )) "${B[@]}" wrk --url "${URL[$s]}" --agent bench-paced --stream \
     --conns 16 --duration "$WRK_DUR" --pid "${SPID[$s]}" --fake-pid "$FAKE_PID"
@@ -312,7 +332,7 @@ done
 check_alive
 
 # ---------------------------------------------------------------- 6 history (run N+1 with the whole transcript)
-for s in agno agentos; do
+for s in $SERVERS; do
   U="${URL[$s]}"; P="${SPID[$s]}"
   quiet "history_$s"
   step "history${HISTORY_N}_$s" 600 "${B[@]}" history --url "$U" --agent bench-hist-all --n "$HISTORY_N" \
@@ -328,14 +348,14 @@ for s in agno agentos; do
   ls -l "${DB[$s]}"* > "$OUT/db_files_$s.txt" 2>&1
 done
 check_alive
-for s in agno agentos; do stop_pid "${SPID[$s]}"; done
+for s in $SERVERS; do stop_pid "${SPID[$s]}"; done
 SPID=()
 
 # ---------------------------------------------------------------- 7 in-flight memory
 # A fresh server per level (earlier load's retained heap would hide growth), 10 warm-up
 # streaming runs, then N streaming runs of ~10 s (bench-slow: 10 tokens, 1 per second).
 for n in $INFLIGHT_LEVELS; do
-  for s in agno agentos; do
+  for s in $SERVERS; do
     start_server "$s" "$OUT/${s}_server.log"
     "${B[@]}" latency --url "${URL[$s]}" --agent bench --stream --n 10 --warmup 0 > /dev/null 2>>"$OUT/stderr.txt"
     quiet "inflight_${n}_$s"
@@ -493,6 +513,8 @@ raw("… runs %d–%d: p50 / server CPU per run" % (hist_n + 2, hist_n + 21),
     "%s / %s ms" % (fnum(g(tb, "total_ms", "p50")), fnum(cb)), ffac(factor(ca, cb, "lower"), " (CPU)"))
 
 print("results: `%s`\n" % d)
+if not os.path.exists(os.path.join(d, "rss_idle_agno.txt")):
+    print("The reference Agno app was not available: agentos alone was measured, the Agno column is empty.\n")
 print("| measurement | Agno AgentOS | agentos | agentos better by | target (agentos) |")
 print("|---|---|---|---|---|")
 for r in rows:
