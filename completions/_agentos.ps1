@@ -77,6 +77,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Extra CORS origin allowed on top of AgentOS''s defaults (repeatable)')
             [CompletionResult]::new('--max-runs', '--max-runs', [CompletionResultType]::ParameterName, 'Most runs executing at once; more get 429')
             [CompletionResult]::new('--max-body-bytes', '--max-body-bytes', [CompletionResultType]::ParameterName, 'Largest request body in bytes; larger ones get 413')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most client connections open at once; more are answered 503 and closed')
+            [CompletionResult]::new('--body-timeout-secs', '--body-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds a client has to send its whole request body; slower ones get 408')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Allow listening on a non-loopback address without a security key')

@@ -627,7 +627,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__serve)
-            opts="-h --host --port --security-key --insecure --cors-origin --max-runs --max-body-bytes --config --db --help"
+            opts="-h --host --port --security-key --insecure --cors-origin --max-runs --max-body-bytes --max-connections --body-timeout-secs --config --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -654,6 +654,14 @@ _agentos() {
                     return 0
                     ;;
                 --max-body-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-timeout-secs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -71,6 +71,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --cors-origin 'Extra CORS origin allowed on top of AgentOS''s defaults (repeatable)'
             cand --max-runs 'Most runs executing at once; more get 429'
             cand --max-body-bytes 'Largest request body in bytes; larger ones get 413'
+            cand --max-connections 'Most client connections open at once; more are answered 503 and closed'
+            cand --body-timeout-secs 'Seconds a client has to send its whole request body; slower ones get 408'
             cand --config 'Agents file to use'
             cand --db 'SQLite file holding sessions and runs'
             cand --insecure 'Allow listening on a non-loopback address without a security key'

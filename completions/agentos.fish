@@ -64,6 +64,8 @@ complete -c agentos -n "__fish_agentos_using_subcommand serve" -l security-key -
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l cors-origin -d 'Extra CORS origin allowed on top of AgentOS\'s defaults (repeatable)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l max-runs -d 'Most runs executing at once; more get 429' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l max-body-bytes -d 'Largest request body in bytes; larger ones get 413' -r
+complete -c agentos -n "__fish_agentos_using_subcommand serve" -l max-connections -d 'Most client connections open at once; more are answered 503 and closed' -r
+complete -c agentos -n "__fish_agentos_using_subcommand serve" -l body-timeout-secs -d 'Seconds a client has to send its whole request body; slower ones get 408' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l db -d 'SQLite file holding sessions and runs' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l insecure -d 'Allow listening on a non-loopback address without a security key'

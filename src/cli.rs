@@ -135,6 +135,14 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
+
+    /// Most client connections open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send its whole request body; slower ones get 408.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub body_timeout_secs: f64,
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,8 @@ pub struct AgentDef {
     pub tools: Vec<ToolRef>,
     /// Upper bound on the tool calls one run makes.
     pub tool_call_limit: usize,
+    /// The longest answer a run keeps, in bytes; past it the run ends `ERROR`.
+    pub max_answer_bytes: usize,
 }
 
 /// One entry of an agent's `tools` list, checked against `[tools.*]` and `[mcp.*]`.
@@ -173,6 +175,20 @@ pub struct ResolvedModel {
     pub provider: ProviderDef,
     pub model: String,
     pub api_key: Option<String>,
+    /// The variable that should hold the provider's key but is not set.
+    pub missing_key: Option<String>,
+}
+
+impl ResolvedModel {
+    /// Why the model cannot be called, when its key is missing.
+    pub fn missing_key_message(&self) -> Option<String> {
+        self.missing_key.as_ref().map(|var| {
+            format!(
+                "provider `{}` needs an API key: set {var}",
+                self.provider.name
+            )
+        })
+    }
 }
 
 /// A config problem, displayed as `path:line: key: message`.
@@ -268,6 +284,7 @@ struct RawAgent {
     dependencies: Option<Spanned<toml::Table>>,
     tools: Option<Spanned<Vec<Spanned<String>>>>,
     tool_call_limit: Option<Spanned<i64>>,
+    max_answer_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -344,8 +361,22 @@ impl Config {
 
     /// Reads and validates an agents file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigError::new(path, None, None, format!("could not read the file: {e}"))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bad = e.utf8_error().valid_up_to();
+            let before = &e.as_bytes()[..bad];
+            let line = 1 + before.iter().filter(|b| **b == b'\n').count();
+            let column = 1 + before.iter().rev().take_while(|b| **b != b'\n').count();
+            ConfigError::new(
+                path,
+                Some(line),
+                None,
+                format!(
+                    "the file is not valid UTF-8 (byte {bad}, column {column}); save it as UTF-8"
+                ),
+            )
         })?;
         Config::from_toml_str(&text, path)
     }
@@ -379,27 +410,44 @@ impl Config {
         spec: &str,
         line: Option<usize>,
     ) -> Result<ResolvedModel, ConfigError> {
+        let resolved = self.locate_model(spec, line)?;
+        match resolved.missing_key_message() {
+            Some(message) => Err(ConfigError::new(
+                &self.path,
+                line,
+                Some("model".into()),
+                message,
+            )),
+            None => Ok(resolved),
+        }
+    }
+
+    /// Like [`Config::resolve_model`], but a key variable that is not set is only noted in
+    /// [`ResolvedModel::missing_key`]: runs on such a model end `ERROR` saying which
+    /// variable to set, rather than being refused.
+    pub fn locate_model(
+        &self,
+        spec: &str,
+        line: Option<usize>,
+    ) -> Result<ResolvedModel, ConfigError> {
         let error = |message| ConfigError::new(&self.path, line, Some("model".into()), message);
         let (provider, model) = parse_model_spec(spec).map_err(error)?;
         let def = self
             .providers
             .get(provider)
             .ok_or_else(|| error(unknown_provider(provider, &self.providers)))?;
-        let api_key = match &def.api_key_env {
-            None => None,
+        let (api_key, missing_key) = match &def.api_key_env {
+            None => (None, None),
             Some(var) => match std::env::var(var) {
-                Ok(key) if !key.trim().is_empty() => Some(key.trim().to_string()),
-                _ => {
-                    return Err(error(format!(
-                        "provider `{provider}` needs an API key: set {var}"
-                    )));
-                }
+                Ok(key) if !key.trim().is_empty() => (Some(key.trim().to_string()), None),
+                _ => (None, Some(var.clone())),
             },
         };
         Ok(ResolvedModel {
             provider: def.clone(),
             model: model.to_string(),
             api_key,
+            missing_key,
         })
     }
 
@@ -617,8 +665,11 @@ fn unknown_provider(name: &str, providers: &BTreeMap<String, ProviderDef>) -> St
 }
 
 /// Agent ids and provider names: `[A-Za-z0-9_.-]+`.
+/// Letters, digits, `_`, `.` and `-`, usable as one URL path segment: not empty and not
+/// only dots (`.` and `..` are path steps clients and proxies rewrite).
 fn is_name(s: &str) -> bool {
     !s.is_empty()
+        && !s.bytes().all(|b| b == b'.')
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
@@ -865,6 +916,7 @@ impl Validator<'_> {
             model_line: line_of(self.text, raw.model.span().start),
             tools: tool_refs,
             tool_call_limit: self.tool_call_limit(raw.tool_call_limit.as_ref(), &table)?,
+            max_answer_bytes: self.max_answer_bytes(raw.max_answer_bytes.as_ref(), &table)?,
         })
     }
 
@@ -910,7 +962,8 @@ impl Validator<'_> {
                 id.span(),
                 key,
                 format!(
-                    "`{}` is not a valid id: use letters, digits, `_`, `.` and `-`",
+                    "`{}` is not a valid id: use letters, digits, `_`, `.` and `-` \
+                     (not only dots), so it can be a URL path segment",
                     id.get_ref()
                 ),
             ));
@@ -1046,6 +1099,26 @@ impl Validator<'_> {
                 n.span(),
                 format!("{table}.tool_call_limit"),
                 format!("must be 1 or more, found {}", n.get_ref()),
+            )),
+        }
+    }
+
+    /// `max_answer_bytes`: 1 byte to 1 GiB, default [`crate::limits::DEFAULT_MAX_ANSWER_BYTES`].
+    pub(crate) fn max_answer_bytes(
+        &self,
+        value: Option<&Spanned<i64>>,
+        table: &str,
+    ) -> Result<usize, ConfigError> {
+        const MAX: i64 = 1 << 30;
+        let Some(n) = value else {
+            return Ok(crate::limits::DEFAULT_MAX_ANSWER_BYTES);
+        };
+        match usize::try_from(*n.get_ref()) {
+            Ok(bytes) if (1..=MAX).contains(n.get_ref()) => Ok(bytes),
+            _ => Err(self.error(
+                n.span(),
+                format!("{table}.max_answer_bytes"),
+                format!("must be from 1 to {MAX} bytes, found {}", n.get_ref()),
             )),
         }
     }
@@ -1301,6 +1374,15 @@ impl Validator<'_> {
                     "`{}` is not a valid provider name: use letters, digits, `_`, `.` and `-`",
                     name.get_ref()
                 ),
+            ));
+        }
+        if builtin.is_some_and(|b| b.kind == ProviderKind::Test) {
+            return Err(self.error(
+                name.span(),
+                table.clone(),
+                "`test` is the built-in offline model and cannot be redefined; \
+                 give this provider another name"
+                    .into(),
             ));
         }
 

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod expr;
+pub mod limits;
 pub mod model;
 pub mod render;
 pub mod run;

@@ -11,6 +11,8 @@
 //! - `slow`: 30 content chunks `slow-0 `, `slow-1 `, … 0.3 s apart;
 //! - `stall`: a role chunk and one content chunk `partial `, then silence for 60 s with the
 //!   socket held open;
+//! - `huge`: an answer of [`HUGE_ANSWER_BYTES`] (`BEGIN word word … END`), streamed in 32
+//!   pieces;
 //! - tool calls, when the request offers `tools` and the last message is from the user and
 //!   names an offered tool as a word (`get_weather` is also called for the word `weather`,
 //!   `delete_file` for `delete`, as the Python fake does): a call to the first tool named,
@@ -48,6 +50,19 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 
 const CREATED: i64 = 1_700_000_000;
+
+/// The size of the `huge` answer.
+pub const HUGE_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+
+/// The `huge` answer: `BEGIN `, `word ` repeated, `END`, [`HUGE_ANSWER_BYTES`] long.
+pub fn huge_answer() -> String {
+    let words = (HUGE_ANSWER_BYTES - "BEGIN ".len() - "END".len()) / "word ".len();
+    let mut text = format!("BEGIN {}END", "word ".repeat(words));
+    while text.len() < HUGE_ANSWER_BYTES {
+        text.insert(6, ' ');
+    }
+    text
+}
 
 /// A running fake server; dropping it stops it.
 pub struct FakeModel {
@@ -482,7 +497,12 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         .to_string();
     let slow = word("slow");
     let stall = word("stall");
-    let answer = answer_text(body, &user_text);
+    let huge = word("huge");
+    let answer = if huge {
+        huge_answer()
+    } else {
+        answer_text(body, &user_text)
+    };
     let stream_requested = body.get("stream").and_then(Value::as_bool) == Some(true);
     let calls = if last_is_user {
         tool_calls_for(body, &user_text)
@@ -546,7 +566,7 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     let pieces: Vec<String> = if slow {
         (0..30).map(|i| format!("slow-{i} ")).collect()
     } else {
-        split_pieces(&answer, 4)
+        split_pieces(&answer, if huge { 32 } else { 4 })
     };
     for (i, piece) in pieces.iter().enumerate() {
         if slow && i > 0 {

@@ -14,6 +14,7 @@ mod cli_flows;
 mod completions;
 mod config_files;
 mod fake_model;
+mod robustness;
 mod self_contained;
 mod serve;
 mod serve_sessions;

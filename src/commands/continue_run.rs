@@ -39,7 +39,7 @@ pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
     let pending = engine.continue_run(
         &run.agent_id,
         &args.run_id,
-        Some(&run.session_id),
+        (Some(&run.session_id), None),
         &decisions,
         true,
     )?;

@@ -104,7 +104,7 @@ impl<'a> Terminal<'a> {
                 pending = self.engine.continue_run(
                     &self.agent_id,
                     &paused.run_id,
-                    Some(&paused.session_id),
+                    (Some(&paused.session_id), None),
                     &decisions,
                     stream,
                 )?;
@@ -211,6 +211,8 @@ fn build_request(args: &RunArgs) -> anyhow::Result<RunRequest> {
             };
             let value: Value = serde_json::from_str(&text)
                 .map_err(|e| UsageError(format!("--output-schema: invalid JSON: {e}")))?;
+            crate::limits::check_depth(&value)
+                .map_err(|e| UsageError(format!("--output-schema: {e}")))?;
             Some(
                 OutputSchema::from_schema(&value)
                     .map_err(|e| UsageError(format!("--output-schema: {e}")))?,
@@ -253,10 +255,12 @@ fn compose_message(flag: Option<&str>, piped: Option<&str>) -> anyhow::Result<St
 
 fn json_object(flag: &str, raw: Option<&str>) -> anyhow::Result<Option<Map<String, Value>>> {
     let Some(raw) = raw else { return Ok(None) };
-    match serde_json::from_str::<Value>(raw) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err(UsageError(format!("{flag}: expected a JSON object")).into()),
-        Err(e) => Err(UsageError(format!("{flag}: invalid JSON: {e}")).into()),
+    let value = serde_json::from_str::<Value>(raw)
+        .map_err(|e| UsageError(format!("{flag}: invalid JSON: {e}")))?;
+    crate::limits::check_depth(&value).map_err(|e| UsageError(format!("{flag}: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(UsageError(format!("{flag}: expected a JSON object")).into()),
     }
 }
 

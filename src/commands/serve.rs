@@ -32,6 +32,12 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     if args.max_runs == 0 {
         return Err(UsageError("--max-runs must be at least 1".into()).into());
     }
+    if args.max_connections == 0 {
+        return Err(UsageError("--max-connections must be at least 1".into()).into());
+    }
+    if !(args.body_timeout_secs.is_finite() && args.body_timeout_secs > 0.0) {
+        return Err(UsageError("--body-timeout-secs must be a positive number".into()).into());
+    }
     let loopback = is_loopback_host(&args.host, args.port);
     if !loopback && security_key.is_none() && !args.insecure {
         return Err(UsageError(format!(
@@ -50,6 +56,8 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         max_runs_in_flight: args.max_runs,
+        max_connections: args.max_connections,
+        body_read_timeout: Duration::from_secs_f64(args.body_timeout_secs.min(86_400.0)),
         ..ServerOptions::default()
     };
     let state = Arc::new(AppState::new(engine, options));

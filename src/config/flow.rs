@@ -39,6 +39,8 @@ pub struct TeamDef {
     pub dependencies: serde_json::Map<String, Value>,
     /// Upper bound on the tool calls one run of the leader makes, delegations included.
     pub tool_call_limit: usize,
+    /// The longest answer the leader's run keeps, in bytes.
+    pub max_answer_bytes: usize,
 }
 
 /// A team member: an agent or another team (never the team itself, directly or not).
@@ -189,6 +191,7 @@ pub(super) struct RawTeam {
     max_tokens: Option<Spanned<i64>>,
     dependencies: Option<Spanned<toml::Table>>,
     tool_call_limit: Option<Spanned<i64>>,
+    max_answer_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -413,6 +416,7 @@ impl Validator<'_> {
             max_tokens: self.max_tokens(raw.max_tokens.as_ref(), &table)?,
             dependencies: self.dependencies(raw.dependencies.as_ref(), &table)?,
             tool_call_limit: self.tool_call_limit(raw.tool_call_limit.as_ref(), &table)?,
+            max_answer_bytes: self.max_answer_bytes(raw.max_answer_bytes.as_ref(), &table)?,
         })
     }
 
@@ -1079,6 +1083,7 @@ mode = "route"
                     .unwrap()
                     .clone(),
                 tool_call_limit: 4,
+                max_answer_bytes: crate::limits::DEFAULT_MAX_ANSWER_BYTES,
             }
         );
         let inner = config.team("inner").unwrap();

@@ -90,10 +90,23 @@ enum Step {
 }
 
 /// A structured answer: the parsed JSON object, or the text when it is not one.
+/// The largest index at most `max` that starts a character of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    if max >= text.len() {
+        return text.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
+}
+
+/// A structured answer as an object; text that is not a JSON object, or nests deeper than
+/// agentos stores, stays text.
 fn structured(text: &str) -> Value {
     serde_json::from_str::<Value>(text)
         .ok()
-        .filter(Value::is_object)
+        .filter(|v| v.is_object() && crate::limits::check_depth(v).is_ok())
         .unwrap_or_else(|| Value::String(text.to_string()))
 }
 
@@ -130,6 +143,7 @@ impl Engine {
             started,
             toolbox,
             tool_call_limit,
+            max_answer_bytes,
             resume,
             prior_events,
             context,
@@ -233,15 +247,35 @@ impl Engine {
             let mut first_token: Option<f64> = None;
             partial.clear();
             let keep_content = out.keep_content;
+            // The call has its own token, so an answer past `max_answer_bytes` can stop it
+            // without cancelling the run.
+            let call = CancelToken::new();
+            let _linked = cancel.on_cancel({
+                let call = call.clone();
+                move || call.cancel()
+            });
+            let mut too_long = false;
             let outcome = if cancel.is_cancelled() {
                 Err(ModelError::Cancelled)
             } else {
-                model.invoke(&request, cancel, &mut |delta: &Delta| {
+                model.invoke(&request, &call, &mut |delta: &Delta| {
+                    if too_long {
+                        return;
+                    }
                     if first_token.is_none() {
                         first_token = Some(model_started.elapsed().as_secs_f64());
                     }
                     if provider_data.is_none() {
                         provider_data.clone_from(&delta.provider_data);
+                    }
+                    if partial.len() + delta.content.len() > max_answer_bytes {
+                        // Keep what fits, then stop the call.
+                        let room = max_answer_bytes - partial.len();
+                        partial
+                            .push_str(&delta.content[..floor_char_boundary(&delta.content, room)]);
+                        too_long = true;
+                        call.cancel();
+                        return;
                     }
                     partial.push_str(&delta.content);
                     if !keep_content {
@@ -260,7 +294,14 @@ impl Engine {
                 totals.first_token = first_token.or(Some(elapsed));
             }
             let response = match outcome {
-                Ok(_) if cancel.is_cancelled() => break Step::Cancelled,
+                Ok(_) | Err(_) if cancel.is_cancelled() => break Step::Cancelled,
+                Ok(response) if response.content.len() > max_answer_bytes => {
+                    // A whole (non-streamed) answer over the limit: keep what fits.
+                    partial = response.content;
+                    partial.truncate(floor_char_boundary(&partial, max_answer_bytes));
+                    break Step::Failed(ModelError::AnswerTooLong(max_answer_bytes));
+                }
+                _ if too_long => break Step::Failed(ModelError::AnswerTooLong(max_answer_bytes)),
                 Ok(response) => response,
                 Err(ModelError::Cancelled) => break Step::Cancelled,
                 Err(error) => break Step::Failed(error),

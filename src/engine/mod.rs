@@ -153,6 +153,8 @@ pub struct PendingTurn {
     started: Instant,
     toolbox: Toolbox,
     tool_call_limit: usize,
+    /// The longest answer kept, in bytes ([`AgentDef::max_answer_bytes`]).
+    max_answer_bytes: usize,
     /// For a continued run: the paused tool calls, with the human's decisions.
     resume: Option<Vec<ToolExecution>>,
     /// For a continued run: the events stored before it paused.
@@ -200,7 +202,7 @@ impl Engine {
         if let Some(model) = models.get(spec) {
             return Ok(model.clone());
         }
-        let resolved = self.config.resolve_model(spec, line)?;
+        let resolved = self.config.locate_model(spec, line)?;
         let model = crate::model::from_resolved(&resolved);
         models.insert(spec.to_string(), model.clone());
         Ok(model)
@@ -213,23 +215,25 @@ impl Engine {
             .map_err(|e| EngineError::ToolsUnavailable(format!("agent `{}`: {e}", agent.id)))
     }
 
-    /// Checks that an agent exists and its model can be used, without running it.
+    /// Checks that an agent exists and its model can be used (its key variable included),
+    /// without running it. `agentos run` refuses such a run up front (exit 2); the server
+    /// lets it start and end `ERROR` naming the variable, as a provider's refusal would.
     pub fn validate(&self, req: &RunRequest) -> Result<(), EngineError> {
-        if let Some(team) = self.config.team(&req.agent_id) {
-            self.model(&team.model, Some(team.model_line))?;
+        let (spec, line) = if let Some(team) = self.config.team(&req.agent_id) {
+            (team.model.as_str(), Some(team.model_line))
+        } else if self.config.workflow(&req.agent_id).is_some() {
             return Ok(());
-        }
-        if self.config.workflow(&req.agent_id).is_some() {
-            return Ok(());
-        }
-        let agent = self
-            .config
-            .agent(&req.agent_id)
-            .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
-        match &req.model_override {
-            Some(spec) => self.model(spec, None)?,
-            None => self.model(&agent.model, Some(agent.model_line))?,
+        } else {
+            let agent = self
+                .config
+                .agent(&req.agent_id)
+                .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
+            match &req.model_override {
+                Some(spec) => (spec.as_str(), None),
+                None => (agent.model.as_str(), Some(agent.model_line)),
+            }
         };
+        self.config.resolve_model(spec, line)?;
         Ok(())
     }
 
@@ -360,6 +364,7 @@ impl Engine {
             started,
             toolbox,
             tool_call_limit: agent.tool_call_limit,
+            max_answer_bytes: agent.max_answer_bytes,
             resume: None,
             prior_events: Vec::new(),
             context,

@@ -17,21 +17,30 @@ pub struct ToolDecision {
 
 impl Engine {
     /// Prepares a PAUSED run to go on under the same run id. Every paused tool call needs
-    /// a decision; a call without one is rejected.
+    /// a decision; a call without one is rejected. A run outside `session_id`, or in a
+    /// session `user_id` may not see, is not found.
     pub fn continue_run(
         &self,
         agent_id: &str,
         run_id: &str,
-        session_id: Option<&str>,
+        (session_id, user_id): (Option<&str>, Option<&str>),
         decisions: &[ToolDecision],
         stream: bool,
     ) -> Result<PendingRun, EngineError> {
+        let not_found = || EngineError::RunNotFound(run_id.to_string());
         let stored = self
             .store
             .get_run(run_id)?
             .filter(|s| s.run.kind() == RunKind::Agent && s.run.component_id() == agent_id)
             .filter(|s| session_id.is_none_or(|id| id == s.run.session_id()))
-            .ok_or_else(|| EngineError::RunNotFound(run_id.to_string()))?;
+            .ok_or_else(not_found)?;
+        if !self
+            .store
+            .get_session(stored.run.session_id())?
+            .is_some_and(|s| s.visible_to(user_id))
+        {
+            return Err(not_found());
+        }
         let prior_events = stored.events;
         let AnyRun::Agent(mut run) = stored.run else {
             return Err(EngineError::RunNotFound(run_id.to_string()));
@@ -126,6 +135,7 @@ impl Engine {
             started: Instant::now(),
             toolbox,
             tool_call_limit: agent.tool_call_limit,
+            max_answer_bytes: agent.max_answer_bytes,
             resume: Some(decided),
             prior_events,
             context: super::RunContext::top_level(),

@@ -376,6 +376,7 @@ impl Engine {
             model_line: team.model_line,
             tools: Vec::new(),
             tool_call_limit: team.tool_call_limit,
+            max_answer_bytes: team.max_answer_bytes,
         };
         let leader = Arc::new(TeamLeader {
             team_id: team.id.clone(),

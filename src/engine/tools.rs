@@ -31,8 +31,11 @@ pub(super) struct ToolRound<'a> {
 
 /// A new execution record for a call, before it runs.
 pub(super) fn new_execution(call: &ToolCall, toolbox: &Toolbox) -> ToolExecution {
+    // Arguments too deep to store stay the text the model sent (and fail as invalid).
     let tool_args = serde_json::from_str::<Value>(&call.arguments)
-        .unwrap_or_else(|_| Value::String(call.arguments.clone()));
+        .ok()
+        .filter(|v| crate::limits::check_depth(v).is_ok())
+        .unwrap_or_else(|| Value::String(call.arguments.clone()));
     let confirm = toolbox
         .get(&call.name)
         .is_some_and(|t| t.spec().requires_confirmation);

@@ -86,6 +86,12 @@ pub enum ModelError {
     /// The run was cancelled while the request was in flight.
     #[error("cancelled")]
     Cancelled,
+    /// The model cannot be called as configured (a key variable is not set).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The answer grew past the agent's `max_answer_bytes` and was cut off there.
+    #[error("the answer exceeded max_answer_bytes ({0} bytes) and was cut off")]
+    AnswerTooLong(usize),
 }
 
 /// A model endpoint ready to be called. Implementations are cheap to share across runs.
@@ -105,8 +111,42 @@ pub trait Model: Send + Sync {
     ) -> Result<ModelResponse, ModelError>;
 }
 
+/// A model that cannot be called (its provider's key is not set): every call fails at once
+/// with the reason, so the run is stored `ERROR` saying what to fix.
+struct Unavailable {
+    id: String,
+    provider: String,
+    reason: String,
+}
+
+impl Model for Unavailable {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    fn invoke(
+        &self,
+        _request: &ModelRequest<'_>,
+        _cancel: &CancelToken,
+        _on_delta: &mut dyn FnMut(&Delta),
+    ) -> Result<ModelResponse, ModelError> {
+        Err(ModelError::Unavailable(self.reason.clone()))
+    }
+}
+
 /// Builds the client for a resolved `provider:model` reference.
 pub fn from_resolved(resolved: &ResolvedModel) -> Arc<dyn Model> {
+    if let Some(reason) = resolved.missing_key_message() {
+        return Arc::new(Unavailable {
+            id: resolved.model.clone(),
+            provider: resolved.provider.display_name.clone(),
+            reason,
+        });
+    }
     match resolved.provider.kind {
         ProviderKind::Test => Arc::new(test::TestModel::new(&resolved.model)),
         ProviderKind::OpenAi | ProviderKind::Anthropic => {

@@ -949,6 +949,7 @@ mod tests {
                 },
                 model: "fake-model".into(),
                 api_key: Some("sk-test".into()),
+                missing_key: None,
             });
             model.base_backoff = Duration::from_millis(5);
             model.read_timeout = Duration::from_secs(30);

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub detail: Value,
     /// `allow` header value for 405.
     pub allow: Option<&'static str>,
+    /// `retry-after` seconds for 429 and 503.
+    pub retry_after: Option<u32>,
 }
 
 pub type ApiResult = Result<Response<Body>, ApiError>;
@@ -24,6 +26,7 @@ impl ApiError {
             status,
             detail: Value::String(detail.into()),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail: json!([{"type": kind, "loc": [location, field], "msg": msg, "input": input}]),
             allow: None,
+            retry_after: None,
         }
     }
 
@@ -68,6 +72,15 @@ impl ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             detail: Value::String("Method Not Allowed".into()),
             allow: Some(allow),
+            retry_after: None,
+        }
+    }
+
+    /// 429 or 503 telling the client when to try again.
+    pub fn retry_later(status: StatusCode, detail: impl Into<String>, seconds: u32) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..Self::new(status, detail)
         }
     }
 
@@ -84,6 +97,10 @@ impl ApiError {
         if let Some(allow) = self.allow {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         resp
     }

@@ -48,6 +48,10 @@ pub struct ServerOptions {
     pub max_runs_in_flight: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
+    /// Time a client has to send its whole request body (408 after).
+    pub body_read_timeout: Duration,
+    /// Client connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
     /// How long shutdown waits for open connections after cancelling runs.
     pub shutdown_grace: Duration,
     /// `/info` and `/` name.
@@ -63,6 +67,8 @@ impl Default for ServerOptions {
             max_body_bytes: 10 * 1024 * 1024,
             max_runs_in_flight: 1024,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             shutdown_grace: Duration::from_secs(5),
             name: "agentos".into(),
             os_id: "agentos".into(),
@@ -102,6 +108,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(state.options.header_read_timeout)
         .keep_alive(true);
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.options.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -116,12 +123,17 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse_connection(stream));
+                    continue;
+                };
                 let state = state.clone();
                 let service = service_fn(move |req| handle(state.clone(), req));
                 let conn = http.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
@@ -133,6 +145,23 @@ pub async fn serve(
     let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
     state.runs.wait_idle(grace).await;
     Ok(())
+}
+
+/// Answers a connection over `--max-connections` with 503 and closes it, without reading
+/// its request, so a flood of idle clients cannot hold the server's memory.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = r#"{"detail":"Too many open connections; retry later"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let write = async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
 /// One request: CORS, auth, body limit, routing, logging.
@@ -177,26 +206,44 @@ async fn dispatch(
         req.uri().path(),
         req.headers(),
     )?;
+    let max = state.options.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body larger than {max} bytes"),
+        )
+    };
+    // A declared length over the limit is refused before any of the body is read.
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
     let (parts, incoming) = req.into_parts();
-    let body = match Limited::new(incoming, state.options.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
+    let timeout = state.options.body_read_timeout;
+    let read = tokio::time::timeout(timeout, Limited::new(incoming, max).collect()).await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) => {
             if err
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "Request body larger than {} bytes",
-                        state.options.max_body_bytes
-                    ),
-                ));
+                return Err(too_large());
             }
             return Err(ApiError::bad_request("Could not read the request body"));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "Request body not received within {} s",
+                    timeout.as_secs_f64()
+                ),
+            ));
         }
     };
     let req = Req::new(

@@ -402,9 +402,10 @@ async fn deliver(
 fn reserve(state: &AppState) -> Result<Slot, ApiError> {
     let limit = state.options.max_runs_in_flight;
     state.runs.reserve(limit).ok_or_else(|| {
-        ApiError::new(
+        ApiError::retry_later(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many runs in flight (limit {limit}); retry later"),
+            1,
         )
     })
 }
@@ -550,14 +551,20 @@ pub async fn resume(
         })?,
     };
     let session_id = form.get("session_id").filter(|s| !s.is_empty());
+    let user_id = form.get("user_id").filter(|s| !s.is_empty());
     component.require(state.engine.config(), id)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    if let Some(live) = state
+    let live = state
         .runs
         .find(run_id)
         .filter(|l| l.component == component && l.component_id == id && l.background)
-        .filter(|l| session_id.is_none_or(|s| s == l.session_id))
+        .filter(|l| session_id.is_none_or(|s| s == l.session_id));
+    if let (Some(live), Some(user)) = (&live, user_id)
+        && !session_visible(&state, &live.session_id, user).await?
     {
+        return Err(ApiError::not_found("Run not found"));
+    }
+    if let Some(live) = live {
         let mut log = live.log();
         let total = log.frames.len();
         let from = usize::try_from(last + 1).unwrap_or(0).min(total);
@@ -595,6 +602,11 @@ pub async fn resume(
     }) else {
         return Err(ApiError::not_found("Run not found"));
     };
+    if let Some(user) = user_id
+        && !session_visible(&state, stored.run.session_id(), user).await?
+    {
+        return Err(ApiError::not_found("Run not found"));
+    }
     let status = stored.run.status().as_str();
     let replay = python_json(&[
         ("event", json!("replay")),
@@ -613,6 +625,20 @@ pub async fn resume(
     Ok(event_stream(Body::stream(rx, None)))
 }
 
+/// Whether `user_id` may see the session ([`crate::store::Session::visible_to`]).
+async fn session_visible(
+    state: &AppState,
+    session_id: &str,
+    user_id: &str,
+) -> Result<bool, ApiError> {
+    let store = state.engine.store().clone();
+    let (session_id, user_id) = (session_id.to_string(), user_id.to_string());
+    let session = tokio::task::spawn_blocking(move || store.get_session(&session_id))
+        .await
+        .map_err(|_| ApiError::internal("JoinError"))??;
+    Ok(session.is_some_and(|s| s.visible_to(Some(&user_id))))
+}
+
 /// JSON with Python's default separators (`", "`, `": "`), as AgentOS writes `replay` frames.
 fn python_json(pairs: &[(&str, Value)]) -> String {
     let fields: Vec<String> = pairs
@@ -628,12 +654,32 @@ fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiError> {
         .transpose()
 }
 
-/// A JSON object field; invalid JSON or another type is ignored, as AgentOS does.
-fn lenient_object(form: &Form, name: &str) -> Option<Map<String, Value>> {
-    match serde_json::from_str(form.get(name)?) {
-        Ok(Value::Object(map)) => Some(map),
+/// A JSON object field; invalid JSON or another type is ignored, as AgentOS does. An
+/// object nested too deeply to be stored is refused (422 naming the field).
+fn lenient_object(form: &Form, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
+    let Some(raw) = form.get(name) else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Value>(raw) {
+        Ok(value) if value.is_object() => {
+            not_too_deep(name, &value)?;
+            Ok(value_into_object(value))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn value_into_object(value: Value) -> Option<Map<String, Value>> {
+    match value {
+        Value::Object(map) => Some(map),
         _ => None,
     }
+}
+
+/// 422 naming `field` when `value` nests deeper than agentos stores.
+pub(super) fn not_too_deep(field: &str, value: &Value) -> Result<(), ApiError> {
+    crate::limits::check_depth(value)
+        .map_err(|msg| ApiError::validation("json_too_deep", "body", field, &msg, Value::Null))
 }
 
 /// The engine request from the form's fields (spec §4.1 conversions).
@@ -645,7 +691,10 @@ fn run_request(
 ) -> Result<RunRequest, ApiError> {
     let metadata = match form.get("metadata").map(serde_json::from_str::<Value>) {
         None | Some(Err(_)) | Some(Ok(Value::Null)) => None,
-        Some(Ok(Value::Object(map))) => Some(map),
+        Some(Ok(value)) if value.is_object() => {
+            not_too_deep("metadata", &value)?;
+            value_into_object(value)
+        }
         Some(Ok(_)) => {
             return Err(ApiError::bad_request(
                 "Invalid metadata parameter: expected a JSON object",
@@ -661,6 +710,7 @@ fn run_request(
             let value: Value = serde_json::from_str(raw).map_err(|_| {
                 ApiError::unprocessable("Invalid output_schema: expected a JSON object schema")
             })?;
+            not_too_deep("output_schema", &value)?;
             let schema = if use_json_schema {
                 OutputSchema::from_response_format(&value)
             } else {
@@ -680,8 +730,8 @@ fn run_request(
         session_id: non_empty("session_id"),
         user_id: non_empty("user_id"),
         run_id: non_empty("run_id"),
-        session_state: lenient_object(form, "session_state"),
-        dependencies: lenient_object(form, "dependencies"),
+        session_state: lenient_object(form, "session_state")?,
+        dependencies: lenient_object(form, "dependencies")?,
         metadata,
         output_schema,
         model_override: None,
@@ -759,9 +809,19 @@ pub async fn continue_run(
     }
     let slot = reserve(&state)?;
     let engine = state.engine.clone();
+    let user_id = form
+        .get("user_id")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
     let pending = start_detached(&state, move || {
-        engine.continue_run(&agent, &run, Some(&session), &decisions, stream)
+        engine.continue_run(
+            &agent,
+            &run,
+            (Some(&session), user_id.as_deref()),
+            &decisions,
+            stream,
+        )
     })
     .await;
     let pending = match pending {
@@ -843,7 +903,7 @@ pub async fn continue_workflow(
         let Some(session) = store.get_session(&session_id)? else {
             return Ok(None);
         };
-        if session.user_id.is_some() && user_id.is_some() && session.user_id != user_id {
+        if !session.visible_to(user_id.as_deref()) {
             return Ok(None);
         }
         Ok(store

@@ -34,6 +34,14 @@ use crate::run::{RunRecord, RunStatus, new_id, now_secs};
 use crate::store::{Session, SessionQuery, SessionSort, SessionType, Store, StoredRun};
 
 /// The wire spellings of [`SessionType`], in AgentOS's enum order.
+/// The largest `limit` of a session listing.
+const MAX_PAGE_SIZE: i64 = 10_000;
+/// The largest `page` of a session listing; with [`MAX_PAGE_SIZE`] the offset stays far
+/// inside SQLite's 64-bit integers.
+const MAX_PAGE: i64 = 1_000_000_000;
+/// The largest Unix-seconds bound of a runs listing (year 9999).
+const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
 const SESSION_TYPES: [&str; 3] = ["agent", "team", "workflow"];
 const SORT_FIELDS: [&str; 3] = ["created_at", "updated_at", "session_name"];
 const SORT_ORDERS: [&str; 2] = ["asc", "desc"];
@@ -54,8 +62,12 @@ const RUN_STATUSES: [&str; 7] = [
 pub async fn list(state: Arc<AppState>, req: Req) -> ApiResult {
     let mut invalid = Invalid::default();
     let session_type = invalid.session_type(&req);
-    let limit = invalid.int_query(&req, "limit", Some(1)).unwrap_or(20);
-    let page = invalid.int_query(&req, "page", Some(1)).unwrap_or(1);
+    let limit = invalid
+        .int_query(&req, "limit", Some(1), Some(MAX_PAGE_SIZE))
+        .unwrap_or(20);
+    let page = invalid
+        .int_query(&req, "page", Some(1), Some(MAX_PAGE))
+        .unwrap_or(1);
     let sort_by = invalid.enum_query(&req, "sort_by", &SORT_FIELDS);
     let sort_order = invalid.enum_query(&req, "sort_order", &SORT_ORDERS);
     invalid.finish()?;
@@ -408,10 +420,11 @@ pub async fn component_runs(
         return Err(ApiError::internal("ValidationError"));
     };
     let status = last_query(&req, "status").map(str::to_string);
+    let user_id = last_query(&req, "user_id").map(str::to_string);
     component.require(state.engine.config(), id)?;
     let id = id.to_string();
     let list = blocking(&state, move |store| {
-        if !owns_session(store, component, &id, &session_id)? {
+        if !owns_session(store, (component, &id), &session_id, user_id.as_deref())? {
             return Err(ApiError::not_found("Session not found"));
         }
         let runs = store.list_runs(&session_id)?;
@@ -446,11 +459,12 @@ pub async fn component_run(
     let Some(session_id) = session_id else {
         return Err(ApiError::internal("ValidationError"));
     };
+    let user_id = last_query(&req, "user_id").map(str::to_string);
     component.require(state.engine.config(), id)?;
     let (id, run_id) = (id.to_string(), run_id.to_string());
     let run = blocking(&state, move |store| {
         let not_found = || ApiError::not_found("Run not found");
-        if !owns_session(store, component, &id, &session_id)? {
+        if !owns_session(store, (component, &id), &session_id, user_id.as_deref())? {
             return Err(not_found());
         }
         let stored = store
@@ -467,16 +481,16 @@ pub async fn component_run(
     Ok(ok(&run))
 }
 
-/// Whether the session exists and belongs to this component.
+/// Whether the session exists, belongs to this component and may be seen by `user_id`.
 fn owns_session(
     store: &Store,
-    component: Component,
-    id: &str,
+    (component, id): (Component, &str),
     session_id: &str,
+    user_id: Option<&str>,
 ) -> Result<bool, ApiError> {
-    Ok(store
-        .get_session(session_id)?
-        .is_some_and(|s| s.session_type == component.session_type() && s.component_id == id))
+    Ok(store.get_session(session_id)?.is_some_and(|s| {
+        s.session_type == component.session_type() && s.component_id == id && s.visible_to(user_id)
+    }))
 }
 
 // ----- shared steps -----
@@ -508,8 +522,8 @@ fn detail_of(store: &Store, config: &Config, session: &Session) -> Result<Value,
 async fn session_runs(state: &AppState, req: &Req, id: &str) -> Result<Vec<StoredRun>, ApiError> {
     let mut invalid = Invalid::default();
     let wanted = invalid.session_type(req);
-    let created_after = invalid.int_query(req, "created_after", None);
-    let created_before = invalid.int_query(req, "created_before", None);
+    let created_after = invalid.int_query(req, "created_after", Some(0), Some(MAX_TIMESTAMP));
+    let created_before = invalid.int_query(req, "created_before", Some(0), Some(MAX_TIMESTAMP));
     invalid.finish()?;
 
     let requested: Vec<String> = req
@@ -573,10 +587,7 @@ impl Scope {
 
     fn admits(&self, session: &Session) -> bool {
         self.session_type.is_none_or(|t| t == session.session_type)
-            && self
-                .user_id
-                .as_deref()
-                .is_none_or(|u| session.user_id.as_deref() == Some(u))
+            && session.visible_to(self.user_id.as_deref())
     }
 
     fn filter(&self, session: Option<Session>) -> Option<Session> {
@@ -644,6 +655,7 @@ fn json_body(req: &Req) -> Result<Option<Value>, ApiError> {
                 "ctx": {"error": python_json_error(&err)},
             }]),
             allow: None,
+            retry_after: None,
         }),
     }
 }
@@ -725,6 +737,7 @@ impl Invalid {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail: Value::Array(self.0),
             allow: None,
+            retry_after: None,
         })
     }
 
@@ -768,7 +781,14 @@ impl Invalid {
     }
 
     /// An integer query parameter, at least `ge` when given.
-    fn int_query(&mut self, req: &Req, name: &str, ge: Option<i64>) -> Option<i64> {
+    /// An integer query parameter within `ge..=le` (FastAPI's `ge`/`le` errors otherwise).
+    fn int_query(
+        &mut self,
+        req: &Req,
+        name: &str,
+        ge: Option<i64>,
+        le: Option<i64>,
+    ) -> Option<i64> {
         let raw = last_query(req, name)?;
         let Ok(value) = raw.trim().parse::<i64>() else {
             self.push(
@@ -787,6 +807,16 @@ impl Invalid {
                 &format!("Input should be greater than or equal to {min}"),
                 json!(raw),
                 Some(json!({ "ge": min })),
+            );
+            return None;
+        }
+        if let Some(max) = le.filter(|max| value > *max) {
+            self.push(
+                "less_than_equal",
+                vec![json!("query"), json!(name)],
+                &format!("Input should be less than or equal to {max}"),
+                json!(raw),
+                Some(json!({ "le": max })),
             );
             return None;
         }
@@ -851,7 +881,19 @@ impl Invalid {
     fn opt_object(&mut self, map: &Map<String, Value>, name: &str) -> Option<Map<String, Value>> {
         match map.get(name) {
             None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
+            Some(value @ Value::Object(m)) => {
+                if let Err(msg) = crate::limits::check_depth(value) {
+                    self.push(
+                        "json_too_deep",
+                        vec![json!("body"), json!(name)],
+                        &msg,
+                        Value::Null,
+                        None,
+                    );
+                    return None;
+                }
+                Some(m.clone())
+            }
             Some(other) => {
                 self.push(
                     "dict_type",
@@ -1073,11 +1115,11 @@ instructions = ["You write very short stories."]
         let mut invalid = Invalid::default();
         assert_eq!(invalid.session_type(&req), None);
         assert_eq!(
-            invalid.int_query(&req, "limit", Some(1)),
+            invalid.int_query(&req, "limit", Some(1), None),
             Some(5),
             "last wins"
         );
-        assert_eq!(invalid.int_query(&req, "page", Some(1)), None);
+        assert_eq!(invalid.int_query(&req, "page", Some(1), None), None);
         let err = invalid.finish().unwrap_err();
         assert_eq!(
             serde_json::to_string(&err.detail).unwrap(),

@@ -98,6 +98,17 @@ pub struct Session {
     pub updated_at: i64,
 }
 
+impl Session {
+    /// Whether a request naming `user_id` may see this session: with no user id, anyone;
+    /// with one, only the session's owner. Every endpoint that takes a session id and a
+    /// user id applies this one rule, answering 404 when it fails. (Starting a run in an
+    /// existing session is stricter, as in AgentOS: an owned session only takes runs from
+    /// its owner.)
+    pub fn visible_to(&self, user_id: Option<&str>) -> bool {
+        user_id.is_none_or(|u| self.user_id.as_deref() == Some(u))
+    }
+}
+
 /// Filter and paging for [`Store::list_sessions`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionQuery {
@@ -225,7 +236,7 @@ macro_rules! display_name_expr {
 /// The columns of a run as [`raw_run`] reads them (runs `r` joined to sessions `s`).
 macro_rules! run_columns {
     () => {
-        "r.run, r.events, r.updated_at, s.session_type"
+        "r.run, r.events, r.updated_at, s.session_type, r.run_id"
     };
 }
 
@@ -520,7 +531,8 @@ impl Store {
             SessionSort::SessionName => "display_name COLLATE NOCASE",
         };
         let limit = i64::from(query.limit.max(1));
-        let offset = i64::from(query.page.max(1) - 1) * limit;
+        // Saturates rather than wrapping: a page past the end is simply empty.
+        let offset = i64::from(query.page.max(1) - 1).saturating_mul(limit);
 
         let count_sql = format!("SELECT COUNT(*) FROM sessions{filter}");
         let page_sql = format!(
@@ -727,7 +739,7 @@ impl Store {
             ))?
             .query_row([run_id], raw_run)
             .optional()?;
-        raw.map(RawRun::into_stored).transpose()
+        Ok(raw.and_then(RawRun::into_stored))
     }
 
     /// Every run of a session (member runs included), oldest first.
@@ -775,7 +787,7 @@ impl Store {
             .prepare_cached(&sql)?
             .query_map(params_from_iter(args.iter()), raw_run)?
             .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter().map(RawRun::into_stored).collect()
+        Ok(raws.into_iter().filter_map(RawRun::into_stored).collect())
     }
 
     /// The last `num_runs` COMPLETED top-level runs of a session, oldest first, leaving
@@ -787,10 +799,11 @@ impl Store {
         num_runs: usize,
         exclude_run_id: Option<&str>,
     ) -> StoreResult<Vec<AnyRun>> {
-        self.history_column("run", session_id, num_runs, exclude_run_id)?
+        Ok(self
+            .history_column("run", session_id, num_runs, exclude_run_id)?
             .iter()
-            .map(|text| Ok(serde_json::from_str(text)?))
-            .collect()
+            .filter_map(|text| unpack(text, "[]", session_id).map(|(run, _)| run))
+            .collect())
     }
 
     /// The conversation of the same runs [`Store::history`] selects, oldest first, without
@@ -809,7 +822,10 @@ impl Store {
         )?;
         let mut messages = Vec::new();
         for text in &texts {
-            let run: Vec<Message> = serde_json::from_str(text)?;
+            let Some(run) = decode_or_report::<Vec<Message>>(text, "a run of session", session_id)
+            else {
+                continue;
+            };
             messages.extend(
                 run.into_iter()
                     .filter(|m| m.role != Role::System && !m.from_history),
@@ -933,14 +949,20 @@ fn raw_session(row: &Row<'_>) -> rusqlite::Result<RawSession> {
 }
 
 impl RawSession {
+    /// The session, with any JSON column that cannot be decoded reported and left empty,
+    /// so one bad row never makes a listing fail.
     fn into_session(self) -> StoreResult<Session> {
-        let parse = |text: Option<String>| -> StoreResult<Option<Value>> {
-            Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+        let id = self.session_id.as_str();
+        let parse = |text: Option<String>, column: &str| -> Option<Value> {
+            decode_or_report(&text?, &format!("the {column} of session"), id)
         };
+        let session_state =
+            decode_or_report(&self.session_state, "the session_state of session", id)
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
         Ok(Session {
-            session_state: serde_json::from_str(&self.session_state)?,
-            metadata: parse(self.metadata)?,
-            session_data: parse(self.session_data)?,
+            metadata: parse(self.metadata, "metadata"),
+            session_data: parse(self.session_data, "session_data"),
+            session_state,
             session_id: self.session_id,
             session_type: self.session_type,
             component_id: self.component_id,
@@ -1002,20 +1024,116 @@ struct RunColumns {
 
 impl RunColumns {
     fn new(run: &impl RunRecord, events: &[Value]) -> StoreResult<Self> {
-        let content = match run.content() {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(other) => Some(serde_json::to_string(other)?),
-        };
         let (input, output, total) = run.tokens();
+        let (run, events) = pack(run, events)?;
         Ok(RunColumns {
-            content,
-            run: serde_json::to_string(run)?,
-            events: serde_json::to_string(events)?,
+            // Kept empty: the text is in the run object's messages (see [`pack`]).
+            content: None,
+            run,
+            events,
             input_tokens: to_i64(input),
             output_tokens: to_i64(output),
             total_tokens: to_i64(total),
         })
+    }
+}
+
+/// The key that stands for a run's `content` (or an event's) left out of its row.
+const CONTENT_FROM: &str = "_content_from";
+
+/// A run object and its events as stored, with the answer's text once. A run's `content`
+/// that is also the text of its last assistant message is left out of the object (marked
+/// `"_content_from": "message"`); an event's `content` that is the run's own content is
+/// left out of the event (`"_content_from": "run"`). [`unpack`] puts both back. Without
+/// this a long answer was stored three or four times in its row.
+fn pack(run: &impl RunRecord, events: &[Value]) -> StoreResult<(String, String)> {
+    let mut object = serde_json::to_value(run)?;
+    let content = object
+        .get("content")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(text) = &content
+        && last_assistant_text(&object) == Some(text.as_str())
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("content");
+        map.insert(CONTENT_FROM.into(), Value::String("message".into()));
+    }
+    let events = match &content {
+        Some(text)
+            if !text.is_empty()
+                && events
+                    .iter()
+                    .any(|e| e.get("content").and_then(Value::as_str) == Some(text)) =>
+        {
+            let packed: Vec<Value> = events
+                .iter()
+                .map(|event| {
+                    let mut event = event.clone();
+                    if event.get("content").and_then(Value::as_str) == Some(text.as_str())
+                        && let Some(map) = event.as_object_mut()
+                    {
+                        map.remove("content");
+                        map.insert(CONTENT_FROM.into(), Value::String("run".into()));
+                    }
+                    event
+                })
+                .collect();
+            serde_json::to_string(&packed)?
+        }
+        _ => serde_json::to_string(events)?,
+    };
+    Ok((serde_json::to_string(&object)?, events))
+}
+
+/// The text of the last assistant message of a run object.
+fn last_assistant_text(run: &Value) -> Option<&str> {
+    run.get("messages")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))?
+        .get("content")?
+        .as_str()
+}
+
+/// Undoes [`pack`]: the run object and its events as they were given to the store.
+fn unpack(run_text: &str, events_text: &str, id: &str) -> Option<(AnyRun, Vec<Value>)> {
+    let marked = run_text.contains(CONTENT_FROM) || events_text.contains(CONTENT_FROM);
+    if !marked {
+        let run = decode_or_report(run_text, "run", id)?;
+        let events = decode_or_report(events_text, "the events of run", id).unwrap_or_default();
+        return Some((run, events));
+    }
+    let mut object: Value = decode_or_report(run_text, "run", id)?;
+    let mut content = object.get("content").cloned();
+    if let Some(map) = object.as_object_mut()
+        && map.get(CONTENT_FROM).and_then(Value::as_str) == Some("message")
+    {
+        map.remove(CONTENT_FROM);
+        content = last_assistant_text(&Value::Object(map.clone())).map(|t| Value::String(t.into()));
+        if let Some(text) = &content {
+            map.insert("content".into(), text.clone());
+        }
+    }
+    let mut events: Vec<Value> =
+        decode_or_report(events_text, "the events of run", id).unwrap_or_default();
+    for event in &mut events {
+        if let Some(map) = event.as_object_mut()
+            && map.get(CONTENT_FROM).and_then(Value::as_str) == Some("run")
+        {
+            map.remove(CONTENT_FROM);
+            if let Some(text) = &content {
+                map.insert("content".into(), text.clone());
+            }
+        }
+    }
+    match serde_json::from_value(object) {
+        Ok(run) => Some((run, events)),
+        Err(err) => {
+            eprintln!("agentos: warning: run {id} could not be decoded and is left out: {err}");
+            None
+        }
     }
 }
 
@@ -1025,6 +1143,7 @@ struct RawRun {
     events: String,
     updated_at: i64,
     session_type: SessionType,
+    run_id: String,
 }
 
 /// Reads the columns of `run_columns!()` starting at index 0.
@@ -1034,17 +1153,59 @@ fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
         events: row.get(1)?,
         updated_at: row.get(2)?,
         session_type: row.get(3)?,
+        run_id: row.get(4)?,
     })
 }
 
 impl RawRun {
-    fn into_stored(self) -> StoreResult<StoredRun> {
-        Ok(StoredRun {
-            run: serde_json::from_str(&self.run)?,
+    /// The stored run, or `None` (reported) when its object cannot be decoded. Events that
+    /// cannot be decoded are reported and left out.
+    fn into_stored(self) -> Option<StoredRun> {
+        let (run, events) = unpack(&self.run, &self.events, &self.run_id)?;
+        Some(StoredRun {
+            run,
             session_type: self.session_type,
-            events: serde_json::from_str(&self.events)?,
+            events,
             updated_at: self.updated_at,
         })
+    }
+}
+
+/// The deepest JSON [`decode`] reads. Values agentos accepts nest at most
+/// [`crate::limits::MAX_JSON_DEPTH`] levels, embedded a few levels down in a run object;
+/// rows written before that limit existed may be deeper than serde_json's default 128.
+const MAX_READ_DEPTH: usize = 512;
+
+/// Decodes JSON the store wrote. Text nesting past serde_json's default limit is read with
+/// the limit lifted, after a scan without recursion has shown it nests at most
+/// [`MAX_READ_DEPTH`] levels (a few hundred stack frames).
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    match serde_json::from_str(text) {
+        Err(err) => {
+            // serde_json's own limit is 128 levels: anything shallower failed for another
+            // reason.
+            if !(128..=MAX_READ_DEPTH).contains(&crate::limits::text_depth(text)) {
+                return Err(err);
+            }
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.disable_recursion_limit();
+            let value = T::deserialize(&mut de)?;
+            de.end()?;
+            Ok(value)
+        }
+        other => other,
+    }
+}
+
+/// [`decode`], reporting a value that cannot be decoded (what it is and its id) on stderr
+/// and giving `None`, so readers skip that row and keep serving the others.
+fn decode_or_report<T: serde::de::DeserializeOwned>(text: &str, what: &str, id: &str) -> Option<T> {
+    match decode(text) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            eprintln!("agentos: warning: {what} {id} could not be decoded and is left out: {err}");
+            None
+        }
     }
 }
 
@@ -1462,24 +1623,101 @@ mod tests {
         let got = store.get_run("cancel").unwrap().unwrap();
         assert_eq!(got.run.status(), RunStatus::Cancelled);
         assert_eq!(got.run.content_text(), "partial answ");
-        let (status, content): (String, String) = store
+        let status: String = store
             .conn()
-            .query_row(
-                "SELECT status, content FROM runs WHERE run_id = 'cancel'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT status FROM runs WHERE run_id = 'cancel'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
-        assert_eq!(
-            (status.as_str(), content.as_str()),
-            ("CANCELLED", "partial answ")
-        );
+        assert_eq!(status, "CANCELLED");
 
         let errors = store
             .list_runs_filtered("s1", &[RunStatus::Error, RunStatus::Cancelled], None, None)
             .unwrap();
         assert_eq!(errors.len(), 2);
         assert!(store.history("s1", 5, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_text_is_stored_once() {
+        let store = Store::open_in_memory().unwrap();
+        let s = session("s1", "writer", None, 1);
+        let r = run("s1", "big", "tell me everything");
+        store.begin_run(&s, &r, SessionType::Agent).unwrap();
+        let answer = format!("BEGIN {} END", "word ".repeat(20_000));
+        let done = finished(r, RunStatus::Completed, &answer, 3);
+        let events = vec![
+            json!({"event": "RunStarted"}),
+            json!({"event": "RunCompleted", "content": answer}),
+        ];
+        store.finish_run(&done, &events, &json!({})).unwrap();
+
+        let (run_text, events_text, content): (String, String, Option<String>) = store
+            .conn()
+            .query_row(
+                "SELECT run, events, content FROM runs WHERE run_id = 'big'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let copies = [
+            run_text.as_str(),
+            events_text.as_str(),
+            content.as_deref().unwrap_or(""),
+        ]
+        .iter()
+        .map(|t| t.matches("BEGIN word").count())
+        .sum::<usize>();
+        assert_eq!(copies, 1, "the answer is stored once");
+        let stored = store.get_run("big").unwrap().unwrap();
+        assert_eq!(stored.run, AnyRun::Agent(done));
+        assert_eq!(stored.events, events, "events come back whole");
+        let history = store.history("s1", 1, None).unwrap();
+        assert_eq!(history[0].content_text(), answer);
+    }
+
+    #[test]
+    fn rows_too_deep_for_serde_json_are_still_read() {
+        let store = Store::open_in_memory().unwrap();
+        // A session state nesting past serde_json's default limit of 128, as rows written
+        // before agentos refused such input can hold.
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(140), "]".repeat(140));
+        let mut s = session("deep", "writer", None, 1);
+        s.session_state = json!({});
+        store.create_session(&s).unwrap();
+        store
+            .conn()
+            .execute(
+                "UPDATE sessions SET session_state = ?1 WHERE session_id = 'deep'",
+                [&deep],
+            )
+            .unwrap();
+        let read = store.get_session("deep").unwrap().unwrap();
+        assert_eq!(crate::limits::json_depth(&read.session_state), 141);
+        // Past what agentos reads at all: reported, left empty, and the listing still works.
+        let deeper = format!("{{\"x\":{}{}}}", "[".repeat(600), "]".repeat(600));
+        store
+            .conn()
+            .execute(
+                "UPDATE sessions SET session_state = ?1 WHERE session_id = 'deep'",
+                [&deeper],
+            )
+            .unwrap();
+        let read = store.get_session("deep").unwrap().unwrap();
+        assert_eq!(read.session_state, json!({}));
+        let (list, total) = store.list_sessions(&SessionQuery::default()).unwrap();
+        assert_eq!((list.len(), total), (1, 1));
+        // A run object that cannot be decoded is left out of listings, the others stay.
+        complete(&store, &s, "good", "hello", RunStatus::Completed);
+        complete(&store, &s, "bad", "hello", RunStatus::Completed);
+        store
+            .conn()
+            .execute("UPDATE runs SET run = '{not json' WHERE run_id = 'bad'", [])
+            .unwrap();
+        let runs = store.list_runs("deep").unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run.run_id(), "good");
+        assert!(store.get_run("bad").unwrap().is_none());
     }
 
     #[test]
