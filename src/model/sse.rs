@@ -1,8 +1,9 @@
 //! Incremental Server-Sent Events parsing for provider streams.
 //!
-//! [`SseReader`] pulls lines from a [`BufRead`] and yields one [`SseEvent`] per blank-line
-//! terminated block. It never reads past the end of the line it is working on, so each
-//! event is handed on as soon as its bytes have arrived: a slow provider streams.
+//! [`SseDecoder`] takes bytes in whatever pieces the network delivers them and yields one
+//! [`SseEvent`] per blank-line terminated block, as soon as that block's last line has
+//! arrived: a slow provider streams. Where the bytes are split never changes the events.
+//! [`SseReader`] runs the decoder over a [`BufRead`].
 //!
 //! The format follows the WHATWG `text/event-stream` rules: lines end in LF, CRLF or a lone
 //! CR; `:` starts a comment; `data:` lines are joined with `\n`; `event:` names the event;
@@ -89,13 +90,82 @@ impl SseParser {
     }
 }
 
+/// A line of an event stream was longer than [`MAX_LINE_BYTES`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("event stream line longer than {MAX_LINE_BYTES} bytes")]
+pub struct LineTooLong;
+
+/// Turns bytes, pushed in pieces of any size, into events.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    parser: SseParser,
+    line: Vec<u8>,
+    /// The previous piece ended in CR, so a directly following LF belongs to it.
+    skip_lf: bool,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes `bytes`, appending every event they complete to `out`. Bytes of an
+    /// unfinished line are kept for the next push.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), LineTooLong> {
+        if self.skip_lf && !bytes.is_empty() {
+            self.skip_lf = false;
+            if bytes[0] == b'\n' {
+                bytes = &bytes[1..];
+            }
+        }
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.line.extend_from_slice(&bytes[..pos]);
+            let cr = bytes[pos] == b'\r';
+            bytes = &bytes[pos + 1..];
+            if cr {
+                match bytes.first() {
+                    Some(b'\n') => bytes = &bytes[1..],
+                    Some(_) => {}
+                    None => self.skip_lf = true,
+                }
+            }
+            let line = take_line(&mut self.line);
+            if let Some(event) = self.parser.feed_line(&line) {
+                out.push(event);
+            }
+        }
+        self.line.extend_from_slice(bytes);
+        if self.line.len() > MAX_LINE_BYTES {
+            self.line = Vec::new();
+            return Err(LineTooLong);
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: a last line without a terminator still counts, and a final block
+    /// without its blank line is still delivered.
+    pub fn finish(&mut self) -> Option<SseEvent> {
+        self.skip_lf = false;
+        if !self.line.is_empty() {
+            let line = take_line(&mut self.line);
+            if let Some(event) = self.parser.feed_line(&line) {
+                return Some(event);
+            }
+        }
+        self.parser.finish()
+    }
+}
+
+fn take_line(line: &mut Vec<u8>) -> String {
+    let bytes = std::mem::take(line);
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Reads events from a byte stream.
 pub struct SseReader<R> {
     inner: R,
-    parser: SseParser,
-    line: Vec<u8>,
-    /// The previous line ended in CR, so a directly following LF belongs to it.
-    skip_lf: bool,
+    decoder: SseDecoder,
+    ready: std::collections::VecDeque<SseEvent>,
     eof: bool,
 }
 
@@ -103,9 +173,8 @@ impl<R: BufRead> SseReader<R> {
     pub fn new(inner: R) -> Self {
         SseReader {
             inner,
-            parser: SseParser::new(),
-            line: Vec::new(),
-            skip_lf: false,
+            decoder: SseDecoder::new(),
+            ready: std::collections::VecDeque::new(),
             eof: false,
         }
     }
@@ -113,69 +182,30 @@ impl<R: BufRead> SseReader<R> {
     /// The next event, or `None` at the end of the stream. Blocks only until the bytes of
     /// the event's last line have arrived.
     pub fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
-        while !self.eof {
-            match self.read_line()? {
-                Some(line) => {
-                    if let Some(event) = self.parser.feed_line(&line) {
-                        return Ok(Some(event));
-                    }
-                }
-                None => {
-                    self.eof = true;
-                    return Ok(self.parser.finish());
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// One line without its terminator, or `None` at the end of the stream.
-    fn read_line(&mut self) -> io::Result<Option<String>> {
-        self.line.clear();
+        let mut out = Vec::new();
         loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.eof {
+                return Ok(None);
+            }
             let buf = match self.inner.fill_buf() {
                 Ok(buf) => buf,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             if buf.is_empty() {
-                // A last line without a terminator still counts.
-                return Ok((!self.line.is_empty()).then(|| self.take_line()));
+                self.eof = true;
+                self.ready.extend(self.decoder.finish());
+                continue;
             }
-            let mut start = 0;
-            if self.skip_lf {
-                self.skip_lf = false;
-                if buf[0] == b'\n' {
-                    start = 1;
-                }
-            }
-            match buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
-                Some(pos) => {
-                    let end = start + pos;
-                    self.line.extend_from_slice(&buf[start..end]);
-                    self.skip_lf = buf[end] == b'\r';
-                    self.inner.consume(end + 1);
-                    return Ok(Some(self.take_line()));
-                }
-                None => {
-                    let len = buf.len();
-                    self.line.extend_from_slice(&buf[start..]);
-                    self.inner.consume(len);
-                    if self.line.len() > MAX_LINE_BYTES {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("event stream line longer than {MAX_LINE_BYTES} bytes"),
-                        ));
-                    }
-                }
-            }
+            let len = buf.len();
+            let pushed = self.decoder.push(buf, &mut out);
+            self.inner.consume(len);
+            pushed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.ready.extend(out.drain(..));
         }
-    }
-
-    fn take_line(&mut self) -> String {
-        let bytes = std::mem::take(&mut self.line);
-        String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -273,6 +303,45 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(got, vec![data("\u{fffd}")]);
+    }
+
+    #[test]
+    fn decoder_gives_the_same_events_however_the_bytes_are_split() {
+        let input = b"event: a\r\ndata: 1\r\n\r\n: c\ndata: 2\rdata: 3\r\rdata: \xc3\xa9\n\ndata: tail";
+        let whole = {
+            let mut d = SseDecoder::new();
+            let mut out = Vec::new();
+            d.push(input, &mut out).unwrap();
+            out.extend(d.finish());
+            out
+        };
+        assert_eq!(whole.len(), 4, "{whole:?}");
+        for cut in 0..input.len() {
+            for cut2 in cut..input.len() {
+                let mut d = SseDecoder::new();
+                let mut out = Vec::new();
+                d.push(&input[..cut], &mut out).unwrap();
+                d.push(&input[cut..cut2], &mut out).unwrap();
+                d.push(&input[cut2..], &mut out).unwrap();
+                out.extend(d.finish());
+                assert_eq!(out, whole, "split at {cut} and {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn decoder_refuses_endless_lines() {
+        let mut d = SseDecoder::new();
+        let mut out = Vec::new();
+        let chunk = vec![b'x'; 1024 * 1024];
+        let mut failed = false;
+        for _ in 0..(MAX_LINE_BYTES / chunk.len() + 2) {
+            if d.push(&chunk, &mut out).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
     }
 
     #[test]
