@@ -3,9 +3,10 @@
 //! Measures, against a local fake OpenAI-compatible model with zero think time:
 //! 1. one-shot `agentos run` wall time (process start to exit, SQLite write included),
 //!    next to the bare model round trip, so the difference is agentos's own cost;
-//! 2. the engine's CPU per run including the store write (in process, this thread's CPU
-//!    time from `/proc/thread-self/schedstat`), with the offline `test` model and with the
-//!    OpenAI client over HTTP;
+//! 2. the engine's CPU per run including the store write (in process: the CPU time of the
+//!    thread that runs the engine plus the store's own threads, from
+//!    `/proc/self/task/*/schedstat`), with the offline `test` model and with the OpenAI
+//!    client over HTTP;
 //! 3. run 51 of a session that sends its whole history vs run 1.
 //!
 //! `AGENTOS_BENCH_QUICK=1` shortens every loop (used to smoke-test the program).
@@ -20,15 +21,40 @@ use std::time::{Duration, Instant};
 use agentos::cancel::CancelToken;
 use agentos::config::Config;
 use agentos::engine::{Engine, RunRequest};
+use agentos::event::{Discard, Event, EventSink};
 use agentos::store::Store;
 
-fn thread_cpu() -> Duration {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns: u64 = text
+/// Counts the events of the runs it is given.
+struct Counter<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl EventSink for Counter<'_> {
+    fn send<'a>(&'a self, _event: &'a Event) -> futures_util::future::BoxFuture<'a, ()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+fn schedstat_ns(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
         .split_whitespace()
         .next()
         .and_then(|f| f.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// CPU time of agentos's own work: this thread (which runs the engine) and the store's
+/// threads; the in-process fake model's threads are left out.
+fn thread_cpu() -> Duration {
+    let mut ns = schedstat_ns(std::path::Path::new("/proc/thread-self/schedstat"));
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.starts_with("agentos-store") {
+                ns += schedstat_ns(&task.path().join("schedstat"));
+            }
+        }
+    }
     Duration::from_nanos(ns)
 }
 
@@ -182,29 +208,29 @@ fn main() {
     );
 
     // 2. Engine CPU per run with the store write.
-    let store = Arc::new(Store::open(&dir.path().join("engine.db")).expect("open store"));
+    let store = Store::open(&dir.path().join("engine.db")).expect("open store");
     let engine = Engine::new(config.clone(), store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     let cancel = CancelToken::new();
-    let mut events = 0usize;
-    let per_run = |agent: &str, n: usize, events: &mut usize| {
+    let events = std::sync::atomic::AtomicUsize::new(0);
+    let per_run = |agent: &str, n: usize, events: &std::sync::atomic::AtomicUsize| {
         for _ in 0..scale(50) {
-            engine
-                .run(
-                    request(agent, "warm up, use noop", None),
-                    &cancel,
-                    &mut |_| {},
-                )
+            runtime
+                .block_on(engine.run(request(agent, "warm up, use noop", None), &cancel, &Discard))
                 .expect("run");
         }
         let cpu0 = thread_cpu();
         let t0 = Instant::now();
         for i in 0..n {
-            let run = engine
-                .run(
+            let run = runtime
+                .block_on(engine.run(
                     request(agent, &format!("story {i}, use noop"), None),
                     &cancel,
-                    &mut |_| *events += 1,
-                )
+                    &Counter(events),
+                ))
                 .expect("run");
             assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
         }
@@ -214,11 +240,11 @@ fn main() {
         )
     };
     let n = scale(2000);
-    let (cpu, wall) = per_run("offline", n, &mut events);
+    let (cpu, wall) = per_run("offline", n, &events);
     println!(
         "| engine CPU per run, `test` model, incl. SQLite write ({n} runs) | {cpu:.3} ms (wall {wall:.3} ms) |"
     );
-    let (cpu, wall) = per_run("story-writer", n, &mut events);
+    let (cpu, wall) = per_run("story-writer", n, &events);
     println!(
         "| engine CPU per run, OpenAI client over HTTP, incl. SQLite write | {cpu:.3} ms (wall {wall:.3} ms) |"
     );
@@ -226,8 +252,8 @@ fn main() {
     // 2b. Overhead of one command-tool call: a run that calls `true` through a command
     // tool, against the same offline run without a tool call.
     let n_tool = scale(200);
-    let (tool_cpu, tool_wall) = per_run("tooler", n_tool, &mut events);
-    let (base_cpu, base_wall) = per_run("offline", n_tool, &mut events);
+    let (tool_cpu, tool_wall) = per_run("tooler", n_tool, &events);
+    let (base_cpu, base_wall) = per_run("offline", n_tool, &events);
     println!(
         "| command-tool call overhead per call (`true`), wall / agentos CPU | {:.2} ms / {:.3} ms |",
         tool_wall - base_wall,
@@ -243,12 +269,12 @@ fn main() {
         .is_ok_and(|s| s.success());
     if mcp_installed {
         let t = Instant::now();
-        let run = engine
-            .run(
+        let run = runtime
+            .block_on(engine.run(
                 request("mcp-tooler", "use get_current_time timezone=UTC", None),
                 &cancel,
-                &mut |_| {},
-            )
+                &Discard,
+            ))
             .expect("run");
         assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
         println!(
@@ -259,25 +285,25 @@ fn main() {
         let mut base_wall = Vec::new();
         for i in 0..scale(200) {
             let t = Instant::now();
-            engine
-                .run(
+            runtime
+                .block_on(engine.run(
                     request(
                         "mcp-tooler",
                         &format!("use get_current_time timezone=UTC {i}"),
                         None,
                     ),
                     &cancel,
-                    &mut |_| {},
-                )
+                    &Discard,
+                ))
                 .expect("run");
             mcp_wall.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
-            engine
-                .run(
+            runtime
+                .block_on(engine.run(
                     request("offline", &format!("story {i}"), None),
                     &cancel,
-                    &mut |_| {},
-                )
+                    &Discard,
+                ))
                 .expect("run");
             base_wall.push(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -299,31 +325,33 @@ fn main() {
     let time_runs = |start: &dyn Fn(usize) -> agentos::engine::PendingRun, n: usize| {
         let t0 = Instant::now();
         for i in 0..n {
-            let run = engine.execute(start(i), &cancel, &mut |_| {}).expect("run");
+            let run = runtime
+                .block_on(engine.execute(start(i), &cancel, &Discard))
+                .expect("run");
             assert_eq!(agentos::run::RunRecord::status(&run).as_str(), "COMPLETED");
         }
         t0.elapsed().as_secs_f64() * 1e3 / n as f64
     };
     let agent_wall = time_runs(
         &|i| {
-            engine
-                .start(request("offline", &format!("story {i}"), None))
+            runtime
+                .block_on(engine.start(request("offline", &format!("story {i}"), None)))
                 .expect("start")
         },
         n_flow,
     );
     let team_wall = time_runs(
         &|i| {
-            engine
-                .start_team(request("duo", &format!("story {i}"), None))
+            runtime
+                .block_on(engine.start_team(request("duo", &format!("story {i}"), None)))
                 .expect("start")
         },
         n_flow,
     );
     let workflow_wall = time_runs(
         &|i| {
-            engine
-                .start_workflow(request("pipeline", &format!("story {i}"), None))
+            runtime
+                .block_on(engine.start_workflow(request("pipeline", &format!("story {i}"), None)))
                 .expect("start")
         },
         n_flow,
@@ -350,12 +378,12 @@ fn main() {
             let message = format!("Message number {i} of a long chat");
             let cpu0 = thread_cpu();
             let t = Instant::now();
-            engine
-                .run(
+            runtime
+                .block_on(engine.run(
                     request("historian", &message, Some(session.clone())),
                     &cancel,
-                    &mut |_| {},
-                )
+                    &Discard,
+                ))
                 .expect("run");
             let took = t.elapsed().as_secs_f64() * 1e3;
             let cpu = (thread_cpu() - cpu0).as_secs_f64() * 1e3;

@@ -1,20 +1,36 @@
-//! Cooperative cancellation shared by a run, its model request and whoever may stop it
-//! (Ctrl-C, `POST …/cancel`, a client that disconnects).
+//! Cancellation shared by a run, the work it waits on and whoever may stop it (Ctrl-C,
+//! `POST …/cancel`, a client that disconnects, a cancel recorded in the store).
 //!
-//! A [`CancelToken`] is a flag plus a list of hooks. Model clients register a hook that
-//! aborts their in-flight HTTP request (`ureq::Agent::shutdown`), so cancelling returns
-//! within milliseconds even while the provider is silent.
+//! A [`CancelToken`] is a flag with a waker. Async code waits for it with
+//! [`CancelToken::cancelled`] next to the work it would abandon (a model request, a tool
+//! call, a member run), so cancelling drops that work at once; any thread may call
+//! [`CancelToken::cancel`]. A [`CancelToken::child`] is cancelled with its parent but can
+//! also be cancelled alone (one model call cut short without cancelling the run).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
-type Hook = Box<dyn FnOnce() + Send>;
+use tokio::sync::Notify;
 
 #[derive(Default)]
 struct Inner {
     cancelled: AtomicBool,
-    next_id: AtomicU64,
-    hooks: Mutex<Vec<(u64, Hook)>>,
+    notify: Notify,
+    children: Mutex<Vec<Weak<Inner>>>,
+}
+
+impl Inner {
+    fn cancel(&self) {
+        if self.cancelled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.notify.notify_waiters();
+        let children =
+            std::mem::take(&mut *self.children.lock().unwrap_or_else(|e| e.into_inner()));
+        for child in children.iter().filter_map(Weak::upgrade) {
+            child.cancel();
+        }
+    }
 }
 
 /// A cloneable handle: every clone observes and triggers the same cancellation.
@@ -29,82 +45,85 @@ impl std::fmt::Debug for CancelToken {
     }
 }
 
-/// Removes its hook when dropped, so a finished request is not aborted later.
-pub struct HookGuard {
-    token: CancelToken,
-    id: u64,
-}
-
-impl Drop for HookGuard {
-    fn drop(&mut self) {
-        let mut hooks = self.token.0.hooks.lock().unwrap_or_else(|e| e.into_inner());
-        hooks.retain(|(id, _)| *id != self.id);
-    }
-}
-
 impl CancelToken {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Sets the flag and runs every registered hook once. Idempotent.
+    /// Sets the flag and wakes every waiter, children included. Idempotent.
     pub fn cancel(&self) {
-        if self.0.cancelled.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let hooks = std::mem::take(&mut *self.0.hooks.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, hook) in hooks {
-            hook();
-        }
+        self.0.cancel();
     }
 
     pub fn is_cancelled(&self) -> bool {
         self.0.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Registers `hook` to run on cancellation; runs it at once if already cancelled.
-    /// The hook is forgotten when the returned guard drops.
-    pub fn on_cancel(&self, hook: impl FnOnce() + Send + 'static) -> HookGuard {
-        let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
-        let guard = HookGuard {
-            token: self.clone(),
-            id,
-        };
-        let mut hooks = self.0.hooks.lock().unwrap_or_else(|e| e.into_inner());
-        if self.is_cancelled() {
-            drop(hooks);
-            hook();
-        } else {
-            hooks.push((id, Box::new(hook)));
+    /// Completes once the token is cancelled (at once if it already is).
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a cancel in between is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
         }
-        guard
+    }
+
+    /// A token cancelled whenever this one is, that can also be cancelled on its own.
+    pub fn child(&self) -> CancelToken {
+        let child = CancelToken::new();
+        let mut children = self.0.children.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_cancelled() {
+            drop(children);
+            child.cancel();
+            return child;
+        }
+        children.retain(|c| c.strong_count() > 0);
+        children.push(Arc::downgrade(&child.0));
+        child
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
-    #[test]
-    fn hooks_run_once_and_guards_unregister() {
+    #[tokio::test]
+    async fn waiters_wake_on_cancel_from_another_thread() {
         let token = CancelToken::new();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        let _kept = token.on_cancel(move || {
-            h.fetch_add(1, Ordering::SeqCst);
+        let other = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            other.cancel();
         });
-        let h = hits.clone();
-        drop(token.on_cancel(move || {
-            h.fetch_add(100, Ordering::SeqCst);
-        }));
+        tokio::time::timeout(Duration::from_secs(5), token.cancelled())
+            .await
+            .expect("woken");
+        assert!(token.is_cancelled());
+        // Already cancelled: returns at once, and again.
+        token.cancelled().await;
         token.cancel();
-        token.cancel();
-        assert_eq!(hits.load(Ordering::SeqCst), 1);
-        let h = hits.clone();
-        let _late = token.on_cancel(move || {
-            h.fetch_add(10, Ordering::SeqCst);
-        });
-        assert_eq!(hits.load(Ordering::SeqCst), 11);
+    }
+
+    #[tokio::test]
+    async fn children_follow_their_parent_but_not_the_other_way() {
+        let parent = CancelToken::new();
+        let child = parent.child();
+        let grandchild = child.child();
+        let sibling = parent.child();
+        sibling.cancel();
+        assert!(!parent.is_cancelled() && !child.is_cancelled());
+        parent.cancel();
+        assert!(child.is_cancelled() && grandchild.is_cancelled());
+        grandchild.cancelled().await;
+        assert!(
+            parent.child().is_cancelled(),
+            "a late child starts cancelled"
+        );
     }
 }

@@ -397,6 +397,15 @@ impl Config {
         self.teams.iter().find(|t| t.id == id)
     }
 
+    /// Whether a component of `kind` has this id.
+    pub fn defines(&self, kind: crate::kind::Kind, id: &str) -> bool {
+        match kind {
+            crate::kind::Kind::Agent => self.agent(id).is_some(),
+            crate::kind::Kind::Team => self.team(id).is_some(),
+            crate::kind::Kind::Workflow => self.workflow(id).is_some(),
+        }
+    }
+
     /// The workflow with this id.
     pub fn workflow(&self, id: &str) -> Option<&WorkflowDef> {
         self.workflows.iter().find(|w| w.id == id)

@@ -1,9 +1,11 @@
 //! The one event vocabulary of agentos.
 //!
-//! The engine emits [`Event`]s; the terminal renderer, `--jsonl` and the HTTP server's SSE
-//! stream are all sinks of the same values. Names and payloads are AgentOS's (its
-//! `RunEvent` catalogue): `None` fields are omitted and `created_at` is integer seconds.
+//! The engine emits [`Event`]s to an [`EventSink`]; the terminal renderer, `--jsonl` and
+//! the HTTP server's SSE stream are all sinks of the same values. Names and payloads are
+//! AgentOS's (its `RunEvent` catalogue): `None` fields are omitted and `created_at` is
+//! integer seconds.
 
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -389,6 +391,40 @@ impl Event {
     /// The SSE frame: `event:` line, one `data:` line, blank line.
     pub fn to_sse(&self) -> String {
         format!("event: {}\ndata: {}\n\n", self.event, self.to_json())
+    }
+}
+
+impl EventData {
+    /// A piece of streamed content (`RunContent` / `TeamRunContent`).
+    pub fn is_content(&self) -> bool {
+        matches!(self, EventData::RunContent { .. })
+    }
+}
+
+/// Where a run's events go. The engine awaits each send, so a consumer that falls behind
+/// (a slow HTTP client) slows only its own run; one that is gone says so, and its run is
+/// cancelled by whoever owns both.
+pub trait EventSink: Send + Sync {
+    /// Takes one event, waiting while the consumer is behind.
+    fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()>;
+}
+
+/// Drops every event: runs that nobody watches.
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn send<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// A consumer that takes events at once, without waiting (the terminal, a test's list).
+pub struct FnSink<F>(pub F);
+
+impl<F: Fn(&Event) + Send + Sync> EventSink for FnSink<F> {
+    fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        (self.0)(event);
+        Box::pin(std::future::ready(()))
     }
 }
 

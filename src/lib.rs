@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod expr;
+pub mod kind;
 pub mod limits;
 pub mod model;
 pub mod render;
@@ -36,5 +37,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agents(args) => commands::agents::run(args.command, &ctx),
         Command::Sessions(cmd) => commands::sessions::run(cmd, &ctx),
         Command::Completions(args) => commands::completions::run(args.shell),
+    }
+}
+
+/// Helpers for the unit tests of async code.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+
+    use crate::event::{Event, EventSink};
+
+    /// Runs a future to its end on a runtime of its own.
+    pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a test runtime")
+            .block_on(future)
+    }
+
+    /// Keeps every event it is sent.
+    #[derive(Default)]
+    pub struct Collect(Mutex<Vec<Event>>);
+
+    impl Collect {
+        pub fn events(self) -> Vec<Event> {
+            self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    impl EventSink for Collect {
+        fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(event.clone());
+            Box::pin(std::future::ready(()))
+        }
     }
 }

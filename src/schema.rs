@@ -1,21 +1,38 @@
-//! Output schemas: turning a user's JSON Schema into a provider `response_format`.
+//! Output schemas: turning a user's JSON Schema into the [`OutputFormat`] every provider
+//! understands (OpenAI sends it as `response_format`, Anthropic as `output_config`).
 //!
 //! Two forms exist, as in AgentOS:
 //! - a JSON Schema object (`"type": "object"`, from agents.toml, `--output-schema` or the
-//!   `output_schema` form field). It is sent as a strict `json_schema` response format
-//!   named after its `title`, and the run's `content_type` is that title;
-//! - with `use_json_schema=true`, a response format given by the caller
-//!   (`{"type":"json_object"}`, `{"type":"json_schema","json_schema":{…}}`, or a plain object
-//!   schema). Unlike AgentOS, which forwards a plain schema verbatim as an invalid
-//!   `response_format`, agentos wraps it into a valid `json_schema` format.
+//!   `output_schema` form field). It is asked for as a strict JSON Schema named after its
+//!   `title`, and the run's `content_type` is that title;
+//! - with `use_json_schema=true`, an OpenAI-style response format given by the caller
+//!   (`{"type":"json_object"}`, `{"type":"json_schema","json_schema":{…}}`, or a plain
+//!   object schema). Unlike AgentOS, which forwards a plain schema verbatim as an invalid
+//!   `response_format`, agentos reads it as a JSON Schema.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-/// A validated output schema and what to send the provider.
+/// The form a model's answer must take.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid for a schema.
+    JsonSchema {
+        /// `[A-Za-z0-9_-]{1,64}`.
+        name: String,
+        description: Option<String>,
+        /// Every object closed with `additionalProperties: false` unless it says otherwise.
+        schema: Value,
+        /// Whether the schema meets strict mode's rules (every property required).
+        strict: bool,
+    },
+}
+
+/// A validated output schema: what to ask the provider for, and how the run reports it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputSchema {
-    /// The `response_format` object for the provider.
-    pub response_format: Value,
+    pub format: OutputFormat,
     /// The run's `content_type`: the schema title, or `dict` for raw response formats.
     pub content_type: String,
 }
@@ -42,7 +59,7 @@ impl OutputSchema {
             .filter(|t| !t.trim().is_empty())
             .unwrap_or("Output");
         Ok(OutputSchema {
-            response_format: json_schema_format(title, schema),
+            format: json_schema_format(title, None, schema),
             content_type: title.to_string(),
         })
     }
@@ -52,40 +69,59 @@ impl OutputSchema {
         let obj = format.as_object().ok_or_else(|| {
             SchemaError("Invalid output_schema: expected a JSON object schema".into())
         })?;
-        let response_format = match obj.get("type").and_then(Value::as_str) {
-            Some("json_object") => json!({"type": "json_object"}),
+        let format = match obj.get("type").and_then(Value::as_str) {
+            Some("json_object") => OutputFormat::JsonObject,
             Some("json_schema") => {
                 let inner = obj.get("json_schema").and_then(Value::as_object);
-                let schema = inner.and_then(|i| i.get("schema"));
-                if !schema.is_some_and(Value::is_object) {
+                let Some(schema) = inner
+                    .and_then(|i| i.get("schema"))
+                    .filter(|s| s.is_object())
+                else {
                     return Err(SchemaError(
                         "Invalid output_schema: json_schema.schema must be a JSON object".into(),
                     ));
+                };
+                let text = |key: &str| {
+                    inner
+                        .and_then(|i| i.get(key))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                // The caller's own format is sent as given: its strictness and name kept.
+                OutputFormat::JsonSchema {
+                    name: format_name(text("name").as_deref().unwrap_or("Output")),
+                    description: text("description"),
+                    schema: schema.clone(),
+                    strict: inner
+                        .and_then(|i| i.get("strict"))
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
                 }
-                format.clone()
             }
             _ => {
                 let title = obj.get("title").and_then(Value::as_str).unwrap_or("Output");
-                json_schema_format(title, format)
+                json_schema_format(title, None, format)
             }
         };
         Ok(OutputSchema {
-            response_format,
+            format,
             content_type: "dict".into(),
         })
     }
 }
 
-/// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`. Strict mode is asked
-/// for only when the schema already meets its rules (every property required), so an
-/// optional property is never silently made mandatory.
-fn json_schema_format(title: &str, schema: &Value) -> Value {
+/// A JSON Schema format named after `title`. Strict mode is asked for only when the schema
+/// already meets its rules (every property required), so an optional property is never
+/// silently made mandatory.
+fn json_schema_format(title: &str, description: Option<String>, schema: &Value) -> OutputFormat {
     let mut schema = schema.clone();
     let strict = close_objects(&mut schema);
-    json!({
-        "type": "json_schema",
-        "json_schema": {"name": format_name(title), "schema": schema, "strict": strict}
-    })
+    OutputFormat::JsonSchema {
+        name: format_name(title),
+        description,
+        schema,
+        strict,
+    }
 }
 
 /// Adds `additionalProperties: false` to every object schema that does not set it;
@@ -151,26 +187,36 @@ fn format_name(title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn parts(format: &OutputFormat) -> (&str, &Value, bool) {
+        match format {
+            OutputFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+                ..
+            } => (name.as_str(), schema, *strict),
+            OutputFormat::JsonObject => panic!("not a schema"),
+        }
+    }
 
     #[test]
     fn schema_becomes_strict_json_schema_format() {
         let schema = json!({"type":"object","title":"Movie Script","properties":{"title":{"type":"string"}},"required":["title"]});
         let out = OutputSchema::from_schema(&schema).unwrap();
         assert_eq!(out.content_type, "Movie Script");
-        assert_eq!(out.response_format["type"], "json_schema");
-        assert_eq!(out.response_format["json_schema"]["name"], "Movie_Script");
-        assert_eq!(out.response_format["json_schema"]["strict"], true);
-        assert_eq!(
-            out.response_format["json_schema"]["schema"]["additionalProperties"],
-            false
-        );
+        let (name, schema, strict) = parts(&out.format);
+        assert_eq!(name, "Movie_Script");
+        assert!(strict);
+        assert_eq!(schema["additionalProperties"], false);
     }
 
     #[test]
     fn optional_property_disables_strict() {
         let schema = json!({"type":"object","properties":{"a":{"type":"string"},"b":{"type":"integer"}},"required":["a"]});
         let out = OutputSchema::from_schema(&schema).unwrap();
-        assert_eq!(out.response_format["json_schema"]["strict"], false);
+        assert!(!parts(&out.format).2);
         assert_eq!(out.content_type, "Output");
     }
 
@@ -191,11 +237,18 @@ mod tests {
     #[test]
     fn raw_formats_are_kept_or_made_valid() {
         let raw = OutputSchema::from_response_format(&json!({"type":"json_object"})).unwrap();
-        assert_eq!(raw.response_format, json!({"type":"json_object"}));
+        assert_eq!(raw.format, OutputFormat::JsonObject);
         assert_eq!(raw.content_type, "dict");
         let plain =
             OutputSchema::from_response_format(&json!({"type":"object","properties":{}})).unwrap();
-        assert_eq!(plain.response_format["type"], "json_schema");
+        assert_eq!(parts(&plain.format).0, "Output");
+        let given = OutputSchema::from_response_format(&json!({"type":"json_schema",
+            "json_schema":{"name":"Reply","schema":{"type":"object"},"strict":true}}))
+        .unwrap();
+        assert_eq!(
+            parts(&given.format),
+            ("Reply", &json!({"type":"object"}), true)
+        );
         assert!(
             OutputSchema::from_response_format(
                 &json!({"type":"json_schema","json_schema":{"schema":3}})

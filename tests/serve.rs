@@ -1127,7 +1127,7 @@ fn sigterm_cancels_in_flight_runs_and_exits() {
         "server exits cleanly: {:?}",
         s.stderr_lines()
     );
-    let store = agentos::store::Store::open(&s.db_path()).expect("open db");
+    let store = agentos::store::SqliteStore::open(&s.db_path()).expect("open db");
     let stored = store.get_run(&run_id).expect("query").expect("run stored");
     assert_eq!(
         agentos::run::RunRecord::status(&stored.run),

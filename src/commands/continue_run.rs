@@ -12,9 +12,14 @@ use crate::run::AnyRun;
 pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
     let config = Arc::new(ctx.config()?);
     let engine = Engine::new(config, ctx.store()?);
+    super::block_on(continue_run(&engine, &args))
+}
+
+async fn continue_run(engine: &Engine, args: &ContinueArgs) -> anyhow::Result<()> {
     let stored = engine
         .store()
-        .get_run(&args.run_id)?
+        .get_run(&args.run_id)
+        .await?
         .ok_or_else(|| EngineError::RunNotFound(args.run_id.clone()))?;
     let Some(run) = stored.run.as_agent() else {
         anyhow::bail!(
@@ -35,13 +40,15 @@ pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
         })
         .collect();
     let mode = OutputMode::from_flags(args.json, args.jsonl);
-    let terminal = Terminal::new(&engine, &run.agent_id, mode)?;
-    let pending = engine.continue_run(
-        &run.agent_id,
-        &args.run_id,
-        (Some(&run.session_id), None),
-        &decisions,
-        true,
-    )?;
-    terminal.drive(pending, true)
+    let terminal = Terminal::new(engine, &run.agent_id, mode)?;
+    let pending = engine
+        .continue_run(
+            &run.agent_id,
+            &args.run_id,
+            (Some(&run.session_id), None),
+            &decisions,
+            true,
+        )
+        .await?;
+    terminal.drive(pending, true).await
 }

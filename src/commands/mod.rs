@@ -10,7 +10,6 @@ pub mod serve;
 pub mod sessions;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 
@@ -39,13 +38,23 @@ impl Context {
     }
 
     /// Opens the store at `--db`, `AGENTOS_DB` or the default path.
-    pub fn store(&self) -> anyhow::Result<Arc<Store>> {
+    pub fn store(&self) -> anyhow::Result<Store> {
         let path = match &self.db_path {
             Some(p) => p.clone(),
             None => Store::default_path(),
         };
-        let store = Store::open(&path)
-            .with_context(|| format!("could not open the store {}", path.display()))?;
-        Ok(Arc::new(store))
+        Store::open(&path).with_context(|| format!("could not open the store {}", path.display()))
     }
+}
+
+/// Runs `future` to its end on a single-threaded runtime: how the commands other than
+/// `serve` run the engine and the store.
+pub fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?
+        .block_on(future)
 }

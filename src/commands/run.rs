@@ -1,8 +1,8 @@
 //! `agentos run <agent>`: one run, streamed to the terminal.
 
 use std::io::{self, IsTerminal, Read, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use serde_json::{Map, Value};
@@ -12,6 +12,7 @@ use crate::cancel::CancelToken;
 use crate::cli::RunArgs;
 use crate::engine::{Engine, PendingRun, RunRequest, ToolDecision};
 use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, EXIT_PAUSED, SilentExit, UsageError};
+use crate::event::{Event, FnSink};
 use crate::render::{OutputMode, TerminalSink};
 use crate::run::{AnyRun, RunOutput, RunRecord, RunStatus, ToolExecution};
 use crate::schema::OutputSchema;
@@ -24,8 +25,10 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
     let mode = OutputMode::from_flags(args.json, args.jsonl);
     let terminal = Terminal::new(&engine, &request.agent_id, mode)?;
     let stream = request.stream;
-    let pending = engine.start_any(request)?;
-    terminal.drive(pending, stream)
+    super::block_on(async {
+        let pending = engine.start_any(request).await?;
+        terminal.drive(pending, stream).await
+    })
 }
 
 /// Runs in the terminal: output, Ctrl-C, confirmation prompts and exit codes.
@@ -77,16 +80,21 @@ impl<'a> Terminal<'a> {
 
     /// Executes a started run to its end, asking for confirmations on a terminal, and
     /// turns its status into the exit code.
-    pub(super) fn drive(&self, mut pending: PendingRun, stream: bool) -> anyhow::Result<()> {
+    pub(super) async fn drive(&self, mut pending: PendingRun, stream: bool) -> anyhow::Result<()> {
         loop {
-            let mut sink = TerminalSink::new(self.mode, &self.agent_name);
+            let terminal = Mutex::new(TerminalSink::new(self.mode, &self.agent_name));
             let cancel = &self.cancel;
-            let run = self.engine.execute(pending, cancel, &mut |event| {
-                sink.handle(event);
-                if sink.pipe_closed() {
+            let sink = FnSink(|event: &Event| {
+                let mut terminal = terminal.lock().unwrap_or_else(|e| e.into_inner());
+                terminal.handle(event);
+                if terminal.pipe_closed() {
                     cancel.cancel();
                 }
-            })?;
+            });
+            let run = self.engine.execute(pending, cancel, &sink).await;
+            let _ = sink;
+            let run = run?;
+            let mut sink = terminal.into_inner().unwrap_or_else(|e| e.into_inner());
             if let Some(err) = sink.take_error() {
                 return Err(err).context("could not write to stdout");
             }
@@ -101,13 +109,16 @@ impl<'a> Terminal<'a> {
                 && interactive()
             {
                 let decisions = ask_confirmations(paused)?;
-                pending = self.engine.continue_run(
-                    &self.agent_id,
-                    &paused.run_id,
-                    (Some(&paused.session_id), None),
-                    &decisions,
-                    stream,
-                )?;
+                pending = self
+                    .engine
+                    .continue_run(
+                        &self.agent_id,
+                        &paused.run_id,
+                        (Some(&paused.session_id), None),
+                        &decisions,
+                        stream,
+                    )
+                    .await?;
                 continue;
             }
             return self.finish(&run);

@@ -17,8 +17,6 @@ use crate::engine::Engine;
 use crate::error::UsageError;
 use crate::server::{self, AppState, ServerOptions};
 
-/// Blocking threads beyond one per run: store calls and other short blocking work.
-const EXTRA_BLOCKING_THREADS: usize = 64;
 /// How long the runtime waits for blocking work after the server has stopped.
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
 
@@ -65,7 +63,6 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentos-server")
-        .max_blocking_threads(args.max_runs.saturating_add(EXTRA_BLOCKING_THREADS))
         .build()
         .context("could not start the async runtime")?;
     let result = runtime.block_on(async {

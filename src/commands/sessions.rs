@@ -1,5 +1,6 @@
 //! `agentos sessions list|show|delete|rename`.
 
+use crate::kind::Kind;
 use std::io::Write;
 
 use serde_json::json;
@@ -8,43 +9,45 @@ use super::Context;
 use crate::cli::{SessionsCommand, SessionsListArgs};
 use crate::error::UsageError;
 use crate::run::{AnyRun, Role, RunRecord, RunStatus};
-use crate::store::{SessionQuery, SessionType, Store};
+use crate::store::{SessionQuery, Store};
 
 pub fn run(command: SessionsCommand, ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
-    match command {
-        SessionsCommand::List(args) => list(&store, &args),
-        SessionsCommand::Show { id, json } => show(&store, &id, json),
-        SessionsCommand::Delete { id } => {
-            if !store.delete_session(&id)? {
-                return Err(not_found(&id));
+    super::block_on(async move {
+        match command {
+            SessionsCommand::List(args) => list(&store, &args).await,
+            SessionsCommand::Show { id, json } => show(&store, &id, json).await,
+            SessionsCommand::Delete { id } => {
+                if !store.delete_session(&id).await? {
+                    return Err(not_found(&id));
+                }
+                println!("deleted session {id}");
+                Ok(())
             }
-            println!("deleted session {id}");
-            Ok(())
-        }
-        SessionsCommand::Rename { id, name } => {
-            if !store.rename_session(&id, &name)? {
-                return Err(not_found(&id));
+            SessionsCommand::Rename { id, name } => {
+                if !store.rename_session(&id, &name).await? {
+                    return Err(not_found(&id));
+                }
+                println!("renamed session {id} to {name}");
+                Ok(())
             }
-            println!("renamed session {id} to {name}");
-            Ok(())
         }
-    }
+    })
 }
 
 fn not_found(id: &str) -> anyhow::Error {
     UsageError(format!("session '{id}' not found")).into()
 }
 
-fn list(store: &Store, args: &SessionsListArgs) -> anyhow::Result<()> {
+async fn list(store: &Store, args: &SessionsListArgs) -> anyhow::Result<()> {
     let query = SessionQuery {
-        session_type: args.agent.as_ref().map(|_| SessionType::Agent),
+        session_type: args.agent.as_ref().map(|_| Kind::Agent),
         component_id: args.agent.clone(),
         user_id: args.user.clone(),
         limit: args.limit.max(1),
         ..SessionQuery::default()
     };
-    let (sessions, total) = store.list_sessions(&query)?;
+    let (sessions, total) = store.list_sessions(query).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         for s in &sessions {
@@ -86,11 +89,10 @@ fn list(store: &Store, args: &SessionsListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(store: &Store, id: &str, as_json: bool) -> anyhow::Result<()> {
-    if store.get_session(id)?.is_none() {
+async fn show(store: &Store, id: &str, as_json: bool) -> anyhow::Result<()> {
+    let Some((_, runs)) = store.session_with_runs(id).await? else {
         return Err(not_found(id));
-    }
-    let runs = store.list_runs(id)?;
+    };
     let mut out = std::io::stdout().lock();
     if as_json {
         let runs: Vec<_> = runs.iter().map(|r| &r.run).collect();

@@ -1,15 +1,18 @@
 //! The model loop of a started run: call the model, run the tools it asks for, feed their
 //! results back, repeat until it answers; pause for a human where a tool needs one.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::tools::{ToolRound, new_execution, pause_requirements};
 use super::{Engine, EngineError, PendingRun, PendingTurn};
 use crate::cancel::CancelToken;
-use crate::event::{AgentSource, Event, EventData, EventSource, TeamSource};
-use crate::model::{Delta, ModelError, ModelRequest, ModelResponse, Usage};
+use crate::event::{AgentSource, Event, EventData, EventSink, EventSource, TeamSource};
+use crate::model::{Assembler, Chunk, Model, ModelError, ModelRequest, ModelResponse, Usage};
 use crate::run::{
     AnyRun, Message, Metrics, MetricsDetails, ModelMetrics, Role, RunStatus, new_id, now_secs,
 };
@@ -17,29 +20,44 @@ use crate::run::{
 /// What a paused run says while it waits (AgentOS's wording).
 pub(super) const PAUSED_CONTENT: &str = "I have tools to execute, but I need confirmation.";
 
-/// Emits events to the caller's sink and keeps the ones the store keeps.
+/// Emits a run's events to the caller's sink and keeps the ones the store keeps. Shared by
+/// the concurrent tool calls of a round, whose member runs forward their events through it.
 pub(super) struct Emitter<'a> {
     source: EventSource,
-    sink: &'a mut dyn FnMut(&Event),
+    sink: &'a dyn EventSink,
     /// Content deltas are not stored (as AgentOS), unless they carry a whole object.
     keep_content: bool,
-    pub(super) log: Vec<Event>,
+    log: Mutex<Vec<Event>>,
 }
 
 impl Emitter<'_> {
-    pub(super) fn emit(&mut self, data: EventData) {
+    pub(super) async fn emit(&self, data: EventData) {
         let event = Event::new(&self.source, data);
-        self.forward(&event);
+        self.forward(&event).await;
     }
 
-    /// Passes on an event of another run (a team member's) as it happened.
-    pub(super) fn forward(&mut self, event: &Event) {
-        (self.sink)(event);
+    /// Passes on an event of this run, or of another run (a team member's) as it happened.
+    pub(super) async fn forward(&self, event: &Event) {
+        self.sink.send(event).await;
         // Content deltas are not stored (as AgentOS), unless they carry a whole object.
         let own = event.source.run_id() == self.source.run_id();
-        if !event.event.ends_with("RunContent") || (own && self.keep_content) {
-            self.log.push(event.clone());
+        if !event.data.is_content() || (own && self.keep_content) {
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(event.clone());
         }
+    }
+
+    /// The events kept for the store.
+    pub(super) fn into_log(self) -> Vec<Event> {
+        self.log.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl EventSink for Emitter<'_> {
+    fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(self.forward(event))
     }
 }
 
@@ -89,7 +107,13 @@ enum Step {
     Failed(ModelError),
 }
 
-/// A structured answer: the parsed JSON object, or the text when it is not one.
+/// How the call of one model request ended.
+enum Called {
+    Done(ModelResponse),
+    Cancelled,
+    Failed(ModelError),
+}
+
 /// The largest index at most `max` that starts a character of `text`.
 fn floor_char_boundary(text: &str, max: usize) -> usize {
     if max >= text.len() {
@@ -112,25 +136,25 @@ fn structured(text: &str) -> Value {
 
 impl Engine {
     /// Executes a started run to its end, emitting events, and stores the outcome.
-    pub fn execute(
+    pub async fn execute(
         &self,
         pending: PendingRun,
         cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
+        sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
         match pending {
-            PendingRun::Turn(turn) => self.execute_turn(*turn, cancel, sink),
-            PendingRun::Workflow(workflow) => self.execute_workflow(*workflow, cancel, sink),
+            PendingRun::Turn(turn) => self.execute_turn(*turn, cancel, sink).await,
+            PendingRun::Workflow(workflow) => self.execute_workflow(*workflow, cancel, sink).await,
         }
     }
 
     /// Calls the model for a started agent or team run, emitting events, and stores the
     /// outcome.
-    fn execute_turn(
+    async fn execute_turn(
         &self,
         pending: PendingTurn,
         cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
+        sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
         let PendingTurn {
             mut run,
@@ -152,8 +176,8 @@ impl Engine {
         let run_id = run.run_id.clone();
         let content_type = run.content_type.clone();
         let session_state = run.session_state.clone();
-        let model_id = model.id().to_string();
-        let provider = model.provider().to_string();
+        let model_id = model.info().id.clone();
+        let provider = model.info().provider.clone();
         // A step's own agent names the workflow run in its step fields, not as a parent.
         let parent_run_id = context.parent_run_id.clone().filter(|parent| {
             context
@@ -182,11 +206,11 @@ impl Engine {
             }),
         };
         let workflow_agent = leader.is_none().then_some(false);
-        let mut out = Emitter {
+        let out = Emitter {
             source,
             sink,
             keep_content: schema.is_some(),
-            log: Vec::new(),
+            log: Mutex::new(Vec::new()),
         };
         let mut totals = Totals::default();
         if run.metrics.input_tokens.is_some() {
@@ -209,13 +233,16 @@ impl Engine {
 
         match resume {
             Some(decided) => {
-                out.emit(EventData::RunContinued {});
-                round.run_decided(decided, &mut out);
+                out.emit(EventData::RunContinued {}).await;
+                round.run_decided(decided, &out).await;
             }
-            None => out.emit(EventData::RunStarted {
-                model: model_id.clone(),
-                model_provider: provider.clone(),
-            }),
+            None => {
+                out.emit(EventData::RunStarted {
+                    model: model_id.clone(),
+                    model_provider: provider.clone(),
+                })
+                .await
+            }
         }
 
         let mut tool_rounds = 0usize;
@@ -225,7 +252,8 @@ impl Engine {
             out.emit(EventData::ModelRequestStarted {
                 model: model_id.clone(),
                 model_provider: provider.clone(),
-            });
+            })
+            .await;
             let specs = if tool_rounds < tool_call_limit {
                 let mut specs = round.toolbox.specs();
                 if let Some(leader) = &leader {
@@ -239,72 +267,32 @@ impl Engine {
                 messages: round.messages,
                 temperature,
                 max_tokens,
-                response_format: schema.as_ref().map(|s| s.response_format.clone()),
+                output: schema.as_ref().map(|s| &s.format),
                 stream,
                 tools: &specs,
             };
             let model_started = Instant::now();
-            let mut first_token: Option<f64> = None;
             partial.clear();
-            let keep_content = out.keep_content;
-            // The call has its own token, so an answer past `max_answer_bytes` can stop it
-            // without cancelling the run.
-            let call = CancelToken::new();
-            let _linked = cancel.on_cancel({
-                let call = call.clone();
-                move || call.cancel()
-            });
-            let mut too_long = false;
-            let outcome = if cancel.is_cancelled() {
-                Err(ModelError::Cancelled)
-            } else {
-                model.invoke(&request, &call, &mut |delta: &Delta| {
-                    if too_long {
-                        return;
-                    }
-                    if first_token.is_none() {
-                        first_token = Some(model_started.elapsed().as_secs_f64());
-                    }
-                    if provider_data.is_none() {
-                        provider_data.clone_from(&delta.provider_data);
-                    }
-                    if partial.len() + delta.content.len() > max_answer_bytes {
-                        // Keep what fits, then stop the call.
-                        let room = max_answer_bytes - partial.len();
-                        partial
-                            .push_str(&delta.content[..floor_char_boundary(&delta.content, room)]);
-                        too_long = true;
-                        call.cancel();
-                        return;
-                    }
-                    partial.push_str(&delta.content);
-                    if !keep_content {
-                        out.emit(EventData::RunContent {
-                            content: Value::String(delta.content.clone()),
-                            workflow_agent,
-                            content_type: "str".into(),
-                            reasoning_content: String::new(),
-                            model_provider_data: provider_data.clone(),
-                        });
-                    }
-                })
+            let call = Call {
+                model: model.as_ref(),
+                out: &out,
+                cancel,
+                max_answer_bytes,
+                workflow_agent,
             };
+            let called = call.run(request, &mut partial, &mut provider_data).await;
             let elapsed = model_started.elapsed().as_secs_f64();
+            let first_token = called
+                .1
+                .map(|t| t.duration_since(model_started).as_secs_f64());
             if totals.first_token.is_none() {
                 totals.first_token = first_token.or(Some(elapsed));
             }
-            let response = match outcome {
-                Ok(_) | Err(_) if cancel.is_cancelled() => break Step::Cancelled,
-                Ok(response) if response.content.len() > max_answer_bytes => {
-                    // A whole (non-streamed) answer over the limit: keep what fits.
-                    partial = response.content;
-                    partial.truncate(floor_char_boundary(&partial, max_answer_bytes));
-                    break Step::Failed(ModelError::AnswerTooLong(max_answer_bytes));
-                }
-                _ if too_long => break Step::Failed(ModelError::AnswerTooLong(max_answer_bytes)),
-                Ok(response) => response,
-                Err(ModelError::Cancelled) => break Step::Cancelled,
-                Err(error) => break Step::Failed(error),
+            let response = match called.0 {
+                _ if cancel.is_cancelled() => break Step::Cancelled,
+                Called::Cancelled => break Step::Cancelled,
+                Called::Failed(error) => break Step::Failed(error),
+                Called::Done(response) => response,
             };
             if response.provider_data.is_some() {
                 provider_data.clone_from(&response.provider_data);
@@ -321,7 +309,8 @@ impl Engine {
                     content_type: schema.content_type.clone(),
                     reasoning_content: String::new(),
                     model_provider_data: None,
-                });
+                })
+                .await;
             }
             let usage = response.usage.unwrap_or_default();
             let ttft = first_token.or(Some(elapsed));
@@ -335,7 +324,8 @@ impl Engine {
                 reasoning_tokens: usage.reasoning_tokens,
                 cache_read_tokens: usage.cache_read_tokens,
                 cache_write_tokens: usage.cache_write_tokens,
-            });
+            })
+            .await;
             let mut message_metrics = Metrics {
                 duration: Some(elapsed),
                 ..Metrics::default()
@@ -348,14 +338,7 @@ impl Engine {
             if response.tool_calls.is_empty() {
                 message_metrics.time_to_first_token = ttft;
             }
-            let tool_calls: Vec<Value> = response
-                .tool_calls
-                .iter()
-                .map(|c| {
-                    json!({"id": c.id, "function": {"arguments": c.arguments, "name": c.name},
-                           "type": "function"})
-                })
-                .collect();
+            let tool_calls = response.tool_calls.clone();
             let assistant = Message {
                 id: new_id(),
                 content: (!response.content.is_empty() || tool_calls.is_empty())
@@ -395,7 +378,7 @@ impl Engine {
                 break Step::Paused;
             }
             let ids: Vec<String> = calls.iter().map(|c| c.tool_call_id.clone()).collect();
-            round.run_calls(calls, &mut out);
+            round.run_calls(calls, &out).await;
             if cancel.is_cancelled() {
                 break Step::Cancelled;
             }
@@ -412,7 +395,8 @@ impl Engine {
                     content_type: "str".into(),
                     reasoning_content: String::new(),
                     model_provider_data: None,
-                });
+                })
+                .await;
                 break Step::Answer(crate::model::ModelResponse {
                     content: answer,
                     ..Default::default()
@@ -427,7 +411,7 @@ impl Engine {
                     Some(_) => structured(&response.content),
                     None => Value::String(response.content.clone()),
                 };
-                out.emit(EventData::RunContentCompleted {});
+                out.emit(EventData::RunContentCompleted {}).await;
                 totals.fill(&mut run.metrics, &model_id, &provider, duration);
                 run.content = Some(content.clone());
                 run.model_provider_data = provider_data.clone();
@@ -440,10 +424,11 @@ impl Engine {
                     metadata: run.metadata.clone(),
                     member_responses: leader.as_ref().map(|l| l.responses()),
                     metrics: Box::new(run.metrics.clone()),
-                });
+                })
+                .await;
             }
             Step::Paused => {
-                out.emit(EventData::RunContentCompleted {});
+                out.emit(EventData::RunContentCompleted {}).await;
                 totals.fill(&mut run.metrics, &model_id, &provider, duration);
                 let tools = run.tools.clone().unwrap_or_default();
                 let paused: Vec<_> = tools
@@ -460,7 +445,8 @@ impl Engine {
                     content: PAUSED_CONTENT.into(),
                     tools: paused,
                     requirements,
-                });
+                })
+                .await;
             }
             Step::Cancelled => {
                 let reason = format!("Run {run_id} was cancelled");
@@ -489,7 +475,8 @@ impl Engine {
                 out.emit(EventData::RunCancelled {
                     content: Some(content.clone()),
                     reason,
-                });
+                })
+                .await;
                 out.emit(EventData::RunCompleted {
                     content: Some(Value::String(content)),
                     content_type: "str".into(),
@@ -502,7 +489,8 @@ impl Engine {
                     metadata: run.metadata.clone(),
                     member_responses: leader.as_ref().map(|l| l.responses()),
                     metrics: Box::new(run.metrics.clone()),
-                });
+                })
+                .await;
             }
             Step::Failed(error) => {
                 let message = error.to_string();
@@ -526,7 +514,8 @@ impl Engine {
                 out.emit(EventData::RunError {
                     content: message,
                     error_type: Some("model_provider_error".into()),
-                });
+                })
+                .await;
             }
         }
 
@@ -535,18 +524,117 @@ impl Engine {
             Some(leader) => leader.team_run(&run, leader.responses()),
             None => AnyRun::Agent(run),
         };
+        let log = out.into_log();
         if context.persist {
             // A continued run keeps the events stored before its pause, then its own.
             let mut events = prior_events;
             if stream {
                 events.extend(
-                    out.log
-                        .iter()
+                    log.iter()
                         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
                 );
             }
-            self.store.finish_run(&run, &events, &session_state)?;
+            self.store
+                .finish_run(run.clone(), events, session_state)
+                .await?;
         }
         Ok(run)
+    }
+}
+
+/// One model request of a run: its chunks become `RunContent` events as they arrive.
+struct Call<'a> {
+    model: &'a dyn Model,
+    out: &'a Emitter<'a>,
+    cancel: &'a CancelToken,
+    max_answer_bytes: usize,
+    workflow_agent: Option<bool>,
+}
+
+impl Call<'_> {
+    /// Calls the model, appending the answer's text to `partial` as it streams and keeping
+    /// the provider's metadata in `provider_data`. Returns how it ended and when the first
+    /// piece of the answer arrived. Cancelling drops the request at once.
+    async fn run(
+        &self,
+        request: ModelRequest<'_>,
+        partial: &mut String,
+        provider_data: &mut Option<Value>,
+    ) -> (Called, Option<Instant>) {
+        let mut first: Option<Instant> = None;
+        let called = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Called::Cancelled,
+            called = self.stream(request, partial, provider_data, &mut first) => called,
+        };
+        (called, first)
+    }
+
+    async fn stream(
+        &self,
+        request: ModelRequest<'_>,
+        partial: &mut String,
+        provider_data: &mut Option<Value>,
+        first: &mut Option<Instant>,
+    ) -> Called {
+        let mut chunks = match self.model.stream(request).await {
+            Ok(chunks) => chunks,
+            Err(error) => return Called::Failed(error),
+        };
+        let mut assembler = Assembler::default();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => return Called::Failed(error),
+            };
+            match &chunk {
+                Chunk::Text(text) => {
+                    first.get_or_insert_with(Instant::now);
+                    if partial.len() + text.len() > self.max_answer_bytes {
+                        // Keep what fits, then stop the request.
+                        let room = self.max_answer_bytes - partial.len();
+                        partial.push_str(&text[..floor_char_boundary(text, room)]);
+                        return Called::Failed(ModelError::AnswerTooLong(self.max_answer_bytes));
+                    }
+                    partial.push_str(text);
+                    if !self.out.keep_content {
+                        self.content(Value::String(text.clone()), String::new(), provider_data)
+                            .await;
+                    }
+                }
+                Chunk::Reasoning(text) => {
+                    first.get_or_insert_with(Instant::now);
+                    if !self.out.keep_content {
+                        self.content(Value::String(String::new()), text.clone(), provider_data)
+                            .await;
+                    }
+                }
+                Chunk::ProviderData(data) => {
+                    let mut merged = match provider_data.take() {
+                        Some(Value::Object(map)) => map,
+                        _ => serde_json::Map::new(),
+                    };
+                    for (k, v) in data {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                    *provider_data = Some(Value::Object(merged));
+                }
+                Chunk::ToolCall(_) | Chunk::Usage(_) | Chunk::Finish(_) => {}
+            }
+            assembler.add(&chunk);
+        }
+        Called::Done(assembler.finish())
+    }
+
+    async fn content(&self, content: Value, reasoning: String, provider_data: &Option<Value>) {
+        self.out
+            .emit(EventData::RunContent {
+                content,
+                workflow_agent: self.workflow_agent,
+                content_type: "str".into(),
+                reasoning_content: reasoning,
+                model_provider_data: provider_data.clone(),
+            })
+            .await;
     }
 }

@@ -3,7 +3,13 @@
 //! It builds the prompt (instructions templated from session state, dependencies,
 //! metadata and user id; history from the store), calls the model, emits AgentOS events to
 //! a sink, and stores the run. It never prints and knows nothing about HTTP: the terminal,
-//! `--jsonl` and the server are all sinks of the same [`Event`]s.
+//! `--jsonl` and the server are all sinks ([`EventSink`]) of the same [`Event`]s.
+//!
+//! A run is one future: its model call, the tool calls of a round, a team's delegations
+//! and a workflow's parallel steps are futures within it, polled concurrently. Nothing in
+//! it blocks a thread, so a server runs thousands at once on a few threads, and the CLI
+//! runs the same engine on a single-threaded runtime. Cancelling drops whatever the run
+//! waits on (a model request, a tool call, a member run) at once.
 
 mod execute;
 mod resume;
@@ -14,6 +20,7 @@ mod workflow;
 pub use resume::ToolDecision;
 pub use team::{TeamLeader, delegation_spec};
 
+use crate::kind::Kind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,13 +29,13 @@ use serde_json::{Map, Value};
 
 use crate::cancel::CancelToken;
 use crate::config::{AgentDef, Config, ConfigError};
-use crate::event::{Event, StepContext};
-use crate::model::Model;
+use crate::event::{EventSink, StepContext};
+use crate::model::{Model, Providers};
 use crate::run::{
     AnyRun, Message, Metrics, Role, RunInput, RunOutput, RunStatus, ToolExecution, new_id, now_secs,
 };
 use crate::schema::OutputSchema;
-use crate::store::{Session, SessionType, Store, StoreError};
+use crate::store::{Session, Store, StoreError};
 use crate::template;
 use crate::tools::Toolbox;
 
@@ -108,10 +115,12 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// The engine shared by the CLI and the server: configuration, store and model clients.
+/// The engine shared by the CLI and the server: configuration, store, model clients (one
+/// HTTP client per provider) and tools.
 pub struct Engine {
     config: Arc<Config>,
-    store: Arc<Store>,
+    store: Store,
+    providers: Providers,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
     tools: crate::tools::Registry,
 }
@@ -178,11 +187,12 @@ struct Prepared<'a> {
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>, store: Arc<Store>) -> Self {
+    pub fn new(config: Arc<Config>, store: Store) -> Self {
         let tools = crate::tools::Registry::from_config(&config);
         Engine {
             config,
             store,
+            providers: Providers::default(),
             models: Mutex::new(HashMap::new()),
             tools,
         }
@@ -192,7 +202,7 @@ impl Engine {
         &self.config
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -203,15 +213,16 @@ impl Engine {
             return Ok(model.clone());
         }
         let resolved = self.config.locate_model(spec, line)?;
-        let model = crate::model::from_resolved(&resolved);
+        let model = self.providers.model(&resolved);
         models.insert(spec.to_string(), model.clone());
         Ok(model)
     }
 
     /// The tools `agent` may call.
-    fn toolbox_for(&self, agent: &AgentDef) -> Result<Toolbox, EngineError> {
+    async fn toolbox_for(&self, agent: &AgentDef) -> Result<Toolbox, EngineError> {
         self.tools
             .toolbox(&agent.tools)
+            .await
             .map_err(|e| EngineError::ToolsUnavailable(format!("agent `{}`: {e}", agent.id)))
     }
 
@@ -240,41 +251,51 @@ impl Engine {
     /// Runs one agent turn, emitting events to `sink` as they happen, and returns the
     /// stored run object. Model failures and cancellation are reported in the run's
     /// `status`, never as `Err`.
-    pub fn run(
+    pub async fn run(
         &self,
         req: RunRequest,
         cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
+        sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
-        let pending = self.start(req)?;
-        self.execute(pending, cancel, sink)
+        let pending = self.start(req).await?;
+        self.execute(pending, cancel, sink).await
+    }
+
+    /// Starts a run of the `kind` component `req.agent_id` names.
+    pub async fn start_kind(&self, kind: Kind, req: RunRequest) -> Result<PendingRun, EngineError> {
+        match kind {
+            Kind::Agent => self.start(req).await,
+            Kind::Team => self.start_team(req).await,
+            Kind::Workflow => self.start_workflow(req).await,
+        }
     }
 
     /// Starts a run of whatever `req.agent_id` names: an agent, a team or a workflow
     /// (their ids share one namespace).
-    pub fn start_any(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+    pub async fn start_any(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
         let id = req.agent_id.as_str();
         if self.config.team(id).is_some() {
-            self.start_team(req)
+            self.start_team(req).await
         } else if self.config.workflow(id).is_some() {
-            self.start_workflow(req)
+            self.start_workflow(req).await
         } else {
-            self.start(req)
+            self.start(req).await
         }
     }
 
     /// Validates a request and stores the run as RUNNING: everything that can refuse a
     /// run happens here, before any event is emitted.
-    pub fn start(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+    pub async fn start(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
         let agent = self
             .config
             .agent(&req.agent_id)
             .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
         self.start_agent(agent, req, RunContext::top_level(), None)
+            .await
     }
 
     /// Starts a run of `agent` (a configured agent, or a team's leader) in `context`.
-    fn start_agent(
+    async fn start_agent(
         &self,
         agent: &AgentDef,
         req: RunRequest,
@@ -282,10 +303,11 @@ impl Engine {
         leader: Option<Arc<TeamLeader>>,
     ) -> Result<PendingRun, EngineError> {
         self.start_turn(agent, req, context, leader)
+            .await
             .map(|turn| PendingRun::Turn(Box::new(turn)))
     }
 
-    fn start_turn(
+    async fn start_turn(
         &self,
         agent: &AgentDef,
         req: RunRequest,
@@ -294,11 +316,11 @@ impl Engine {
     ) -> Result<PendingTurn, EngineError> {
         let started = Instant::now();
         let session_type = if leader.is_some() {
-            SessionType::Team
+            Kind::Team
         } else {
-            SessionType::Agent
+            Kind::Agent
         };
-        let prepared = self.prepare(agent, &req, session_type)?;
+        let prepared = self.prepare(agent, &req, session_type).await?;
         let Prepared {
             agent,
             model,
@@ -323,8 +345,8 @@ impl Engine {
             content: None,
             content_type,
             model_provider_data: None,
-            model: model.id().to_string(),
-            model_provider: model.provider().to_string(),
+            model: model.info().id.clone(),
+            model_provider: model.info().provider.clone(),
             session_state: session_state.clone(),
             created_at: now_secs(),
             status: RunStatus::Running,
@@ -340,14 +362,15 @@ impl Engine {
             },
         };
         // Tools first: an MCP server that cannot start refuses the run before it is stored.
-        let toolbox = self.toolbox_for(agent)?;
+        let toolbox = self.toolbox_for(agent).await?;
         if context.persist {
             let stored = match &leader {
                 Some(leader) => leader.team_run(&run, Vec::new()),
                 None => AnyRun::Agent(run.clone()),
             };
             self.store
-                .begin_run(&session, &stored, session_type)
+                .begin_run(session, stored, session_type)
+                .await
                 .map_err(|e| match e {
                     StoreError::RunExists(id) => EngineError::RunExists(id),
                     other => EngineError::Store(other),
@@ -375,15 +398,15 @@ impl Engine {
     /// The session a run goes into: the one `req` names (refused when it belongs to another
     /// user), or a new one of `session_type` for `component_id`; and its state with the
     /// request's `session_state` merged over it.
-    fn open_session(
+    async fn open_session(
         &self,
         req: &RunRequest,
-        session_type: SessionType,
+        session_type: Kind,
         component_id: &str,
     ) -> Result<(Session, Map<String, Value>), EngineError> {
         let now = now_secs();
         let existing = match &req.session_id {
-            Some(id) => self.store.get_session(id)?,
+            Some(id) => self.store.get_session(id).await?,
             None => None,
         };
         let mut session = match existing {
@@ -424,11 +447,11 @@ impl Engine {
     }
 
     /// Resolves model and session, and builds the messages to send.
-    fn prepare<'a>(
+    async fn prepare<'a>(
         &'a self,
         agent: &'a AgentDef,
         req: &RunRequest,
-        session_type: SessionType,
+        session_type: Kind,
     ) -> Result<Prepared<'a>, EngineError> {
         let model = match &req.model_override {
             Some(spec) => self.model(spec, None)?,
@@ -444,7 +467,7 @@ impl Engine {
         };
 
         let now = now_secs();
-        let (session, state) = self.open_session(req, session_type, &agent.id)?;
+        let (session, state) = self.open_session(req, session_type, &agent.id).await?;
 
         let empty = Map::new();
         let mut dependencies = agent.dependencies.clone();
@@ -485,9 +508,10 @@ impl Engine {
             .add_history_to_context
             .unwrap_or(agent.add_history_to_context);
         if with_history && agent.num_history_runs > 0 && req.session_id.is_some() {
-            for mut m in
-                self.store
-                    .history_messages(&session.session_id, agent.num_history_runs, None)?
+            for mut m in self
+                .store
+                .history_messages(&session.session_id, agent.num_history_runs, None)
+                .await?
             {
                 m.from_history = true;
                 messages.push(m);

@@ -1,9 +1,10 @@
 //! Continuing a paused run: the human's decisions on the tool calls it waits for.
 
+use crate::kind::Kind;
 use std::time::Instant;
 
 use super::{Engine, EngineError, PendingRun, PendingTurn};
-use crate::run::{AnyRun, Role, RunKind, RunRecord, RunStatus};
+use crate::run::{AnyRun, Role, RunRecord, RunStatus};
 use crate::schema::OutputSchema;
 
 /// A decision on one paused tool call.
@@ -19,7 +20,7 @@ impl Engine {
     /// Prepares a PAUSED run to go on under the same run id. Every paused tool call needs
     /// a decision; a call without one is rejected. A run outside `session_id`, or in a
     /// session `user_id` may not see, is not found.
-    pub fn continue_run(
+    pub async fn continue_run(
         &self,
         agent_id: &str,
         run_id: &str,
@@ -30,13 +31,15 @@ impl Engine {
         let not_found = || EngineError::RunNotFound(run_id.to_string());
         let stored = self
             .store
-            .get_run(run_id)?
-            .filter(|s| s.run.kind() == RunKind::Agent && s.run.component_id() == agent_id)
+            .get_run(run_id)
+            .await?
+            .filter(|s| s.run.kind() == Kind::Agent && s.run.component_id() == agent_id)
             .filter(|s| session_id.is_none_or(|id| id == s.run.session_id()))
             .ok_or_else(not_found)?;
         if !self
             .store
-            .get_session(stored.run.session_id())?
+            .get_session(stored.run.session_id())
+            .await?
             .is_some_and(|s| s.visible_to(user_id))
         {
             return Err(not_found());
@@ -56,7 +59,7 @@ impl Engine {
             .agent(agent_id)
             .ok_or_else(|| EngineError::AgentNotFound(agent_id.to_string()))?;
         let model = self.model(&agent.model, Some(agent.model_line))?;
-        let toolbox = self.toolbox_for(agent)?;
+        let toolbox = self.toolbox_for(agent).await?;
         let schema = match &agent.output_schema {
             Some(raw) => Some(
                 OutputSchema::from_schema(raw)
@@ -92,11 +95,11 @@ impl Engine {
             .cloned()
             .collect();
         if agent.add_history_to_context && agent.num_history_runs > 0 {
-            for mut m in self.store.history_messages(
-                &run.session_id,
-                agent.num_history_runs,
-                Some(run_id),
-            )? {
+            for mut m in self
+                .store
+                .history_messages(&run.session_id, agent.num_history_runs, Some(run_id))
+                .await?
+            {
                 m.from_history = true;
                 messages.push(m);
             }
@@ -111,11 +114,13 @@ impl Engine {
         // Claim the run: of two continues racing, only one finds it still PAUSED.
         if !self
             .store
-            .transition_run(run_id, RunStatus::Paused, RunStatus::Running, None)?
+            .transition_run(run_id, RunStatus::Paused, RunStatus::Running, None)
+            .await?
         {
             let status = self
                 .store
-                .get_run(run_id)?
+                .get_run(run_id)
+                .await?
                 .map_or(RunStatus::Running, |s| s.run.status());
             return Err(EngineError::NotPaused {
                 run_id: run_id.to_string(),

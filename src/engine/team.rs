@@ -6,14 +6,15 @@
 //! share the team run's session and cancel token, so cancelling the team stops them at
 //! once; their events reach the team's sink as they happen, marked by `parent_run_id`.
 
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::{Engine, EngineError, PendingRun, RunContext, RunRequest};
 use crate::cancel::CancelToken;
 use crate::config::{AgentDef, MemberRef, TeamDef, TeamMode};
-use crate::event::Event;
+use crate::event::EventSink;
 use crate::run::{AnyRun, RunOutput, RunRecord, RunStatus, TeamRunOutput, ToolExecution, new_id};
 use crate::tools::ToolSpec;
 
@@ -93,40 +94,29 @@ impl TeamLeader {
             .clone()
     }
 
-    /// Runs one delegation call: the member runs, its events go to `events`, and its answer
-    /// is the tool result. Returns the result and the member run's id.
-    pub(super) fn delegate(
+    /// Runs one delegation call: the member runs, its events go to `events` as they
+    /// happen, and its answer is the tool result. Returns the result and the member run's
+    /// id. A broadcast runs every member concurrently.
+    pub(super) async fn delegate(
         &self,
         engine: &Engine,
         team_run_id: &str,
         call: &ToolExecution,
         cancel: &CancelToken,
-        events: &mpsc::Sender<Event>,
+        events: &dyn EventSink,
     ) -> (Result<String, String>, Option<String>) {
         let arg = |name: &str| call.tool_args.get(name).and_then(Value::as_str);
         let Some(task) = arg("task").filter(|t| !t.trim().is_empty()) else {
             return (Err("the `task` argument is missing".into()), None);
         };
         if self.mode == TeamMode::Broadcast {
-            let results: Vec<Result<String, String>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = self
-                    .members
-                    .iter()
-                    .map(|m| {
-                        scope.spawn(move || {
-                            self.run_member(engine, team_run_id, m, task, cancel, events)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("the member crashed".into()))
-                            .map(|(text, _)| text)
-                    })
-                    .collect()
-            });
+            let results: Vec<Result<String, String>> =
+                futures_util::future::join_all(self.members.iter().map(|m| async move {
+                    self.run_member(engine, team_run_id, m, task, cancel, events)
+                        .await
+                        .map(|(text, _)| text)
+                }))
+                .await;
             let text = self
                 .members
                 .iter()
@@ -150,21 +140,24 @@ impl TeamLeader {
                 None,
             );
         };
-        match self.run_member(engine, team_run_id, member, task, cancel, events) {
+        match self
+            .run_member(engine, team_run_id, member, task, cancel, events)
+            .await
+        {
             Ok((text, run_id)) => (Ok(text), Some(run_id)),
             Err(error) => (Err(error), None),
         }
     }
 
     /// Runs a member to the end; its answer, or why there is none.
-    fn run_member(
+    async fn run_member(
         &self,
         engine: &Engine,
         team_run_id: &str,
         member: &Member,
         task: &str,
         cancel: &CancelToken,
-        events: &mpsc::Sender<Event>,
+        events: &dyn EventSink,
     ) -> Result<(String, String), String> {
         let req = RunRequest {
             agent_id: member.id.clone(),
@@ -182,16 +175,8 @@ impl TeamLeader {
             persist: self.context.persist,
         };
         let run = engine
-            .run_component(
-                &member.id,
-                member.is_team,
-                req,
-                context,
-                cancel,
-                &mut |event| {
-                    let _ = events.send(event.clone());
-                },
-            )
+            .run_component(&member.id, member.is_team, req, context, cancel, events)
+            .await
             .map_err(|e| format!("member `{}` could not start: {e}", member.id))?;
         let text = run.content_text();
         let run_id = run.run_id().to_string();
@@ -311,13 +296,13 @@ fn team_prompt(team: &TeamDef, members: &[(String, String, Option<String>, bool)
 impl Engine {
     /// Validates a team run request (`req.agent_id` is the team id) and stores the team
     /// run as RUNNING.
-    pub fn start_team(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
-        self.start_team_in(req, RunContext::top_level())
+    pub async fn start_team(&self, req: RunRequest) -> Result<PendingRun, EngineError> {
+        self.start_team_in(req, RunContext::top_level()).await
     }
 
     /// Starts a team run in `context` (top level, as a member of another team, or as a
     /// workflow step).
-    pub(super) fn start_team_in(
+    pub(super) async fn start_team_in(
         &self,
         mut req: RunRequest,
         context: RunContext,
@@ -388,29 +373,33 @@ impl Engine {
             responses: Mutex::new(Vec::new()),
         });
         self.start_agent(&leader_agent, req, context, Some(leader))
+            .await
     }
 
     /// Runs an agent or a team to the end in `context`: a team's member or a workflow step.
-    pub(crate) fn run_component(
-        &self,
-        id: &str,
+    /// Boxed, as the runs it starts may delegate and start runs in turn.
+    pub(crate) fn run_component<'a>(
+        &'a self,
+        id: &'a str,
         is_team: bool,
         mut req: RunRequest,
         context: RunContext,
-        cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
-    ) -> Result<AnyRun, EngineError> {
-        req.agent_id = id.to_string();
-        let pending = if is_team {
-            self.start_team_in(req, context)?
-        } else {
-            let agent = self
-                .config
-                .agent(id)
-                .ok_or_else(|| EngineError::AgentNotFound(id.to_string()))?;
-            self.start_agent(agent, req, context, None)?
-        };
-        self.execute(pending, cancel, sink)
+        cancel: &'a CancelToken,
+        sink: &'a dyn EventSink,
+    ) -> BoxFuture<'a, Result<AnyRun, EngineError>> {
+        Box::pin(async move {
+            req.agent_id = id.to_string();
+            let pending = if is_team {
+                self.start_team_in(req, context).await?
+            } else {
+                let agent = self
+                    .config
+                    .agent(id)
+                    .ok_or_else(|| EngineError::AgentNotFound(id.to_string()))?;
+                self.start_agent(agent, req, context, None).await?
+            };
+            self.execute(pending, cancel, sink).await
+        })
     }
 }
 
@@ -421,7 +410,10 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::event::Event;
+    use crate::kind::Kind;
     use crate::store::Store;
+    use crate::testing::{Collect, block_on};
 
     const CONFIG: &str = r#"
 [[agents]]
@@ -464,10 +456,7 @@ members = ["crew", "writer"]
 
     fn engine() -> Engine {
         let config = Config::from_toml_str(CONFIG, Path::new("agents.toml")).expect("config");
-        Engine::new(
-            Arc::new(config),
-            Arc::new(Store::open_in_memory().expect("store")),
-        )
+        Engine::new(Arc::new(config), Store::open_in_memory().expect("store"))
     }
 
     fn request(team: &str, message: &str) -> RunRequest {
@@ -482,17 +471,21 @@ members = ["crew", "writer"]
 
     /// Runs a team, returning its run object and every event (name, run id, parent run id).
     fn run(engine: &Engine, team: &str, message: &str) -> (TeamRunOutput, Vec<Event>) {
-        let mut events = Vec::new();
-        let pending = engine.start_team(request(team, message)).expect("start");
-        let run = engine
-            .execute(pending, &CancelToken::new(), &mut |e| {
-                events.push(e.clone())
-            })
-            .expect("execute");
+        let events = Collect::default();
+        let run = block_on(async {
+            let pending = engine
+                .start_team(request(team, message))
+                .await
+                .expect("start");
+            engine
+                .execute(pending, &CancelToken::new(), &events)
+                .await
+                .expect("execute")
+        });
         let AnyRun::Team(run) = run else {
             panic!("not a team run")
         };
-        (run, events)
+        (run, events.events())
     }
 
     fn names(events: &[Event]) -> Vec<&str> {
@@ -556,18 +549,12 @@ members = ["crew", "writer"]
             "<member id=\"writer\" name=\"Writer\">\n  Description: Writes prose\n</member>"
         ));
         // Both runs are stored; the member under the team run.
-        let stored = engine.store().list_runs("s1").unwrap();
+        let stored = block_on(engine.store().list_runs("s1")).unwrap();
         assert_eq!(stored.len(), 2);
-        assert_eq!(stored[0].session_type, crate::store::SessionType::Team);
+        assert_eq!(stored[0].session_type, Kind::Team);
         let kinds: Vec<_> = stored.iter().map(|s| s.run.kind()).collect();
-        assert!(
-            kinds.contains(&crate::run::RunKind::Team)
-                && kinds.contains(&crate::run::RunKind::Agent)
-        );
-        let team_row = stored
-            .iter()
-            .find(|s| s.run.kind() == crate::run::RunKind::Team)
-            .unwrap();
+        assert!(kinds.contains(&Kind::Team) && kinds.contains(&Kind::Agent));
+        let team_row = stored.iter().find(|s| s.run.kind() == Kind::Team).unwrap();
         assert_eq!(team_row.run.status(), RunStatus::Completed);
         let AnyRun::Team(stored_team) = &team_row.run else {
             unreachable!()
@@ -642,30 +629,33 @@ members = ["crew", "writer"]
         assert_eq!(agent.parent_run_id.as_deref(), Some(inner.run_id.as_str()));
         assert!(events.iter().any(|e| e.event == "TeamRunStarted"
             && e.source.parent_run_id() == Some(outer.run_id.as_str())));
-        assert_eq!(engine.store().list_runs("s1").unwrap().len(), 3);
+        assert_eq!(block_on(engine.store().list_runs("s1")).unwrap().len(), 3);
     }
 
     #[test]
     fn cancelling_the_team_cancels_its_running_member() {
         let engine = engine();
         let cancel = CancelToken::new();
-        let pending = engine
-            .start_team(request(
-                "crew",
-                "writer: slowly [test:slow] tell a long story",
-            ))
-            .expect("start");
-        let mut events = Vec::new();
-        let run = std::thread::scope(|scope| {
-            let c = cancel.clone();
-            scope.spawn(move || {
-                std::thread::sleep(Duration::from_millis(400));
-                c.cancel();
-            });
+        let collected = Collect::default();
+        let c = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            c.cancel();
+        });
+        let run = block_on(async {
+            let pending = engine
+                .start_team(request(
+                    "crew",
+                    "writer: slowly [test:slow] tell a long story",
+                ))
+                .await
+                .expect("start");
             engine
-                .execute(pending, &cancel, &mut |e| events.push(e.clone()))
+                .execute(pending, &cancel, &collected)
+                .await
                 .expect("execute")
         });
+        let events = collected.events();
         assert_eq!(run.status(), RunStatus::Cancelled);
         let AnyRun::Team(run) = run else {
             unreachable!()
@@ -682,7 +672,7 @@ members = ["crew", "writer"]
             ]
         );
         assert!(!events.iter().any(|e| e.event == "TeamToolCallCompleted"));
-        let stored = engine.store().list_runs("s1").unwrap();
+        let stored = block_on(engine.store().list_runs("s1")).unwrap();
         assert!(
             stored
                 .iter()

@@ -1,18 +1,16 @@
 //! Running the tool calls a model asked for: concurrently, each failure or timeout turned
 //! into a tool error the model sees, with AgentOS's events and stored objects.
 
-use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use super::Engine;
 use super::execute::Emitter;
 use super::team::TeamLeader;
 use crate::cancel::CancelToken;
-use crate::event::{Event, EventData};
-use crate::model::ToolCall;
-use crate::run::{Message, Role, ToolExecution, ToolMetrics, new_id, now_secs};
+use crate::event::EventData;
+use crate::run::{Message, Role, ToolCall, ToolExecution, ToolMetrics, new_id, now_secs};
 use crate::tools::Toolbox;
 
 /// The state a round of tool calls updates.
@@ -54,7 +52,7 @@ pub(super) fn pause_requirements(paused: &[ToolExecution]) -> Vec<Value> {
     let created_at = iso_micros(SystemTime::now());
     paused
         .iter()
-        .map(|t| json!({"id": new_id(), "created_at": created_at, "tool_execution": t}))
+        .map(|t| serde_json::json!({"id": new_id(), "created_at": created_at, "tool_execution": t}))
         .collect()
 }
 
@@ -121,51 +119,18 @@ struct CallResult {
 }
 
 impl ToolRound<'_> {
-    /// Runs a round of calls concurrently and records their results.
-    pub(super) fn run_calls(&mut self, calls: Vec<ToolExecution>, out: &mut Emitter<'_>) {
+    /// Runs a round of calls concurrently and records their results. Member runs of
+    /// delegations forward their events through `out` as they happen.
+    pub(super) async fn run_calls(&mut self, calls: Vec<ToolExecution>, out: &Emitter<'_>) {
         for call in &calls {
             out.emit(EventData::ToolCallStarted {
                 tool: Box::new(call.clone()),
-            });
-        }
-        let delegating = self
-            .delegate
-            .is_some_and(|(_, leader, _)| calls.iter().any(|c| leader.handles(&c.tool_name)));
-        let (events_tx, events_rx) = mpsc::channel::<Event>();
-        let results: Vec<CallResult> = if calls.len() == 1 && !delegating {
-            vec![self.call_one(&calls[0], &events_tx)]
-        } else {
-            // Calls run concurrently; member runs' events are passed on from this thread,
-            // in the order they happen, while the calls run.
-            std::thread::scope(|scope| {
-                let this = &*self;
-                let handles: Vec<_> = calls
-                    .iter()
-                    .map(|call| {
-                        let tx = events_tx.clone();
-                        scope.spawn(move || this.call_one(call, &tx))
-                    })
-                    .collect();
-                drop(events_tx);
-                for event in events_rx.iter() {
-                    out.forward(&event);
-                }
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            let now = SystemTime::now();
-                            CallResult {
-                                result: Err("the tool crashed".to_string()),
-                                start: now,
-                                end: now,
-                                duration: 0.0,
-                                child_run_id: None,
-                            }
-                        })
-                    })
-                    .collect()
             })
+            .await;
+        }
+        let results: Vec<CallResult> = {
+            let this = &*self;
+            futures_util::future::join_all(calls.iter().map(|call| this.call_one(call, out))).await
         };
         if self.cancel.is_cancelled() {
             // The run ends cancelled; calls cut short are not reported as results.
@@ -185,18 +150,19 @@ impl ToolRound<'_> {
                 end_time: unix_f64(end),
                 duration,
             });
-            self.record(&mut exec, result, out, Some(duration));
+            self.record(&mut exec, result, out, Some(duration)).await;
         }
     }
 
-    fn call_one(&self, call: &ToolExecution, events: &mpsc::Sender<Event>) -> CallResult {
+    async fn call_one(&self, call: &ToolExecution, out: &Emitter<'_>) -> CallResult {
         let start = SystemTime::now();
         let clock = Instant::now();
         if let Some((engine, leader, team_run_id)) = self.delegate
             && leader.handles(&call.tool_name)
         {
-            let (result, child_run_id) =
-                leader.delegate(engine, team_run_id, call, self.cancel, events);
+            let (result, child_run_id) = leader
+                .delegate(engine, team_run_id, call, self.cancel, out)
+                .await;
             return CallResult {
                 result,
                 start,
@@ -205,11 +171,12 @@ impl ToolRound<'_> {
                 child_run_id,
             };
         }
+        let no_arguments = Value::Object(Map::new());
         let result = match self.toolbox.get(&call.tool_name) {
             None => Err(format!("tool `{}` does not exist", call.tool_name)),
             Some(tool) => match &call.tool_args {
-                Value::Object(_) => tool.call(&call.tool_args, self.cancel),
-                Value::Null => tool.call(&json!({}), self.cancel),
+                Value::Object(_) => tool.call(&call.tool_args, self.cancel).await,
+                Value::Null => tool.call(&no_arguments, self.cancel).await,
                 other => Err(format!(
                     "invalid arguments (expected a JSON object): {other}"
                 )),
@@ -225,11 +192,11 @@ impl ToolRound<'_> {
     }
 
     /// Stores a finished call: execution record, event and the tool message.
-    fn record(
+    async fn record(
         &mut self,
         exec: &mut ToolExecution,
         result: Result<String, String>,
-        out: &mut Emitter<'_>,
+        out: &Emitter<'_>,
         duration: Option<f64>,
     ) {
         let (content, failed) = match result {
@@ -244,7 +211,8 @@ impl ToolRound<'_> {
             out.emit(EventData::ToolCallError {
                 tool: Box::new(exec.clone()),
                 error: content.clone(),
-            });
+            })
+            .await;
         } else {
             exec.result = Some(content.clone());
             out.emit(EventData::ToolCallCompleted {
@@ -254,7 +222,8 @@ impl ToolRound<'_> {
                     duration.unwrap_or(0.0)
                 ),
                 tool: Box::new(exec.clone()),
-            });
+            })
+            .await;
         }
         let message = Message {
             id: new_id(),
@@ -281,7 +250,7 @@ impl ToolRound<'_> {
 
     /// Continues a paused round: confirmed calls run, rejected ones become tool errors
     /// whose text is the confirmation note.
-    pub(super) fn run_decided(&mut self, decided: Vec<ToolExecution>, out: &mut Emitter<'_>) {
+    pub(super) async fn run_decided(&mut self, decided: Vec<ToolExecution>, out: &Emitter<'_>) {
         let mut confirmed = Vec::new();
         for mut exec in decided {
             if exec.confirmed == Some(true) {
@@ -293,14 +262,14 @@ impl ToolRound<'_> {
                     .confirmation_note
                     .clone()
                     .unwrap_or_else(|| "The user rejected this tool call.".to_string());
-                self.record(&mut exec, Err(note), out, None);
+                self.record(&mut exec, Err(note), out, None).await;
             }
         }
         if !confirmed.is_empty() {
             for exec in &mut confirmed {
                 exec.requires_confirmation = Some(false);
             }
-            self.run_calls(confirmed, out);
+            self.run_calls(confirmed, out).await;
         }
     }
 }
@@ -319,7 +288,7 @@ mod tests {
     fn call_label_lists_arguments() {
         let exec = ToolExecution {
             tool_name: "get_weather".into(),
-            tool_args: json!({"city": "Berlin", "days": 2}),
+            tool_args: serde_json::json!({"city": "Berlin", "days": 2}),
             ..ToolExecution::default()
         };
         assert_eq!(call_label(&exec), "get_weather(city=Berlin, days=2)");

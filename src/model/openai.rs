@@ -1,78 +1,79 @@
 //! OpenAI-compatible chat completions (`POST {base_url}/chat/completions`), used for
 //! OpenAI itself, Ollama and any `[providers.*]` table of kind `openai`.
 //!
-//! - Streaming answers are parsed chunk by chunk as they arrive; the first role-only chunk
-//!   becomes an empty delta, and the final `usage` chunk (requested with
-//!   `stream_options.include_usage`) becomes [`Usage`].
-//! - Function calling: the request's tools are sent as `tools`; streamed
-//!   `delta.tool_calls[]` pieces are assembled by their `index` (the first piece carries
-//!   the id and name, later ones append to `function.arguments`) into
-//!   [`ModelResponse::tool_calls`], ordered by index. Stored assistant tool calls and
-//!   `tool` results go back to the provider in OpenAI's message shapes.
-//! - 429 and 5xx answers and failed connections are retried up to [`MAX_RETRIES`] times
-//!   with exponential backoff, honouring `Retry-After`; nothing is retried once part of
-//!   the answer was delivered.
-//! - Every call has its own `ureq::Agent`, shut down by the run's [`CancelToken`], so a
-//!   cancel ends the call within milliseconds even while the provider is silent; the
-//!   connect phase runs on a helper thread so a hanging connect cannot delay it either.
-//! - Connecting may take [`CONNECT_TIMEOUT`]; each read may wait [`DEFAULT_READ_TIMEOUT`],
-//!   or `AGENTOS_READ_TIMEOUT_SECS` seconds when that is set.
+//! - The request is encoded straight from the run's messages (no intermediate JSON tree),
+//!   with the tools as OpenAI functions and an output format as `response_format`.
+//! - Streaming answers are decoded event by event as they arrive: the first role-only
+//!   chunk becomes an empty text piece (AgentOS reports one `RunContent` per chunk), the
+//!   final `usage` chunk (asked for with `stream_options.include_usage`) becomes the usage,
+//!   and `reasoning_content` (DeepSeek, vLLM, llama.cpp) or `reasoning` (OpenRouter) deltas
+//!   become reasoning text.
+//! - Streamed `delta.tool_calls[]` pieces carry an `index` (the first piece the id and
+//!   name, later ones more `function.arguments`); for servers that leave `index` out, a
+//!   piece with a new id starts a new call and one without continues the latest.
+//! - An `error` object inside a stream (or a non-streaming body) ends the call with the
+//!   provider's message. Some compatible servers ignore `stream` and answer with one JSON
+//!   object; that is read as a whole answer.
+//!
+//! Connections, timeouts and retries are the provider's [`Transport`]'s.
 
-use std::io::{BufReader, Read};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::borrow::Cow;
+use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
-use crate::cancel::CancelToken;
+use super::sse::SseEvent;
+use super::transport::{Call, SseChunks, SseHandler, Transport, one_line, provider_message};
+use super::{
+    ArgumentsPiece, Chunk, ChunkStream, Model, ModelError, ModelInfo, ModelRequest, ToolCallDelta,
+    Usage,
+};
 use crate::config::{ProviderKind, ResolvedModel};
-use crate::model::sse::SseReader;
-use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
-use crate::run::{Message, Role};
+use crate::run::{Message, Role, ToolCall};
+use crate::schema::OutputFormat;
+use crate::tools::ToolSpec;
 
-/// Environment variable overriding the per-read timeout, in seconds.
-pub const READ_TIMEOUT_ENV: &str = "AGENTOS_READ_TIMEOUT_SECS";
-/// How long a read may wait for the provider's next bytes.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long establishing a connection (TCP and TLS) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Retries after the first attempt for 429, 5xx and connection failures.
-pub const MAX_RETRIES: u32 = 3;
-
-/// Backoff before the first retry; doubled for each further one.
-const BASE_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
-/// The longest `Retry-After` honoured; longer waits are cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-/// How much of an error body is read to find the provider's message.
-const MAX_ERROR_BODY: u64 = 64 * 1024;
 /// The largest non-streaming answer accepted.
-const MAX_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+/// How long a piece of a broken answer may be in an error before it is cut.
+const QUOTE_CHARS: usize = 200;
 /// How long a provider message may be in an error before it is cut.
 const MAX_ERROR_MESSAGE_CHARS: usize = 500;
-/// How often a cancel-aware sleep checks its token.
-const CANCEL_POLL: Duration = Duration::from_millis(10);
+
+/// How AgentOS names a model of this provider: `OpenAIChat` for OpenAI itself,
+/// `OpenAILike` for other compatible endpoints.
+pub fn info(resolved: &ResolvedModel) -> ModelInfo {
+    let class_name = match resolved.provider.kind {
+        ProviderKind::OpenAi if resolved.provider.name == "openai" => "OpenAIChat",
+        ProviderKind::Anthropic => "Claude",
+        _ => "OpenAILike",
+    };
+    ModelInfo {
+        id: resolved.model.clone(),
+        provider: resolved.provider.display_name.clone(),
+        class_name: class_name.to_string(),
+    }
+}
 
 /// A chat-completions endpoint and model.
 pub struct OpenAiModel {
-    id: String,
-    provider: String,
+    info: ModelInfo,
     kind: ProviderKind,
     url: String,
     api_key: Option<String>,
     headers: Vec<(String, String)>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    max_retries: u32,
-    base_backoff: Duration,
+    transport: Arc<Transport>,
 }
 
 impl OpenAiModel {
-    pub fn new(resolved: &ResolvedModel) -> Self {
+    pub fn new(resolved: &ResolvedModel, transport: Arc<Transport>) -> Self {
         let provider = &resolved.provider;
         OpenAiModel {
-            id: resolved.model.clone(),
-            provider: provider.display_name.clone(),
+            info: info(resolved),
             kind: provider.kind,
             url: format!(
                 "{}/chat/completions",
@@ -84,524 +85,416 @@ impl OpenAiModel {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            connect_timeout: CONNECT_TIMEOUT,
-            read_timeout: read_timeout_from_env(),
-            max_retries: MAX_RETRIES,
-            base_backoff: BASE_BACKOFF,
+            transport,
         }
     }
 
     /// The JSON body of a chat-completions request.
-    fn request_body(&self, request: &ModelRequest<'_>) -> Value {
-        let mut body = Map::new();
-        body.insert("model".into(), Value::String(self.id.clone()));
-        body.insert(
-            "messages".into(),
-            Value::Array(request.messages.iter().map(wire_message).collect()),
-        );
-        body.insert("stream".into(), Value::Bool(request.stream));
-        if request.stream {
-            body.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-        if let Some(t) = request.temperature {
-            body.insert("temperature".into(), json!(t));
-        }
-        if let Some(n) = request.max_tokens {
-            body.insert("max_tokens".into(), json!(n));
-        }
-        if let Some(format) = &request.response_format {
-            body.insert("response_format".into(), format.clone());
-        }
-        if !request.tools.is_empty() {
-            let tools = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    json!({
-                        "type": "function",
-                        "function": {
-                            "name": tool.name,
-                            "description": tool.description,
-                            "parameters": tool.parameters,
-                        }
-                    })
-                })
-                .collect();
-            body.insert("tools".into(), Value::Array(tools));
-        }
-        Value::Object(body)
-    }
-
-    fn agent(&self) -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_per_read(Some(self.read_timeout))
-            .http_status_as_error(false)
-            .user_agent(concat!("agentos/", env!("CARGO_PKG_VERSION")))
-            // Chat chunks are small: 16 KiB buffers instead of ureq's 128 KiB keep the
-            // memory of a run in flight low (a server holds one client per run).
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .build()
-            .into()
-    }
-
-    /// Sends the request, retrying 429/5xx answers and failed connections, and returns
-    /// the first successful response.
-    fn send(
-        &self,
-        agent: &ureq::Agent,
-        body: &Arc<Vec<u8>>,
-        stream: bool,
-        cancel: &CancelToken,
-    ) -> Result<ureq::http::Response<ureq::Body>, ModelError> {
-        let mut attempt = 0;
-        loop {
-            if cancel.is_cancelled() {
-                return Err(ModelError::Cancelled);
-            }
-            let (error, retry_after) = match self.send_once(agent, body, stream, cancel)? {
-                Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = retry_after(response.headers());
-                    let message = self.error_message(response, cancel)?;
-                    let error = ModelError::Http { status, message };
-                    if !(status == 429 || (500..600).contains(&status)) {
-                        return Err(error);
-                    }
-                    (error, retry_after)
-                }
-                Err(_) if cancel.is_cancelled() => return Err(ModelError::Cancelled),
-                Err(e) => {
-                    let retryable = is_connect_failure(&e);
-                    let error = self.transport_error(e);
-                    if !retryable {
-                        return Err(error);
-                    }
-                    (error, None)
-                }
-            };
-            if attempt >= self.max_retries {
-                return Err(error);
-            }
-            let backoff = self
-                .base_backoff
-                .saturating_mul(1 << attempt.min(16))
-                .min(MAX_BACKOFF);
-            let wait = retry_after.map_or(backoff, |d| d.min(MAX_RETRY_AFTER));
-            attempt += 1;
-            if !sleep_unless_cancelled(cancel, wait) {
-                return Err(ModelError::Cancelled);
-            }
-        }
-    }
-
-    /// One attempt, up to the response headers. It runs on its own thread so that a
-    /// cancel returns at once even while connecting or resolving the host name, which
-    /// `Agent::shutdown` cannot interrupt; the abandoned thread ends when its connection
-    /// fails or is refused by the shut-down agent.
-    fn send_once(
-        &self,
-        agent: &ureq::Agent,
-        body: &Arc<Vec<u8>>,
-        stream: bool,
-        cancel: &CancelToken,
-    ) -> Result<Result<ureq::http::Response<ureq::Body>, ureq::Error>, ModelError> {
-        let accept = if stream {
-            "text/event-stream"
-        } else {
-            "application/json"
+    fn request_body(&self, request: &ModelRequest<'_>) -> Result<Bytes, ModelError> {
+        let body = WireRequest {
+            model: &self.info.id,
+            messages: WireMessages(request.messages),
+            stream: request.stream,
+            stream_options: request.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+            response_format: request.output.map(WireFormat),
+            tools: (!request.tools.is_empty()).then_some(WireTools(request.tools)),
         };
-        let mut headers = vec![
-            ("Content-Type".to_string(), "application/json".to_string()),
-            ("Accept".to_string(), accept.to_string()),
-        ];
-        if let Some(key) = &self.api_key {
-            headers.push(("Authorization".into(), format!("Bearer {key}")));
-        }
-        headers.extend(self.headers.iter().cloned());
-        let agent = agent.clone();
-        let url = self.url.clone();
-        let body = Arc::clone(body);
-        let (tx, rx) = mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("agentos-http".into())
-            .spawn(move || {
-                let mut builder = agent.post(&url);
-                for (name, value) in &headers {
-                    builder = builder.header(name.as_str(), value.as_str());
-                }
-                // The receiver is gone when the call was cancelled meanwhile.
-                let _ = tx.send(builder.send(body.as_slice()));
-            })
-            .map_err(|e| ModelError::Transport(format!("could not start a request thread: {e}")))?;
-        loop {
-            match rx.recv_timeout(CANCEL_POLL) {
-                Ok(result) => return Ok(result),
-                Err(mpsc::RecvTimeoutError::Timeout) if cancel.is_cancelled() => {
-                    return Err(ModelError::Cancelled);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(ModelError::Transport(format!(
-                        "the request to {} ended without an answer",
-                        self.provider
-                    )));
-                }
-            }
-        }
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| ModelError::Protocol(format!("could not encode the request: {e}")))
     }
 
-    /// The provider's message for an error status, as one line ending in `(HTTP nnn)`.
-    fn error_message(
-        &self,
-        response: ureq::http::Response<ureq::Body>,
-        cancel: &CancelToken,
-    ) -> Result<String, ModelError> {
-        let status = response.status();
-        let mut raw = Vec::new();
-        let read = response
-            .into_body()
-            .into_reader()
-            .take(MAX_ERROR_BODY)
-            .read_to_end(&mut raw);
-        if read.is_err() && cancel.is_cancelled() {
-            return Err(ModelError::Cancelled);
-        }
-        let text = String::from_utf8_lossy(&raw);
-        let found = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| provider_message(&v))
-            .unwrap_or_else(|| text.into_owned());
-        let mut message = one_line(&found, MAX_ERROR_MESSAGE_CHARS);
-        if message.is_empty() {
-            message = format!(
-                "{} answered {}",
-                self.provider,
-                status.canonical_reason().unwrap_or("with an error")
-            );
-        }
-        Ok(format!("{message} (HTTP {})", status.as_u16()))
-    }
-
-    fn transport_error(&self, error: ureq::Error) -> ModelError {
-        match error {
-            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-                ModelError::Timeout(format!(
-                    "could not connect to {} at {} within {} s",
-                    self.provider,
-                    self.url,
-                    self.connect_timeout.as_secs()
-                ))
-            }
-            ureq::Error::Timeout(_) => self.read_timeout_error(),
-            ureq::Error::Io(e) if is_timeout(&e) => self.read_timeout_error(),
-            other => ModelError::Transport(format!(
-                "request to {} at {} failed: {other}",
-                self.provider, self.url
-            )),
-        }
-    }
-
-    fn read_timeout_error(&self) -> ModelError {
-        ModelError::Timeout(format!(
-            "{} sent nothing for {} s (read timeout; set {READ_TIMEOUT_ENV} to change it)",
-            self.provider,
-            self.read_timeout.as_secs()
-        ))
-    }
-
-    /// Classifies an error while reading the answer body.
-    fn read_error(&self, error: std::io::Error, cancel: &CancelToken) -> ModelError {
-        if cancel.is_cancelled() {
-            return ModelError::Cancelled;
-        }
-        if is_timeout(&error) {
-            return self.read_timeout_error();
-        }
-        ModelError::Transport(format!(
-            "connection to {} broke while reading the answer: {error}",
-            self.provider
-        ))
-    }
-
-    fn read_stream(
-        &self,
-        response: ureq::http::Response<ureq::Body>,
-        cancel: &CancelToken,
-        on_delta: &mut dyn FnMut(&Delta),
-    ) -> Result<ModelResponse, ModelError> {
-        let reader = BufReader::new(response.into_body().into_reader());
-        let mut events = SseReader::new(reader);
-        let mut state = StreamState::default();
-        loop {
-            if cancel.is_cancelled() {
-                return Err(ModelError::Cancelled);
-            }
-            let event = match events.next_event() {
-                Ok(Some(event)) => event,
-                Ok(None) => break,
-                Err(e) => return Err(self.read_error(e, cancel)),
-            };
-            if cancel.is_cancelled() {
-                return Err(ModelError::Cancelled);
-            }
-            if event.is_done() {
-                break;
-            }
-            let chunk: Value = match serde_json::from_str(&event.data) {
-                Ok(chunk) => chunk,
-                Err(_) if event.event.as_deref() == Some("error") => {
-                    return Err(ModelError::Protocol(format!(
-                        "{} reported an error in the stream: {}",
-                        self.provider,
-                        one_line(&event.data, MAX_ERROR_MESSAGE_CHARS)
-                    )));
-                }
-                Err(e) => {
-                    return Err(ModelError::Protocol(format!(
-                        "{} sent a stream chunk that is not JSON ({e}): {}",
-                        self.provider,
-                        one_line(&event.data, 200)
-                    )));
-                }
-            };
-            if let Some(error) = self.stream_error(&chunk) {
-                return Err(error);
-            }
-            state.apply(&chunk, on_delta);
-        }
-        if !state.seen_chunk {
+    async fn call(&self, request: ModelRequest<'_>) -> Result<ChunkStream, ModelError> {
+        if self.kind == ProviderKind::Anthropic {
             return Err(ModelError::Protocol(format!(
-                "{} ended the stream without sending any answer",
-                self.provider
+                "provider {}: the anthropic provider kind is not supported yet",
+                self.info.provider
             )));
         }
-        Ok(state.into_response())
-    }
-
-    /// An `error` object sent inside a stream.
-    fn stream_error(&self, chunk: &Value) -> Option<ModelError> {
-        let error = chunk.get("error").filter(|e| !e.is_null())?;
-        let message = provider_message(chunk).unwrap_or_else(|| error.to_string());
-        let message = one_line(&message, MAX_ERROR_MESSAGE_CHARS);
-        let status = error
-            .get("code")
-            .or_else(|| error.get("status"))
-            .and_then(|c| {
-                c.as_u64()
-                    .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-            })
-            .filter(|c| (400..600).contains(c));
-        Some(match status {
-            Some(status) => ModelError::Http {
-                status: status as u16,
-                message: format!("{message} (HTTP {status})"),
-            },
-            None => ModelError::Protocol(format!(
-                "{} reported an error in the stream: {message}",
-                self.provider
-            )),
-        })
-    }
-
-    fn read_whole(
-        &self,
-        response: ureq::http::Response<ureq::Body>,
-        cancel: &CancelToken,
-        on_delta: &mut dyn FnMut(&Delta),
-    ) -> Result<ModelResponse, ModelError> {
-        let mut raw = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .take(MAX_RESPONSE_BODY)
-            .read_to_end(&mut raw)
-            .map_err(|e| self.read_error(e, cancel))?;
-        if cancel.is_cancelled() {
-            return Err(ModelError::Cancelled);
+        let call = Call {
+            url: &self.url,
+            bearer: self.api_key.as_deref(),
+            headers: &self.headers,
+            body: self.request_body(&request)?,
+            stream: request.stream,
+            provider: &self.info.provider,
+        };
+        let response = self.transport.send(&call).await?;
+        let is_json = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if request.stream && !is_json {
+            let body = self.transport.body_stream(response, &self.info.provider);
+            let handler = StreamHandler::new(&self.info.provider);
+            return Ok(Box::pin(SseChunks::new(body, handler)));
         }
-        let value: Value = serde_json::from_slice(&raw).map_err(|e| {
-            ModelError::Protocol(format!(
-                "{} sent an answer that is not JSON ({e}): {}",
-                self.provider,
-                one_line(&String::from_utf8_lossy(&raw), 200)
-            ))
-        })?;
-        if let Some(error) = self.stream_error(&value) {
-            return Err(error);
-        }
-        let choice = value.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
-            ModelError::Protocol(format!("{} sent an answer without choices", self.provider))
-        })?;
-        let message = choice.get("message");
-        let content = message
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_str)
-            .or_else(|| {
-                message
-                    .and_then(|m| m.get("refusal"))
-                    .and_then(Value::as_str)
-            })
-            .unwrap_or("")
-            .to_string();
-        let tool_calls = message
-            .and_then(|m| m.get("tool_calls"))
-            .and_then(Value::as_array)
-            .map(|calls| {
-                let mut assembler = ToolCallAssembler::default();
-                for (position, call) in calls.iter().enumerate() {
-                    assembler.merge(position as u64, call);
-                }
-                assembler.finish()
-            })
-            .unwrap_or_default();
-        let provider_data = provider_data_of(&value, Map::new());
-        on_delta(&Delta {
-            content: content.clone(),
-            provider_data: provider_data.clone(),
-        });
-        Ok(ModelResponse {
-            content,
-            provider_data,
-            usage: value.get("usage").and_then(usage_of),
-            finish_reason: choice
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            tool_calls,
-        })
+        let body = self
+            .transport
+            .read_body(response, MAX_RESPONSE_BODY, &self.info.provider)
+            .await?;
+        let chunks = whole_answer(&body, &self.info.provider)?;
+        Ok(Box::pin(futures_util::stream::iter(
+            chunks.into_iter().map(Ok),
+        )))
     }
 }
 
 impl Model for OpenAiModel {
-    fn id(&self) -> &str {
-        &self.id
+    fn info(&self) -> &ModelInfo {
+        &self.info
     }
 
-    fn provider(&self) -> &str {
-        &self.provider
-    }
-
-    fn invoke(
-        &self,
-        request: &ModelRequest<'_>,
-        cancel: &CancelToken,
-        on_delta: &mut dyn FnMut(&Delta),
-    ) -> Result<ModelResponse, ModelError> {
-        if self.kind == ProviderKind::Anthropic {
-            return Err(ModelError::Protocol(format!(
-                "provider {}: the anthropic provider kind is not supported yet",
-                self.provider
-            )));
-        }
-        if cancel.is_cancelled() {
-            return Err(ModelError::Cancelled);
-        }
-        let body = serde_json::to_vec(&self.request_body(request))
-            .map_err(|e| ModelError::Protocol(format!("could not encode the request: {e}")))?;
-        let body = Arc::new(body);
-        let agent = self.agent();
-        let hook_agent = agent.clone();
-        let _abort_on_cancel = cancel.on_cancel(move || hook_agent.shutdown());
-
-        let response = self.send(&agent, &body, request.stream, cancel)?;
-        // Some OpenAI-compatible servers ignore `stream` and answer with one JSON object.
-        let is_json = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        let result = if request.stream && !is_json {
-            self.read_stream(response, cancel, on_delta)
-        } else {
-            self.read_whole(response, cancel, on_delta)
-        };
-        match result {
-            Ok(_) if cancel.is_cancelled() => Err(ModelError::Cancelled),
-            other => other,
-        }
+    fn stream<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChunkStream, ModelError>> {
+        Box::pin(self.call(request))
     }
 }
 
-/// What a stream has delivered so far.
-#[derive(Default)]
-struct StreamState {
-    content: String,
-    provider_data: Map<String, Value>,
-    usage: Option<Usage>,
-    finish_reason: Option<String>,
-    tool_calls: ToolCallAssembler,
-    /// Some delta (possibly the empty role-only one) was handed on.
+// ----- the request -----
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: WireMessages<'a>,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<WireTools<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+struct WireMessages<'a>(&'a [Message]);
+
+impl Serialize for WireMessages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for message in self.0 {
+            seq.serialize_element(&WireMessage(message))?;
+        }
+        seq.end()
+    }
+}
+
+/// One message in OpenAI's shape: `role`, `content` (null for an assistant turn that only
+/// calls tools), `tool_calls` on assistant turns, `tool_call_id` on tool results.
+struct WireMessage<'a>(&'a Message);
+
+impl Serialize for WireMessage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let message = self.0;
+        // Only assistant turns carry calls, and OpenAI refuses an empty `tool_calls` list.
+        let calls = message
+            .tool_calls
+            .as_deref()
+            .filter(|c| message.role == Role::Assistant && !c.is_empty());
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", message.role.as_str())?;
+        match message.content.as_deref() {
+            // An assistant turn that only calls tools has no content.
+            None | Some("") if calls.is_some() => map.serialize_entry("content", &())?,
+            Some(text) => map.serialize_entry("content", text)?,
+            None => map.serialize_entry("content", "")?,
+        }
+        if let Some(calls) = calls {
+            map.serialize_entry("tool_calls", &WireCalls(calls))?;
+        }
+        if message.role == Role::Tool
+            && let Some(id) = &message.tool_call_id
+        {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        map.end()
+    }
+}
+
+struct WireCalls<'a>(&'a [ToolCall]);
+
+impl Serialize for WireCalls<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Function<'a> {
+            name: &'a str,
+            arguments: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            id: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+            function: Function<'a>,
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for call in self.0 {
+            seq.serialize_element(&Wire {
+                id: &call.id,
+                kind: "function",
+                function: Function {
+                    name: &call.name,
+                    arguments: if call.arguments.is_empty() {
+                        "{}"
+                    } else {
+                        &call.arguments
+                    },
+                },
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// An output format as OpenAI's `response_format`.
+struct WireFormat<'a>(&'a OutputFormat);
+
+impl Serialize for WireFormat<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        match self.0 {
+            OutputFormat::JsonObject => map.serialize_entry("type", "json_object")?,
+            OutputFormat::JsonSchema {
+                name,
+                description,
+                schema,
+                strict,
+            } => {
+                #[derive(Serialize)]
+                struct Inner<'a> {
+                    name: &'a str,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    description: Option<&'a str>,
+                    schema: &'a Value,
+                    strict: bool,
+                }
+                map.serialize_entry("type", "json_schema")?;
+                map.serialize_entry(
+                    "json_schema",
+                    &Inner {
+                        name,
+                        description: description.as_deref(),
+                        schema,
+                        strict: *strict,
+                    },
+                )?;
+            }
+        }
+        map.end()
+    }
+}
+
+struct WireTools<'a>(&'a [ToolSpec]);
+
+impl Serialize for WireTools<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Function<'a> {
+            name: &'a str,
+            description: &'a str,
+            parameters: &'a Value,
+        }
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            function: Function<'a>,
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for tool in self.0 {
+            seq.serialize_element(&Wire {
+                kind: "function",
+                function: Function {
+                    name: &tool.name,
+                    description: &tool.description,
+                    parameters: &tool.parameters,
+                },
+            })?;
+        }
+        seq.end()
+    }
+}
+
+// ----- the answer -----
+
+/// One `chat.completion.chunk`, read without building a JSON tree for the common fields.
+#[derive(Deserialize)]
+struct StreamChunk<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    system_fingerprint: Option<Cow<'a, str>>,
+    #[serde(default)]
+    choices: Vec<StreamChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct StreamChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<StreamDelta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StreamDelta<'a> {
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Vec<Value>>,
+}
+
+/// Turns the events of a chat-completions stream into chunks.
+struct StreamHandler {
+    provider: String,
+    /// The `id` and `system_fingerprint` last reported, to report them again only when
+    /// they change.
+    id: Option<String>,
+    fingerprint: Option<String>,
+    /// Some text piece (possibly the empty role-only one) was handed on.
     delivered: bool,
     seen_chunk: bool,
+    calls: CallIndexes,
 }
 
-impl StreamState {
-    fn apply(&mut self, chunk: &Value, on_delta: &mut dyn FnMut(&Delta)) {
+impl StreamHandler {
+    fn new(provider: &str) -> Self {
+        StreamHandler {
+            provider: provider.to_string(),
+            id: None,
+            fingerprint: None,
+            delivered: false,
+            seen_chunk: false,
+            calls: CallIndexes::default(),
+        }
+    }
+
+    fn apply(&mut self, chunk: StreamChunk<'_>, out: &mut Vec<Chunk>) {
         self.seen_chunk = true;
-        for key in ["id", "system_fingerprint"] {
-            if let Some(value) = chunk.get(key).filter(|v| !v.is_null()) {
-                self.provider_data.insert(key.into(), value.clone());
-            }
+        let mut data = Map::new();
+        if let Some(id) = chunk
+            .id
+            .filter(|id| self.id.as_deref() != Some(id.as_ref()))
+        {
+            self.id = Some(id.to_string());
+            data.insert("id".into(), Value::String(id.into_owned()));
         }
-        if let Some(usage) = chunk.get("usage").and_then(usage_of) {
-            self.usage = Some(usage);
+        if let Some(fp) = chunk
+            .system_fingerprint
+            .filter(|fp| self.fingerprint.as_deref() != Some(fp.as_ref()))
+        {
+            self.fingerprint = Some(fp.to_string());
+            data.insert("system_fingerprint".into(), Value::String(fp.into_owned()));
         }
-        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+        if !data.is_empty() {
+            out.push(Chunk::ProviderData(data));
+        }
+        if let Some(usage) = chunk.usage.as_ref().and_then(usage_of) {
+            out.push(Chunk::Usage(usage));
+        }
+        let Some(choice) = chunk.choices.into_iter().next() else {
             return;
         };
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish_reason = Some(reason.to_string());
-        }
-        let Some(delta) = choice.get("delta") else {
-            return;
-        };
-        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-            for (position, call) in calls.iter().enumerate() {
-                self.tool_calls.apply(call, position);
+        if let Some(delta) = choice.delta {
+            for text in [delta.reasoning_content, delta.reasoning]
+                .into_iter()
+                .flatten()
+                .filter(|t| !t.is_empty())
+            {
+                out.push(Chunk::Reasoning(text.into_owned()));
+            }
+            for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
+                out.push(Chunk::ToolCall(self.calls.delta(call, position)));
+            }
+            let text = delta.content.unwrap_or(Cow::Borrowed(""));
+            if !text.is_empty() || (!self.delivered && delta.role.is_some()) {
+                self.delivered = true;
+                out.push(Chunk::Text(text.into_owned()));
             }
         }
-        let text = delta.get("content").and_then(Value::as_str).unwrap_or("");
-        if !text.is_empty() || (!self.delivered && delta.get("role").is_some()) {
-            self.content.push_str(text);
-            self.delivered = true;
-            on_delta(&Delta {
-                content: text.to_string(),
-                provider_data: self.provider_data(),
-            });
-        }
-    }
-
-    fn provider_data(&self) -> Option<Value> {
-        (!self.provider_data.is_empty()).then(|| Value::Object(self.provider_data.clone()))
-    }
-
-    fn into_response(self) -> ModelResponse {
-        ModelResponse {
-            provider_data: self.provider_data(),
-            content: self.content,
-            usage: self.usage,
-            finish_reason: self.finish_reason,
-            tool_calls: self.tool_calls.finish(),
+        if let Some(reason) = choice.finish_reason {
+            out.push(Chunk::Finish(reason.into_owned()));
         }
     }
 }
 
-/// Tool calls assembled from pieces: streamed `delta.tool_calls[]` entries, or the
-/// complete entries of a non-streaming `message.tool_calls`.
+impl SseHandler for StreamHandler {
+    fn event(&mut self, event: SseEvent, out: &mut Vec<Chunk>) -> Result<bool, ModelError> {
+        if event.is_done() {
+            return Ok(true);
+        }
+        let chunk: StreamChunk<'_> = match serde_json::from_str(&event.data) {
+            Ok(chunk) => chunk,
+            Err(_) if event.event.as_deref() == Some("error") => {
+                return Err(ModelError::Protocol(format!(
+                    "{} reported an error in the stream: {}",
+                    self.provider,
+                    one_line(&event.data, MAX_ERROR_MESSAGE_CHARS)
+                )));
+            }
+            Err(e) => {
+                return Err(ModelError::Protocol(format!(
+                    "{} sent a stream chunk that is not JSON ({e}): {}",
+                    self.provider,
+                    one_line(&event.data, QUOTE_CHARS)
+                )));
+            }
+        };
+        if let Some(error) = chunk.error.as_ref().filter(|e| !e.is_null()) {
+            return Err(error_in_answer(error, &self.provider));
+        }
+        self.apply(chunk, out);
+        Ok(false)
+    }
+
+    fn end(&mut self) -> Result<(), ModelError> {
+        if self.seen_chunk {
+            Ok(())
+        } else {
+            Err(ModelError::Protocol(format!(
+                "{} ended the stream without sending any answer",
+                self.provider
+            )))
+        }
+    }
+}
+
+/// The index of each streamed call piece. Pieces without an `index` are placed by id: a
+/// new id starts a new call (at the smallest free index from its position), a piece
+/// without one continues the latest call.
 #[derive(Default)]
-struct ToolCallAssembler {
-    /// `(index, call)` in order of first appearance.
-    calls: Vec<(u64, ToolCall)>,
+struct CallIndexes {
+    /// `(index, id)` in order of first appearance.
+    known: Vec<(u64, Option<String>)>,
 }
 
-impl ToolCallAssembler {
-    /// Adds one streamed entry. `position` is its place in its array, used as the index
-    /// by providers that leave `index` out; such an entry with a new id starts a new call,
-    /// one without an id continues the latest call.
-    fn apply(&mut self, entry: &Value, position: usize) {
+impl CallIndexes {
+    fn delta(&mut self, entry: &Value, position: usize) -> ToolCallDelta {
         let id = entry
             .get("id")
             .and_then(Value::as_str)
@@ -610,167 +503,152 @@ impl ToolCallAssembler {
             Some(index) => index,
             None => match id {
                 Some(id) => self
-                    .calls
+                    .known
                     .iter()
-                    .find(|(_, call)| call.id == id)
-                    .map_or(self.next_free_index(position as u64), |(index, _)| *index),
+                    .find(|(_, known)| known.as_deref() == Some(id))
+                    .map_or_else(|| self.free_from(position as u64), |(index, _)| *index),
                 None => self
-                    .calls
+                    .known
                     .last()
                     .map_or(position as u64, |(index, _)| *index),
             },
         };
-        self.merge(index, entry);
-    }
-
-    /// Adds an entry's id, name and argument text to the call at `index`.
-    fn merge(&mut self, index: u64, entry: &Value) {
-        let slot = match self.calls.iter().position(|(i, _)| *i == index) {
-            Some(slot) => slot,
-            None => {
-                self.calls.push((index, ToolCall::default()));
-                self.calls.len() - 1
+        match self.known.iter_mut().find(|(i, _)| *i == index) {
+            Some((_, known)) => {
+                if known.is_none() {
+                    *known = id.map(str::to_string);
+                }
             }
-        };
-        let call = &mut self.calls[slot].1;
-        if let Some(id) = entry
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-        {
-            call.id = id.to_string();
+            None => self.known.push((index, id.map(str::to_string))),
         }
-        let function = entry.get("function");
-        // The name comes whole, on the first piece (some providers repeat it on each).
-        if let Some(name) = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            && call.name.is_empty()
-        {
-            call.name = name.to_string();
-        }
-        match function.and_then(|f| f.get("arguments")) {
-            Some(Value::String(piece)) => call.arguments.push_str(piece),
-            // Some servers send the arguments as an object rather than JSON text.
-            Some(value @ (Value::Object(_) | Value::Array(_))) => {
-                call.arguments = value.to_string();
-            }
-            _ => {}
-        }
+        call_delta(index, entry)
     }
 
     /// The smallest index not in use that is at least `from`.
-    fn next_free_index(&self, from: u64) -> u64 {
+    fn free_from(&self, from: u64) -> u64 {
         let mut index = from;
-        while self.calls.iter().any(|(i, _)| *i == index) {
+        while self.known.iter().any(|(i, _)| *i == index) {
             index += 1;
         }
         index
     }
-
-    /// The calls ordered by index. A call without an id gets `call_<index>`, and empty
-    /// arguments become `{}`, so every call can be answered and parsed.
-    fn finish(mut self) -> Vec<ToolCall> {
-        self.calls.sort_by_key(|(index, _)| *index);
-        self.calls
-            .into_iter()
-            .map(|(index, mut call)| {
-                if call.id.is_empty() {
-                    call.id = format!("call_{index}");
-                }
-                if call.arguments.trim().is_empty() {
-                    call.arguments = "{}".into();
-                }
-                call
-            })
-            .collect()
-    }
 }
 
-/// One message in OpenAI's shape.
-fn wire_message(message: &Message) -> Value {
-    let mut out = Map::new();
-    out.insert("role".into(), Value::String(message.role.as_str().into()));
-    // Only assistant turns carry calls, and OpenAI refuses an empty `tool_calls` list.
-    let calls = message
-        .tool_calls
-        .as_deref()
-        .filter(|c| message.role == Role::Assistant && !c.is_empty());
-    let content = match message.content.as_deref() {
-        // An assistant turn that only calls tools has no content.
-        None | Some("") if calls.is_some() => Value::Null,
-        Some(text) => Value::String(text.to_string()),
-        None => Value::String(String::new()),
+/// A call entry (streamed piece or whole call) as a delta at `index`.
+fn call_delta(index: u64, entry: &Value) -> ToolCallDelta {
+    let function = entry.get("function");
+    let arguments = match function.and_then(|f| f.get("arguments")) {
+        Some(Value::String(piece)) => ArgumentsPiece::Append(piece.clone()),
+        // Some servers send the arguments as an object rather than JSON text.
+        Some(value @ (Value::Object(_) | Value::Array(_))) => {
+            ArgumentsPiece::Whole(value.to_string())
+        }
+        _ => ArgumentsPiece::None,
     };
-    out.insert("content".into(), content);
-    if let Some(calls) = calls {
-        out.insert(
-            "tool_calls".into(),
-            Value::Array(calls.iter().map(wire_tool_call).collect()),
-        );
+    ToolCallDelta {
+        index,
+        id: entry
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_string),
+        name: function
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        arguments,
     }
-    if message.role == Role::Tool {
-        if let Some(id) = &message.tool_call_id {
-            out.insert("tool_call_id".into(), Value::String(id.clone()));
-        }
-    }
-    Value::Object(out)
 }
 
-/// A stored tool call in OpenAI's `{id, type, function: {name, arguments}}` shape. Calls
-/// stored flat (`tool_call_id`/`tool_name`/`tool_args`) are converted.
-fn wire_tool_call(call: &Value) -> Value {
-    if let Some(function) = call.get("function") {
-        let mut call = call.clone();
-        // OpenAI wants the arguments as JSON text, never as an object.
-        match function.get("arguments") {
-            Some(Value::String(_)) => {}
-            Some(Value::Null) | None => call["function"]["arguments"] = "{}".into(),
-            Some(other) => call["function"]["arguments"] = other.to_string().into(),
-        }
-        return call;
+/// A non-streaming answer as chunks.
+fn whole_answer(body: &[u8], provider: &str) -> Result<Vec<Chunk>, ModelError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ModelError::Protocol(format!(
+            "{provider} sent an answer that is not JSON ({e}): {}",
+            one_line(&String::from_utf8_lossy(body), QUOTE_CHARS)
+        ))
+    })?;
+    if let Some(error) = value.get("error").filter(|e| !e.is_null()) {
+        return Err(error_in_answer(error, provider));
     }
-    let field = |keys: &[&str]| keys.iter().find_map(|k| call.get(*k)).cloned();
-    let arguments = match field(&["tool_args", "arguments"]) {
-        Some(Value::String(s)) => s,
-        Some(other) => other.to_string(),
-        None => "{}".into(),
-    };
-    json!({
-        "id": field(&["tool_call_id", "id"]).unwrap_or(Value::Null),
-        "type": "function",
-        "function": {
-            "name": field(&["tool_name", "name"]).unwrap_or(Value::Null),
-            "arguments": arguments,
-        }
-    })
-}
-
-/// `{"id", "system_fingerprint"}` of an answer, leaving out missing keys.
-fn provider_data_of(value: &Value, mut data: Map<String, Value>) -> Option<Value> {
+    let choice = value.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
+        ModelError::Protocol(format!("{provider} sent an answer without choices"))
+    })?;
+    let mut chunks = Vec::new();
+    let mut data = Map::new();
     for key in ["id", "system_fingerprint"] {
         if let Some(v) = value.get(key).filter(|v| !v.is_null()) {
             data.insert(key.into(), v.clone());
         }
     }
-    (!data.is_empty()).then_some(Value::Object(data))
+    if !data.is_empty() {
+        chunks.push(Chunk::ProviderData(data));
+    }
+    let message = choice.get("message");
+    let field = |key: &str| message.and_then(|m| m.get(key)).and_then(Value::as_str);
+    if let Some(reasoning) = field("reasoning_content").or_else(|| field("reasoning")) {
+        chunks.push(Chunk::Reasoning(reasoning.to_string()));
+    }
+    let content = field("content").or_else(|| field("refusal")).unwrap_or("");
+    chunks.push(Chunk::Text(content.to_string()));
+    let calls = message
+        .and_then(|m| m.get("tool_calls"))
+        .and_then(Value::as_array);
+    for (position, call) in calls.into_iter().flatten().enumerate() {
+        let mut delta = call_delta(position as u64, call);
+        if let ArgumentsPiece::Append(text) = delta.arguments {
+            delta.arguments = ArgumentsPiece::Whole(text);
+        }
+        chunks.push(Chunk::ToolCall(delta));
+    }
+    if let Some(usage) = value.get("usage").and_then(usage_of) {
+        chunks.push(Chunk::Usage(usage));
+    }
+    if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+        chunks.push(Chunk::Finish(reason.to_string()));
+    }
+    Ok(chunks)
 }
 
-/// Token counts of an OpenAI `usage` object.
+/// An `error` object inside an answer: an HTTP error when it carries a status code.
+fn error_in_answer(error: &Value, provider: &str) -> ModelError {
+    let wrapped = serde_json::json!({ "error": error });
+    let message = provider_message(&wrapped).unwrap_or_else(|| error.to_string());
+    let message = one_line(&message, MAX_ERROR_MESSAGE_CHARS);
+    let status = error
+        .get("code")
+        .or_else(|| error.get("status"))
+        .and_then(|c| {
+            c.as_u64()
+                .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+        })
+        .filter(|c| (400..600).contains(c));
+    match status {
+        Some(status) => ModelError::Http {
+            status: status as u16,
+            message: format!("{message} (HTTP {status})"),
+        },
+        None => ModelError::Protocol(format!(
+            "{provider} reported an error in the stream: {message}"
+        )),
+    }
+}
+
+/// Token counts of an OpenAI `usage` object (`prompt_tokens` counts cached tokens in, as
+/// OpenAI reports them; they are also given apart as `cache_read_tokens`).
 fn usage_of(usage: &Value) -> Option<Usage> {
     if !usage.is_object() {
         return None;
     }
     let count = |path: &str| usage.pointer(path).and_then(Value::as_u64).unwrap_or(0);
-    let input_tokens = count("/prompt_tokens");
+    let prompt = count("/prompt_tokens");
     let output_tokens = count("/completion_tokens");
     let total_tokens = usage
         .get("total_tokens")
         .and_then(Value::as_u64)
-        .unwrap_or(input_tokens + output_tokens);
+        .unwrap_or(prompt + output_tokens);
     Some(Usage {
-        input_tokens,
+        input_tokens: prompt,
         output_tokens,
         total_tokens,
         reasoning_tokens: count("/completion_tokens_details/reasoning_tokens"),
@@ -779,118 +657,19 @@ fn usage_of(usage: &Value) -> Option<Usage> {
     })
 }
 
-/// The human-readable message of a provider error body: OpenAI's `error.message`, a
-/// string `error`, FastAPI's `detail`, or a top-level `message`.
-fn provider_message(body: &Value) -> Option<String> {
-    let text = |v: &Value| match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Null | Value::String(_) => None,
-        other => Some(other.to_string()),
-    };
-    match body.get("error") {
-        Some(Value::Object(error)) => {
-            if let Some(m) = error.get("message").and_then(text) {
-                return Some(m);
-            }
-        }
-        Some(error @ Value::String(_)) => {
-            if let Some(m) = text(error) {
-                return Some(m);
-            }
-        }
-        _ => {}
-    }
-    body.get("detail")
-        .and_then(text)
-        .or_else(|| body.get("message").and_then(text))
-}
-
-/// `text` on one line with whitespace runs collapsed, cut to `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
-    }
-}
-
-/// `Retry-After` (seconds) or OpenAI's `retry-after-ms`. HTTP-date values are ignored.
-fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n >= 0.0)
-    };
-    number("retry-after-ms")
-        .map(|ms| ms / 1000.0)
-        .or_else(|| number("retry-after"))
-        .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
-}
-
-/// A failure before any answer arrived that another attempt may fix.
-fn is_connect_failure(error: &ureq::Error) -> bool {
-    use std::io::ErrorKind;
-    match error {
-        ureq::Error::ConnectionFailed | ureq::Error::Timeout(ureq::Timeout::Connect) => true,
-        ureq::Error::Io(e) => matches!(
-            e.kind(),
-            ErrorKind::ConnectionRefused
-                | ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::NotConnected
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof
-        ),
-        _ => false,
-    }
-}
-
-fn is_timeout(error: &std::io::Error) -> bool {
-    if let Some(ureq::Error::Timeout(_)) = error.get_ref().and_then(|e| e.downcast_ref()) {
-        return true;
-    }
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-    )
-}
-
-fn read_timeout_from_env() -> Duration {
-    std::env::var(READ_TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|secs| secs.is_finite() && *secs > 0.0)
-        .map_or(DEFAULT_READ_TIMEOUT, |secs| {
-            Duration::from_secs_f64(secs.min(86_400.0))
-        })
-}
-
-/// Sleeps for `duration` unless `cancel` fires first. Returns false when cancelled.
-pub(crate) fn sleep_unless_cancelled(cancel: &CancelToken, duration: Duration) -> bool {
-    let deadline = Instant::now() + duration;
-    loop {
-        if cancel.is_cancelled() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(CANCEL_POLL));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::ProviderDef;
-    use crate::tools::ToolSpec;
+    use crate::model::transport::{Options, READ_TIMEOUT_ENV};
+    use crate::model::{Assembler, ModelResponse};
+    use futures_util::StreamExt;
+    use serde_json::json;
     use std::collections::BTreeMap;
-    use std::io::{BufRead, Write};
+    use std::io::{BufRead, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::Mutex;
+    use std::time::{Duration, Instant};
 
     /// One canned answer of the fake server.
     #[derive(Clone)]
@@ -936,24 +715,32 @@ mod tests {
         }
 
         fn model(&self) -> OpenAiModel {
+            self.model_with(Options {
+                base_backoff: Duration::from_millis(5),
+                read_timeout: Duration::from_secs(30),
+                ..Options::default()
+            })
+        }
+
+        fn model_with(&self, options: Options) -> OpenAiModel {
             let mut headers = BTreeMap::new();
             headers.insert("X-Extra".to_string(), "yes".to_string());
-            let mut model = OpenAiModel::new(&ResolvedModel {
-                provider: ProviderDef {
-                    name: "fake".into(),
-                    kind: ProviderKind::OpenAi,
-                    base_url: self.base_url.clone(),
-                    api_key_env: Some("FAKE_KEY".into()),
-                    headers,
-                    display_name: "FakeAI".into(),
+            OpenAiModel::new(
+                &ResolvedModel {
+                    provider: ProviderDef {
+                        name: "fake".into(),
+                        kind: ProviderKind::OpenAi,
+                        base_url: self.base_url.clone(),
+                        api_key_env: Some("FAKE_KEY".into()),
+                        headers,
+                        display_name: "FakeAI".into(),
+                    },
+                    model: "fake-model".into(),
+                    api_key: Some("sk-test".into()),
+                    missing_key: None,
                 },
-                model: "fake-model".into(),
-                api_key: Some("sk-test".into()),
-                missing_key: None,
-            });
-            model.base_backoff = Duration::from_millis(5);
-            model.read_timeout = Duration::from_secs(30);
-            model
+                Arc::new(Transport::new(options)),
+            )
         }
 
         fn requests(&self) -> Vec<Seen> {
@@ -1059,23 +846,39 @@ mod tests {
             messages,
             temperature: Some(0.5),
             max_tokens: Some(100),
-            response_format: None,
+            output: None,
             stream,
             tools: &[],
         }
     }
 
-    fn invoke(
+    /// Runs a call to its end: the answer, and the text pieces in the order they came.
+    async fn invoke(
         model: &OpenAiModel,
-        req: &ModelRequest<'_>,
-    ) -> (Result<ModelResponse, ModelError>, Vec<Delta>) {
-        let mut deltas = Vec::new();
-        let result = model.invoke(req, &CancelToken::new(), &mut |d| deltas.push(d.clone()));
-        (result, deltas)
+        req: ModelRequest<'_>,
+    ) -> (Result<ModelResponse, ModelError>, Vec<String>) {
+        let mut texts = Vec::new();
+        let mut stream = match model.stream(req).await {
+            Ok(stream) => stream,
+            Err(e) => return (Err(e), texts),
+        };
+        let mut assembler = Assembler::default();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if let Chunk::Text(text) = &chunk {
+                        texts.push(text.clone());
+                    }
+                    assembler.add(&chunk);
+                }
+                Err(e) => return (Err(e), texts),
+            }
+        }
+        (Ok(assembler.finish()), texts)
     }
 
-    #[test]
-    fn streams_text_and_usage() {
+    #[tokio::test]
+    async fn streams_text_and_usage() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             chunk(json!({"role": "assistant", "content": ""}), Value::Null),
             chunk(json!({"content": "Hello"}), Value::Null),
@@ -1094,12 +897,10 @@ mod tests {
             "data: [DONE]\n\n".into(),
         ])]);
         let msgs = messages();
-        let (result, deltas) = invoke(&server.model(), &request(&msgs, true));
+        let (result, texts) = invoke(&server.model(), request(&msgs, true)).await;
         let response = result.unwrap();
-        let texts: Vec<&str> = deltas.iter().map(|d| d.content.as_str()).collect();
         assert_eq!(texts, ["", "Hello", ", ", "wor", "ld"]);
         let data = json!({"id": "chatcmpl-1", "system_fingerprint": "fp_x"});
-        assert_eq!(deltas[0].provider_data, Some(data.clone()));
         assert_eq!(response.content, "Hello, world");
         assert_eq!(response.provider_data, Some(data));
         assert_eq!(response.finish_reason.as_deref(), Some("stop"));
@@ -1135,8 +936,27 @@ mod tests {
         assert!(body.get("response_format").is_none());
     }
 
-    #[test]
-    fn non_streaming_answer_and_response_format() {
+    #[tokio::test]
+    async fn reasoning_deltas_become_reasoning_text() {
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            chunk(
+                json!({"role": "assistant", "reasoning_content": "Think"}),
+                Value::Null,
+            ),
+            chunk(json!({"reasoning": "ing."}), Value::Null),
+            chunk(json!({"content": "Answer"}), json!("stop")),
+            "data: [DONE]\n\n".into(),
+        ])]);
+        let msgs = messages();
+        let (result, texts) = invoke(&server.model(), request(&msgs, true)).await;
+        let response = result.unwrap();
+        assert_eq!(response.reasoning, "Thinking.");
+        assert_eq!(response.content, "Answer");
+        assert_eq!(texts, ["", "Answer"]);
+    }
+
+    #[tokio::test]
+    async fn non_streaming_answer_and_output_format() {
         let server = FakeServer::start(vec![Reply::Full(
             200,
             vec![],
@@ -1150,14 +970,18 @@ mod tests {
         )]);
         let msgs = messages();
         let mut req = request(&msgs, false);
-        let format = json!({"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}}});
-        req.response_format = Some(format.clone());
+        let format = OutputFormat::JsonSchema {
+            name: "A".into(),
+            description: None,
+            schema: json!({"type": "object"}),
+            strict: true,
+        };
+        req.output = Some(&format);
         req.temperature = None;
-        let (result, deltas) = invoke(&server.model(), &req);
+        let (result, texts) = invoke(&server.model(), req).await;
         let response = result.unwrap();
         assert_eq!(response.content, "{\"a\":1}");
-        assert_eq!(deltas.len(), 1);
-        assert_eq!(deltas[0].content, response.content);
+        assert_eq!(texts, std::slice::from_ref(&response.content));
         // A missing system_fingerprint is left out.
         assert_eq!(response.provider_data, Some(json!({"id": "chatcmpl-9"})));
         assert_eq!(response.usage.unwrap().total_tokens, 10);
@@ -1165,23 +989,27 @@ mod tests {
         assert_eq!(body["stream"], false);
         assert!(body.get("stream_options").is_none());
         assert!(body.get("temperature").is_none());
-        assert_eq!(body["response_format"], format);
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "A", "schema": {"type": "object"}, "strict": true}})
+        );
     }
 
-    #[test]
-    fn stream_options_and_response_format_are_sent_together() {
+    #[tokio::test]
+    async fn stream_options_and_response_format_are_sent_together() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             chunk(json!({"content": "{}"}), json!("stop")),
             "data: [DONE]\n\n".into(),
         ])]);
         let msgs = messages();
         let mut req = request(&msgs, true);
-        req.response_format = Some(json!({"type": "json_object"}));
-        let response = invoke(&server.model(), &req).0.unwrap();
+        let format = OutputFormat::JsonObject;
+        req.output = Some(&format);
+        let response = invoke(&server.model(), req).await.0.unwrap();
         assert_eq!(response.content, "{}");
         let body = &server.requests()[0].body;
-        assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
     }
 
     fn weather_tools() -> Vec<ToolSpec> {
@@ -1201,8 +1029,8 @@ mod tests {
         chunk(json!({ "tool_calls": calls }), Value::Null)
     }
 
-    #[test]
-    fn streamed_parallel_tool_calls_are_assembled_by_index() {
+    #[tokio::test]
+    async fn streamed_parallel_tool_calls_are_assembled_by_index() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             chunk(json!({"role": "assistant", "content": null}), Value::Null),
             tool_delta(json!([{"index": 0, "id": "call_a", "type": "function",
@@ -1225,7 +1053,7 @@ mod tests {
         let tools = weather_tools();
         let mut req = request(&msgs, true);
         req.tools = &tools;
-        let (result, deltas) = invoke(&server.model(), &req);
+        let (result, texts) = invoke(&server.model(), req).await;
         let response = result.unwrap();
         assert_eq!(
             response.tool_calls,
@@ -1245,9 +1073,8 @@ mod tests {
         assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(response.content, "");
         assert_eq!(response.usage.unwrap().total_tokens, 28);
-        // Only the role chunk becomes a text delta.
-        assert_eq!(deltas.len(), 1);
-        assert_eq!(deltas[0].content, "");
+        // Only the role chunk becomes a text piece.
+        assert_eq!(texts, [""]);
 
         let body = &server.requests()[0].body;
         assert_eq!(
@@ -1261,8 +1088,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn streamed_calls_without_index_or_id_still_assemble() {
+    #[tokio::test]
+    async fn streamed_calls_without_index_or_id_still_assemble() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             // Whole calls without `index`, told apart by their ids.
             tool_delta(json!([{"id": "c1", "function": {"name": "f", "arguments": "{\"a\":1}"}}])),
@@ -1277,7 +1104,7 @@ mod tests {
         let tools = weather_tools();
         let mut req = request(&msgs, true);
         req.tools = &tools;
-        let calls = invoke(&server.model(), &req).0.unwrap().tool_calls;
+        let calls = invoke(&server.model(), req).await.0.unwrap().tool_calls;
         let got: Vec<(&str, &str, &str)> = calls
             .iter()
             .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
@@ -1292,8 +1119,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn non_streaming_tool_calls() {
+    #[tokio::test]
+    async fn non_streaming_tool_calls() {
         let server = FakeServer::start(vec![Reply::Full(
             200,
             vec![],
@@ -1315,7 +1142,7 @@ mod tests {
         let tools = weather_tools();
         let mut req = request(&msgs, false);
         req.tools = &tools;
-        let (result, deltas) = invoke(&server.model(), &req);
+        let (result, texts) = invoke(&server.model(), req).await;
         let response = result.unwrap();
         assert_eq!(response.content, "");
         assert_eq!(response.finish_reason.as_deref(), Some("tool_calls"));
@@ -1327,27 +1154,30 @@ mod tests {
         assert_eq!(names, ["get_weather", "get_time"]);
         assert_eq!(response.tool_calls[0].id, "call_x");
         assert_eq!(response.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
-        assert_eq!(deltas.len(), 1);
+        assert_eq!(texts.len(), 1);
         assert_eq!(
             server.requests()[0].body["tools"].as_array().unwrap().len(),
             2
         );
     }
 
-    #[test]
-    fn no_tools_key_without_tools() {
+    #[tokio::test]
+    async fn no_tools_key_without_tools() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             chunk(json!({"content": "ok"}), json!("stop")),
             "data: [DONE]\n\n".into(),
         ])]);
         let msgs = messages();
-        let response = invoke(&server.model(), &request(&msgs, true)).0.unwrap();
+        let response = invoke(&server.model(), request(&msgs, true))
+            .await
+            .0
+            .unwrap();
         assert!(response.tool_calls.is_empty());
         assert!(server.requests()[0].body.get("tools").is_none());
     }
 
-    #[test]
-    fn unauthorized_reports_the_provider_message() {
+    #[tokio::test]
+    async fn unauthorized_reports_the_provider_message() {
         let server = FakeServer::start(vec![Reply::Full(
             401,
             vec![],
@@ -1356,47 +1186,43 @@ mod tests {
             .to_string(),
         )]);
         let msgs = messages();
-        match invoke(&server.model(), &request(&msgs, true)) {
-            (Err(ModelError::Http { status, message }), deltas) => {
+        match invoke(&server.model(), request(&msgs, true)).await {
+            (Err(ModelError::Http { status, message }), texts) => {
                 assert_eq!(status, 401);
                 assert_eq!(message, "Incorrect API key provided: sk-test. (HTTP 401)");
-                assert!(deltas.is_empty());
+                assert!(texts.is_empty());
             }
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(server.requests().len(), 1, "401 is not retried");
     }
 
-    #[test]
-    fn other_error_bodies_are_readable() {
+    #[tokio::test]
+    async fn other_error_bodies_are_readable() {
         let server = FakeServer::start(vec![
             Reply::Full(404, vec![], json!({"detail": "Not Found"}).to_string()),
             Reply::Full(400, vec![], "bad\nrequest  here".into()),
         ]);
         let msgs = messages();
         let model = server.model();
-        match invoke(&model, &request(&msgs, false)).0 {
+        match invoke(&model, request(&msgs, false)).await.0 {
             Err(ModelError::Http {
                 status: 404,
                 message,
-            }) => {
-                assert_eq!(message, "Not Found (HTTP 404)")
-            }
+            }) => assert_eq!(message, "Not Found (HTTP 404)"),
             other => panic!("unexpected {other:?}"),
         }
-        match invoke(&model, &request(&msgs, false)).0 {
+        match invoke(&model, request(&msgs, false)).await.0 {
             Err(ModelError::Http {
                 status: 400,
                 message,
-            }) => {
-                assert_eq!(message, "bad request here (HTTP 400)")
-            }
+            }) => assert_eq!(message, "bad request here (HTTP 400)"),
             other => panic!("unexpected {other:?}"),
         }
     }
 
-    #[test]
-    fn rate_limit_is_retried_after_retry_after() {
+    #[tokio::test]
+    async fn rate_limit_is_retried_after_retry_after() {
         let server = FakeServer::start(vec![
             Reply::Full(
                 429,
@@ -1409,35 +1235,38 @@ mod tests {
             ]),
         ]);
         let msgs = messages();
-        let mut model = server.model();
         // Retry-After: 0 must win over the (long) backoff.
-        model.base_backoff = Duration::from_secs(20);
+        let model = server.model_with(Options {
+            base_backoff: Duration::from_secs(20),
+            ..Options::default()
+        });
         let started = Instant::now();
-        let (result, deltas) = invoke(&model, &request(&msgs, true));
+        let (result, texts) = invoke(&model, request(&msgs, true)).await;
         assert_eq!(result.unwrap().content, "ok");
-        assert_eq!(deltas.len(), 1);
+        assert_eq!(texts.len(), 1);
         assert_eq!(server.requests().len(), 2);
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
-    #[test]
-    fn server_errors_give_up_after_the_retries() {
+    #[tokio::test]
+    async fn server_errors_give_up_after_the_retries() {
         let error = json!({"error": {"message": "The server had an error"}}).to_string();
         let server = FakeServer::start(vec![Reply::Full(500, vec![], error)]);
         let msgs = messages();
         let model = server.model();
-        match invoke(&model, &request(&msgs, true)).0 {
+        match invoke(&model, request(&msgs, true)).await.0 {
             Err(ModelError::Http { status, message }) => {
                 assert_eq!(status, 500);
                 assert_eq!(message, "The server had an error (HTTP 500)");
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(server.requests().len(), 1 + MAX_RETRIES as usize);
+        let retries = crate::model::transport::MAX_RETRIES as usize;
+        assert_eq!(server.requests().len(), 1 + retries);
     }
 
-    #[test]
-    fn connection_refused_is_a_transport_error() {
+    #[tokio::test]
+    async fn connection_refused_is_a_transport_error() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
@@ -1446,7 +1275,7 @@ mod tests {
             requests: Arc::default(),
         };
         let msgs = messages();
-        match invoke(&server.model(), &request(&msgs, true)).0 {
+        match invoke(&server.model(), request(&msgs, true)).await.0 {
             Err(ModelError::Transport(message)) => {
                 assert!(message.contains("FakeAI"), "{message}")
             }
@@ -1454,24 +1283,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn error_inside_the_stream_is_reported() {
+    #[tokio::test]
+    async fn error_inside_the_stream_is_reported() {
         let server = FakeServer::start(vec![Reply::Sse(vec![
             chunk(json!({"content": "par"}), Value::Null),
             sse(json!({"error": {"message": "overloaded", "code": 503}})),
         ])]);
         let msgs = messages();
-        let (result, deltas) = invoke(&server.model(), &request(&msgs, true));
+        let (result, texts) = invoke(&server.model(), request(&msgs, true)).await;
         match result {
             Err(ModelError::Http {
                 status: 503,
                 message,
-            }) => {
-                assert_eq!(message, "overloaded (HTTP 503)")
-            }
+            }) => assert_eq!(message, "overloaded (HTTP 503)"),
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(deltas.len(), 1);
+        assert_eq!(texts, ["par"]);
         assert_eq!(
             server.requests().len(),
             1,
@@ -1479,35 +1306,37 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stalled_stream_is_cancelled_promptly() {
+    #[tokio::test]
+    async fn dropping_a_stalled_stream_returns_at_once() {
         let server = FakeServer::start(vec![Reply::Stall]);
         let msgs = messages();
         let model = server.model();
-        let cancel = CancelToken::new();
-        let canceller = cancel.clone();
+        let mut stream = model.stream(request(&msgs, true)).await.unwrap();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(
+            first,
+            Chunk::ProviderData(Map::from_iter([("id".into(), json!("c1"))]))
+        );
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Chunk::Text(String::new())
+        );
         let started = Instant::now();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(100));
-            canceller.cancel();
-        });
-        let mut deltas = Vec::new();
-        let result = model.invoke(&request(&msgs, true), &cancel, &mut |d| {
-            deltas.push(d.content.clone())
-        });
-        let elapsed = started.elapsed();
-        assert!(matches!(result, Err(ModelError::Cancelled)), "{result:?}");
-        assert_eq!(deltas, [""]);
-        assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+        let next = tokio::time::timeout(Duration::from_millis(100), stream.next()).await;
+        assert!(next.is_err(), "the provider is silent");
+        drop(stream);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
-    #[test]
-    fn silent_provider_times_out() {
+    #[tokio::test]
+    async fn silent_provider_times_out() {
         let server = FakeServer::start(vec![Reply::Stall]);
         let msgs = messages();
-        let mut model = server.model();
-        model.read_timeout = Duration::from_millis(200);
-        match invoke(&model, &request(&msgs, true)).0 {
+        let model = server.model_with(Options {
+            read_timeout: Duration::from_millis(200),
+            ..Options::default()
+        });
+        match invoke(&model, request(&msgs, true)).await.0 {
             Err(ModelError::Timeout(message)) => {
                 assert!(message.contains(READ_TIMEOUT_ENV), "{message}")
             }
@@ -1515,68 +1344,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn anthropic_kind_is_refused() {
+    #[tokio::test]
+    async fn anthropic_kind_is_refused() {
         let server = FakeServer::start(vec![]);
         let mut model = server.model();
         model.kind = ProviderKind::Anthropic;
         let msgs = messages();
         assert!(matches!(
-            invoke(&model, &request(&msgs, true)).0,
+            invoke(&model, request(&msgs, true)).await.0,
             Err(ModelError::Protocol(_))
         ));
+    }
+
+    fn wire(message: &Message) -> Value {
+        serde_json::to_value(WireMessage(message)).unwrap()
     }
 
     #[test]
     fn names_url_and_tool_messages() {
         let server = FakeServer::start(vec![]);
         let model = server.model();
-        assert_eq!(model.id(), "fake-model");
-        assert_eq!(model.provider(), "FakeAI");
+        assert_eq!(model.info().id, "fake-model");
+        assert_eq!(model.info().provider, "FakeAI");
+        assert_eq!(model.info().class_name, "OpenAILike");
         assert!(model.url.ends_with("/v1/chat/completions"), "{}", model.url);
 
+        let call = |id: &str, name: &str, args: &str| ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        };
         let assistant = Message {
             role: Role::Assistant,
-            tool_calls: Some(vec![
-                json!({"id": "call_1", "type": "function",
-                       "function": {"name": "f", "arguments": "{}"}}),
-                json!({"tool_call_id": "call_2", "tool_name": "g", "tool_args": {"x": 1}}),
-            ]),
+            tool_calls: Some(vec![call("call_1", "f", "{}"), call("call_2", "g", "")]),
             ..Message::default()
         };
         let tool = Message {
             role: Role::Tool,
             content: Some("42".into()),
             tool_call_id: Some("call_1".into()),
+            tool_name: Some("f".into()),
+            tool_args: Some(json!({"y": 2})),
             ..Message::default()
         };
         assert_eq!(
-            wire_message(&assistant),
+            wire(&assistant),
             json!({"role": "assistant", "content": null, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
-                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{\"x\":1}"}}
+                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{}"}}
             ]})
         );
         assert_eq!(
-            wire_message(&tool),
+            wire(&tool),
             json!({"role": "tool", "content": "42", "tool_call_id": "call_1"})
         );
-
-        // Empty content beside calls is null; arguments stored as an object become text;
-        // an empty call list is left out.
+        // Empty content beside calls is null; an empty call list is left out.
         let stored = Message {
             role: Role::Assistant,
             content: Some(String::new()),
-            tool_calls: Some(vec![json!({"id": "call_3", "type": "function",
-                                         "function": {"name": "h", "arguments": {"y": 2}}})]),
+            tool_calls: Some(vec![call("call_3", "h", "{\"y\":2}")]),
             ..Message::default()
         };
-        assert_eq!(
-            wire_message(&stored),
-            json!({"role": "assistant", "content": null, "tool_calls": [
-                {"id": "call_3", "type": "function", "function": {"name": "h", "arguments": "{\"y\":2}"}}
-            ]})
-        );
+        assert_eq!(wire(&stored)["content"], Value::Null);
         let empty = Message {
             role: Role::Assistant,
             content: Some("Done.".into()),
@@ -1584,51 +1413,8 @@ mod tests {
             ..Message::default()
         };
         assert_eq!(
-            wire_message(&empty),
+            wire(&empty),
             json!({"role": "assistant", "content": "Done."})
         );
-        let tool_with_name = Message {
-            role: Role::Tool,
-            content: Some("sunny".into()),
-            tool_call_id: Some("call_3".into()),
-            tool_name: Some("h".into()),
-            tool_args: Some(json!({"y": 2})),
-            ..Message::default()
-        };
-        assert_eq!(
-            wire_message(&tool_with_name),
-            json!({"role": "tool", "content": "sunny", "tool_call_id": "call_3"})
-        );
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let mut headers = ureq::http::HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after", "3600".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(
-            "retry-after",
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&headers), None);
-        headers.insert("retry-after-ms", "250".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
-    }
-
-    #[test]
-    fn cancellable_sleep_wakes_on_cancel() {
-        let cancel = CancelToken::new();
-        assert!(sleep_unless_cancelled(&cancel, Duration::from_millis(1)));
-        let canceller = cancel.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            canceller.cancel();
-        });
-        let started = Instant::now();
-        assert!(!sleep_unless_cancelled(&cancel, Duration::from_secs(10)));
-        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

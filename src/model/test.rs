@@ -13,11 +13,11 @@
 //! - The user text is the last user message; the instructions are the first 200
 //!   characters of the system prompt with runs of whitespace collapsed; the history counts
 //!   the user and assistant messages before the last user message.
-//! - With a `response_format` (`{"type":"json_schema","json_schema":{"schema":…}}` or a
-//!   plain JSON Schema object) the answer is compact JSON valid for the schema: strings
+//! - With an output format that is a JSON Schema the answer is compact JSON valid for the
+//!   schema: strings
 //!   are `"sample <property>"`, integers `42`, numbers `4.2`, booleans `true`, arrays have
-//!   one item, enums take their first value, and every property is present. With
-//!   `{"type":"json_object"}` it is `{"reply":"<the text answer>"}`.
+//!   one item, enums take their first value, and every property is present. With a plain
+//!   JSON object format it is `{"reply":"<the text answer>"}`.
 //! - Streaming delivers an empty delta first (like a provider's role-only chunk), then
 //!   the answer in groups of a few words.
 //! - Usage counts whitespace-separated words: input over all messages, output over the
@@ -29,7 +29,7 @@
 //!   is a call to each named tool, in order of first appearance (several names make
 //!   parallel calls in one turn), with no text. The ids are `call_test_<n>`, numbered on
 //!   from the calls already in the conversation. The arguments are a sample object for
-//!   the tool's `parameters` schema (as for `response_format` above), except that
+//!   the tool's `parameters` schema (as for output formats above), except that
 //!   `key=value` pairs in the message whose key is a property of the schema set that
 //!   property: `use get_weather city=Berlin days=3`, or `note="two words"` with quotes.
 //!   Values are strings unless the property's type is `integer`, `number` or `boolean`
@@ -50,14 +50,18 @@
 //! - `[test:slow]` waits about 200 ms before each chunk (cancellation still interrupts
 //!   it at once).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use crate::cancel::CancelToken;
-use crate::model::openai::sleep_unless_cancelled;
-use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse, ToolCall, Usage};
-use crate::run::{Message, Role};
+use crate::model::{
+    ArgumentsPiece, Chunk, ChunkStream, Model, ModelError, ModelInfo, ModelRequest, ToolCallDelta,
+    Usage,
+};
+use crate::run::{Message, Role, ToolCall};
+use crate::schema::OutputFormat;
 use crate::tools::ToolSpec;
 
 /// Marker that makes the test model fail with HTTP 500.
@@ -75,35 +79,22 @@ const MAX_SCHEMA_DEPTH: usize = 12;
 
 /// The built-in offline model.
 pub struct TestModel {
-    id: String,
+    info: ModelInfo,
 }
 
 impl TestModel {
     pub fn new(model: &str) -> Self {
         TestModel {
-            id: model.to_string(),
+            info: ModelInfo {
+                id: model.to_string(),
+                provider: "Test".into(),
+                class_name: "TestModel".into(),
+            },
         }
     }
-}
 
-impl Model for TestModel {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn provider(&self) -> &str {
-        "Test"
-    }
-
-    fn invoke(
-        &self,
-        request: &ModelRequest<'_>,
-        cancel: &CancelToken,
-        on_delta: &mut dyn FnMut(&Delta),
-    ) -> Result<ModelResponse, ModelError> {
-        if cancel.is_cancelled() {
-            return Err(ModelError::Cancelled);
-        }
+    /// The whole answer to `request`, as the chunks a stream delivers.
+    fn answer(&self, request: &ModelRequest<'_>) -> Result<Vec<Chunk>, ModelError> {
         let user = last_user_text(request.messages);
         if user.contains(ERROR_MARKER) {
             return Err(ModelError::Http {
@@ -111,20 +102,18 @@ impl Model for TestModel {
                 message: "test model error (HTTP 500)".into(),
             });
         }
-        let slow = user.contains(SLOW_MARKER);
-
         let tool_calls = requested_tool_calls(request.messages, request.tools);
         let content = if !tool_calls.is_empty() {
             String::new()
         } else {
             let text =
                 tool_results_text(request.messages).unwrap_or_else(|| reply_text(request.messages));
-            match &request.response_format {
+            match request.output {
                 Some(format) => structured_reply(format, &text),
                 None => text,
             }
         };
-        let provider_data = json!({ "id": format!("test-{:016x}", input_hash(request)) });
+        let id = format!("test-{:016x}", input_hash(request));
         let input_tokens = request
             .messages
             .iter()
@@ -136,44 +125,66 @@ impl Model for TestModel {
                 .map(|c| word_count(&c.name) + word_count(&c.arguments))
                 .sum::<u64>();
 
-        let pieces = if request.stream {
-            let mut pieces = vec![String::new()];
-            pieces.extend(word_groups(&content, WORDS_PER_CHUNK));
-            pieces
+        let mut chunks = vec![Chunk::ProviderData(Map::from_iter([(
+            "id".to_string(),
+            Value::String(id),
+        )]))];
+        if request.stream {
+            chunks.push(Chunk::Text(String::new()));
+            chunks.extend(
+                word_groups(&content, WORDS_PER_CHUNK)
+                    .into_iter()
+                    .map(Chunk::Text),
+            );
         } else {
-            vec![content.clone()]
-        };
-        for piece in pieces {
-            if slow && !sleep_unless_cancelled(cancel, SLOW_CHUNK_DELAY) {
-                return Err(ModelError::Cancelled);
-            }
-            if cancel.is_cancelled() {
-                return Err(ModelError::Cancelled);
-            }
-            on_delta(&Delta {
-                content: piece,
-                provider_data: Some(provider_data.clone()),
-            });
+            chunks.push(Chunk::Text(content));
         }
+        let finish = if tool_calls.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        };
+        for (index, call) in tool_calls.into_iter().enumerate() {
+            chunks.push(Chunk::ToolCall(ToolCallDelta {
+                index: index as u64,
+                id: Some(call.id),
+                name: Some(call.name),
+                arguments: ArgumentsPiece::Whole(call.arguments),
+            }));
+        }
+        chunks.push(Chunk::Usage(Usage {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens + output_tokens,
+            ..Usage::default()
+        }));
+        chunks.push(Chunk::Finish(finish.into()));
+        Ok(chunks)
+    }
+}
 
-        Ok(ModelResponse {
-            content,
-            provider_data: Some(provider_data),
-            usage: Some(Usage {
-                input_tokens,
-                output_tokens,
-                total_tokens: input_tokens + output_tokens,
-                ..Usage::default()
-            }),
-            finish_reason: Some(
-                if tool_calls.is_empty() {
-                    "stop"
-                } else {
-                    "tool_calls"
+impl Model for TestModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: ModelRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChunkStream, ModelError>> {
+        let answer = self.answer(&request);
+        let slow = last_user_text(request.messages).contains(SLOW_MARKER);
+        Box::pin(async move {
+            let chunks: VecDeque<Chunk> = answer?.into();
+            let stream = futures_util::stream::unfold(chunks, move |mut chunks| async move {
+                let chunk = chunks.pop_front()?;
+                // Pauses before each piece of text, as a slow provider would.
+                if slow && matches!(chunk, Chunk::Text(_)) {
+                    tokio::time::sleep(SLOW_CHUNK_DELAY).await;
                 }
-                .into(),
-            ),
-            tool_calls,
+                Some((Ok(chunk), chunks))
+            });
+            Ok(Box::pin(stream) as ChunkStream)
         })
     }
 }
@@ -373,7 +384,7 @@ fn tool_results_text(messages: &[Message]) -> Option<String> {
         .iter()
         .rposition(|m| m.role != Role::Tool)
         .map_or(0, |i| i + 1);
-    let calls: Vec<&Value> = messages[..start]
+    let calls: Vec<&ToolCall> = messages[..start]
         .iter()
         .rev()
         .find(|m| m.role == Role::Assistant)
@@ -396,17 +407,8 @@ fn tool_results_text(messages: &[Message]) -> Option<String> {
 }
 
 /// The function name of the call with `id`, in OpenAI's shape or stored flat.
-fn call_name(calls: &[&Value], id: &str) -> Option<String> {
-    let call = calls.iter().find(|c| {
-        c.get("id")
-            .or_else(|| c.get("tool_call_id"))
-            .and_then(Value::as_str)
-            == Some(id)
-    })?;
-    call.pointer("/function/name")
-        .or_else(|| call.get("tool_name"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
+fn call_name(calls: &[&ToolCall], id: &str) -> Option<String> {
+    calls.iter().find(|c| c.id == id).map(|c| c.name.clone())
 }
 
 /// The plain-text answer: the question, the instructions and the history size.
@@ -455,20 +457,14 @@ fn quote(text: &str, max: usize) -> String {
     }
 }
 
-/// JSON text for a `response_format`; the text answer when the format is not understood.
-fn structured_reply(format: &Value, text: &str) -> String {
-    let schema = match format.get("type").and_then(Value::as_str) {
-        Some("json_object") => return json!({ "reply": text }).to_string(),
-        Some("json_schema") => format
-            .get("json_schema")
-            .and_then(|j| j.get("schema"))
-            .unwrap_or(&Value::Null),
-        _ => format,
-    };
-    if !schema.is_object() {
-        return json!({ "reply": text }).to_string();
+/// JSON text for an output format.
+fn structured_reply(format: &OutputFormat, text: &str) -> String {
+    match format {
+        OutputFormat::JsonSchema { schema, .. } if schema.is_object() => {
+            sample_value(schema, "value", schema, 0).to_string()
+        }
+        _ => json!({ "reply": text }).to_string(),
     }
-    sample_value(schema, "value", schema, 0).to_string()
 }
 
 /// A value valid for `schema`, named `name` when it is a property. `root` resolves `$ref`s.
@@ -656,7 +652,7 @@ fn input_hash(request: &ModelRequest<'_>) -> u64 {
         feed(m.role.as_str().as_bytes());
         feed(m.content.as_deref().unwrap_or("").as_bytes());
         if let Some(calls) = &m.tool_calls {
-            feed(Value::Array(calls.clone()).to_string().as_bytes());
+            feed(serde_json::to_string(calls).unwrap_or_default().as_bytes());
         }
         if let Some(id) = &m.tool_call_id {
             feed(id.as_bytes());
@@ -666,8 +662,8 @@ fn input_hash(request: &ModelRequest<'_>) -> u64 {
         feed(tool.name.as_bytes());
         feed(tool.parameters.to_string().as_bytes());
     }
-    if let Some(format) = &request.response_format {
-        feed(format.to_string().as_bytes());
+    if let Some(format) = request.output {
+        feed(format!("{format:?}").as_bytes());
     }
     hash
 }
@@ -675,8 +671,15 @@ fn input_hash(request: &ModelRequest<'_>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
+    use crate::model::{Assembler, ModelResponse};
+    use futures_util::StreamExt;
     use std::time::Instant;
+
+    /// A piece of text as the stream delivered it.
+    #[derive(Clone, Debug)]
+    struct Delta {
+        content: String,
+    }
 
     fn msg(role: Role, content: &str) -> Message {
         Message {
@@ -691,24 +694,45 @@ mod tests {
             messages,
             temperature: None,
             max_tokens: None,
-            response_format: None,
+            output: None,
             stream,
             tools: &[],
         }
     }
 
+    /// Runs a request to its end: the answer and its text pieces.
     fn run(req: &ModelRequest<'_>) -> (Result<ModelResponse, ModelError>, Vec<Delta>) {
-        let mut deltas = Vec::new();
-        let result = TestModel::new("test")
-            .invoke(req, &CancelToken::new(), &mut |d| deltas.push(d.clone()));
-        (result, deltas)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let model = TestModel::new("test");
+            let mut deltas = Vec::new();
+            let mut stream = match model.stream(*req).await {
+                Ok(stream) => stream,
+                Err(e) => return (Err(e), deltas),
+            };
+            let mut assembler = Assembler::default();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.unwrap();
+                if let Chunk::Text(text) = &chunk {
+                    deltas.push(Delta {
+                        content: text.clone(),
+                    });
+                }
+                assembler.add(&chunk);
+            }
+            (Ok(assembler.finish()), deltas)
+        })
     }
 
     #[test]
     fn names() {
         let m = TestModel::new("test");
-        assert_eq!(m.id(), "test");
-        assert_eq!(m.provider(), "Test");
+        assert_eq!(m.info().id, "test");
+        assert_eq!(m.info().provider, "Test");
+        assert_eq!(m.info().class_name, "TestModel");
     }
 
     #[test]
@@ -771,11 +795,7 @@ mod tests {
         assert!(deltas.len() > 3);
         let joined: String = deltas.iter().map(|d| d.content.as_str()).collect();
         assert_eq!(joined, response.content);
-        assert!(
-            deltas
-                .iter()
-                .all(|d| d.provider_data == response.provider_data)
-        );
+        assert!(response.provider_data.is_some());
     }
 
     #[test]
@@ -830,12 +850,15 @@ mod tests {
             "extra": "sample extra"
         });
         let messages = [msg(Role::User, "story please")];
-        for format in [
+        for given in [
             json!({"type": "json_schema", "json_schema": {"name": "Story", "schema": schema}}),
             schema.clone(),
         ] {
+            let format = crate::schema::OutputSchema::from_response_format(&given)
+                .unwrap()
+                .format;
             let mut req = request(&messages, true);
-            req.response_format = Some(format);
+            req.output = Some(&format);
             let content = run(&req).0.unwrap().content;
             assert!(!content.contains('\n'));
             let value: Value = serde_json::from_str(&content).unwrap();
@@ -847,7 +870,8 @@ mod tests {
     fn json_object_answers_are_objects() {
         let messages = [msg(Role::User, "hi")];
         let mut req = request(&messages, false);
-        req.response_format = Some(json!({"type": "json_object"}));
+        let format = OutputFormat::JsonObject;
+        req.output = Some(&format);
         let content = run(&req).0.unwrap().content;
         let value: Value = serde_json::from_str(&content).unwrap();
         assert!(value["reply"].as_str().unwrap().contains("\"hi\""));
@@ -876,32 +900,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn cancel_stops_a_slow_stream_promptly() {
+    #[tokio::test]
+    async fn a_slow_stream_pauses_between_pieces_and_can_be_dropped() {
         let messages = [msg(Role::User, "a long slow story please [test:slow]")];
         let req = request(&messages, true);
-        let cancel = CancelToken::new();
-        let (tx, rx) = mpsc::channel();
-        let canceller = cancel.clone();
-        std::thread::spawn(move || {
-            let _ = rx.recv();
-            std::thread::sleep(Duration::from_millis(50));
-            canceller.cancel();
-        });
-        let mut deltas = 0;
+        let model = TestModel::new("test");
+        let mut stream = model.stream(req).await.unwrap();
+        assert!(matches!(
+            stream.next().await,
+            Some(Ok(Chunk::ProviderData(_)))
+        ));
         let started = Instant::now();
-        let result = TestModel::new("test").invoke(&req, &cancel, &mut |_| {
-            deltas += 1;
-            let _ = tx.send(());
-        });
-        assert!(matches!(result, Err(ModelError::Cancelled)), "{result:?}");
-        assert_eq!(deltas, 1);
-        assert!(started.elapsed() < Duration::from_secs(1));
-
-        let cancelled = CancelToken::new();
-        cancelled.cancel();
-        let result = TestModel::new("test").invoke(&req, &cancelled, &mut |_| {});
-        assert!(matches!(result, Err(ModelError::Cancelled)));
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            Chunk::Text(String::new())
+        );
+        assert!(started.elapsed() >= SLOW_CHUNK_DELAY);
+        drop(stream);
     }
 
     fn tools() -> Vec<ToolSpec> {
@@ -1006,8 +1021,11 @@ mod tests {
             msg(Role::User, "earlier"),
             Message {
                 role: Role::Assistant,
-                tool_calls: Some(vec![json!({"id": "call_test_1", "type": "function",
-                                             "function": {"name": "now", "arguments": "{}"}})]),
+                tool_calls: Some(vec![ToolCall {
+                    id: "call_test_1".into(),
+                    name: "now".into(),
+                    arguments: "{}".into(),
+                }]),
                 ..Message::default()
             },
             msg(
@@ -1063,10 +1081,16 @@ mod tests {
             Message {
                 role: Role::Assistant,
                 tool_calls: Some(vec![
-                    json!({"id": "call_test_1", "type": "function",
-                           "function": {"name": "get_weather", "arguments": "{}"}}),
-                    json!({"id": "call_test_2", "type": "function",
-                           "function": {"name": "word_count", "arguments": "{}"}}),
+                    ToolCall {
+                        id: "call_test_1".into(),
+                        name: "get_weather".into(),
+                        arguments: "{}".into(),
+                    },
+                    ToolCall {
+                        id: "call_test_2".into(),
+                        name: "word_count".into(),
+                        arguments: "{}".into(),
+                    },
                 ]),
                 ..Message::default()
             },

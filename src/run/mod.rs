@@ -8,7 +8,7 @@ mod record;
 mod team;
 mod workflow;
 
-pub use record::{AnyRun, RunKind, RunRecord};
+pub use record::{AnyRun, RunRecord};
 pub use team::TeamRunOutput;
 pub use workflow::{StepOutput, WorkflowMetrics, WorkflowRunOutput};
 
@@ -103,8 +103,9 @@ pub struct Message {
     #[serde(default)]
     pub stop_after_tool_call: bool,
     pub role: Role,
+    /// The function calls of an assistant turn.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tool_calls: Option<Vec<Value>>,
+    pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tool_call_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -118,6 +119,64 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub metrics: Option<Metrics>,
     pub created_at: i64,
+}
+
+/// A function call a model asked for. Stored on the assistant message in AgentOS's shape,
+/// `{"id", "function": {"arguments", "name"}, "type": "function"}`; the flat shape
+/// (`tool_call_id`, `tool_name`, `tool_args`) and arguments given as an object are read
+/// too. Providers turn it into their own wire form.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCall {
+    /// The provider's call id, echoed back with the tool's result.
+    pub id: String,
+    pub name: String,
+    /// The arguments as the JSON text the model produced.
+    pub arguments: String,
+}
+
+impl Serialize for ToolCall {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Function<'a>(&'a ToolCall);
+        impl Serialize for Function<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("arguments", &self.0.arguments)?;
+                map.serialize_entry("name", &self.0.name)?;
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("function", &Function(self))?;
+        map.serialize_entry("type", "function")?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolCall {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let function = value.get("function");
+        let field = |keys: &[&str]| -> Option<&Value> {
+            keys.iter()
+                .find_map(|k| function.and_then(|f| f.get(*k)).or_else(|| value.get(*k)))
+        };
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let arguments = match field(&["arguments", "tool_args"]) {
+            None | Some(Value::Null) => "{}".to_string(),
+            other => text(other),
+        };
+        Ok(ToolCall {
+            id: text(value.get("id").or_else(|| value.get("tool_call_id"))),
+            name: text(field(&["name", "tool_name"])),
+            arguments,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,4 +318,34 @@ pub fn now_secs() -> i64 {
 /// A new random id in the UUID4 form AgentOS uses for runs, sessions and messages.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tool_calls_keep_agentos_stored_shape() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        };
+        let text = serde_json::to_string(&call).unwrap();
+        assert_eq!(
+            text,
+            r#"{"id":"call_1","function":{"arguments":"{\"city\":\"Paris\"}","name":"get_weather"},"type":"function"}"#
+        );
+        assert_eq!(serde_json::from_str::<ToolCall>(&text).unwrap(), call);
+        let flat: ToolCall = serde_json::from_value(json!({
+            "tool_call_id": "c2", "tool_name": "t", "tool_args": {"a": 1}
+        }))
+        .unwrap();
+        assert_eq!((flat.id.as_str(), flat.name.as_str()), ("c2", "t"));
+        assert_eq!(flat.arguments, r#"{"a":1}"#);
+        let bare: ToolCall =
+            serde_json::from_value(json!({"id": "c3", "function": {"name": "u"}})).unwrap();
+        assert_eq!(bare.arguments, "{}");
+    }
 }

@@ -5,14 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{RunOutput, RunStatus, TeamRunOutput, WorkflowRunOutput};
-
-/// What ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunKind {
-    Agent,
-    Team,
-    Workflow,
-}
+use crate::kind::Kind;
 
 /// A run of any kind, serialized as its own object (no tag: the id keys tell them apart).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,7 +18,7 @@ pub enum AnyRun {
 
 /// The facts the store keeps in columns, common to every kind of run.
 pub trait RunRecord: Serialize {
-    fn kind(&self) -> RunKind;
+    fn kind(&self) -> Kind;
     fn run_id(&self) -> &str;
     fn session_id(&self) -> &str;
     fn parent_run_id(&self) -> Option<&str>;
@@ -41,8 +34,8 @@ pub trait RunRecord: Serialize {
 }
 
 impl RunRecord for RunOutput {
-    fn kind(&self) -> RunKind {
-        RunKind::Agent
+    fn kind(&self) -> Kind {
+        Kind::Agent
     }
     fn run_id(&self) -> &str {
         &self.run_id
@@ -82,8 +75,8 @@ impl RunRecord for RunOutput {
 }
 
 impl RunRecord for TeamRunOutput {
-    fn kind(&self) -> RunKind {
-        RunKind::Team
+    fn kind(&self) -> Kind {
+        Kind::Team
     }
     fn run_id(&self) -> &str {
         &self.run_id
@@ -123,8 +116,8 @@ impl RunRecord for TeamRunOutput {
 }
 
 impl RunRecord for WorkflowRunOutput {
-    fn kind(&self) -> RunKind {
-        RunKind::Workflow
+    fn kind(&self) -> Kind {
+        Kind::Workflow
     }
     fn run_id(&self) -> &str {
         &self.run_id
@@ -170,7 +163,7 @@ macro_rules! each {
 }
 
 impl RunRecord for AnyRun {
-    fn kind(&self) -> RunKind {
+    fn kind(&self) -> Kind {
         each!(self, r => r.kind())
     }
     fn run_id(&self) -> &str {

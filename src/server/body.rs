@@ -1,4 +1,4 @@
-//! Response bodies: a whole buffer, or a stream of SSE frames fed from a run's thread.
+//! Response bodies: a whole buffer, or a stream of SSE frames fed from a run's task.
 //!
 //! Dropping a streaming body (hyper does so when the client goes away) runs its guard,
 //! which cancels an inline run at once.
@@ -17,7 +17,7 @@ pub type DropGuard = Box<dyn FnOnce() + Send + Sync>;
 pub enum Body {
     Full(Option<Bytes>),
     Stream {
-        rx: mpsc::UnboundedReceiver<Bytes>,
+        rx: mpsc::Receiver<Bytes>,
         on_drop: Option<DropGuard>,
     },
 }
@@ -36,7 +36,7 @@ impl Body {
         }
     }
 
-    pub fn stream(rx: mpsc::UnboundedReceiver<Bytes>, on_drop: Option<DropGuard>) -> Self {
+    pub fn stream(rx: mpsc::Receiver<Bytes>, on_drop: Option<DropGuard>) -> Self {
         Body::Stream { rx, on_drop }
     }
 }

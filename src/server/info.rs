@@ -565,7 +565,7 @@ model = "ollama:llama3.2"
 
     fn state(key: Option<&str>) -> Arc<AppState> {
         let config = Config::from_toml_str(TOML, Path::new("agents.toml")).unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let store = Store::open_in_memory().unwrap();
         let engine = Arc::new(Engine::new(Arc::new(config), store));
         let options = ServerOptions {
             security_key: key.map(str::to_string),
@@ -826,7 +826,7 @@ steps = [{ name = "once", agent = "writer" }]
 
     fn flows() -> Arc<AppState> {
         let config = Config::from_toml_str(FLOWS, Path::new("agents.toml")).unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let store = Store::open_in_memory().unwrap();
         let engine = Arc::new(Engine::new(Arc::new(config), store));
         Arc::new(AppState::new(engine, ServerOptions::default()))
     }

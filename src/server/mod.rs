@@ -1,14 +1,15 @@
 //! `agentos serve`: the AgentOS HTTP API over hyper 1.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so tests run it on
-//! port 0. Handlers never hold a lock across a model call: runs execute on blocking
-//! threads and stream their events through channels.
+//! port 0. Every run is a task of its own and streams its events through a bounded
+//! channel; store calls run on the store's own threads, so no handler waits behind a run.
 
 pub mod auth;
 pub mod body;
 pub mod error;
 pub mod form;
 pub mod info;
+pub mod live;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -80,7 +81,7 @@ impl Default for ServerOptions {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub options: ServerOptions,
-    pub runs: Arc<runs::Registry>,
+    pub runs: Arc<live::Registry>,
     /// When the server started (`/health`'s `instantiated_at`).
     pub started_at: SystemTime,
 }
@@ -90,7 +91,7 @@ impl AppState {
         AppState {
             engine,
             options,
-            runs: Arc::new(runs::Registry::default()),
+            runs: Arc::new(live::Registry::default()),
             started_at: SystemTime::now(),
         }
     }

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use hyper::Method;
 
+use crate::kind::Kind;
+
 use super::error::{ApiError, ApiResult};
 use super::request::Req;
-use super::runs::Component;
 use super::{AppState, info, runs, sessions};
 
 /// Dispatches a request to its handler.
@@ -26,9 +27,9 @@ pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
         ["teams", id] => get(m).and_then(|()| info::team(&state, id)),
         ["workflows"] => get(m).and_then(|()| info::workflows(&state)),
         ["workflows", id] => get(m).and_then(|()| info::workflow(&state, id)),
-        ["agents", id, "runs"] => runs_route(state, req, Component::Agent, id).await,
-        ["teams", id, "runs"] => runs_route(state, req, Component::Team, id).await,
-        ["workflows", id, "runs"] => runs_route(state, req, Component::Workflow, id).await,
+        ["agents", id, "runs"] => runs_route(state, req, Kind::Agent, id).await,
+        ["teams", id, "runs"] => runs_route(state, req, Kind::Team, id).await,
+        ["workflows", id, "runs"] => runs_route(state, req, Kind::Workflow, id).await,
         [
             kind @ ("agents" | "teams" | "workflows"),
             id,
@@ -99,7 +100,7 @@ pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
 }
 
 /// `POST` starts a run, `GET` lists the component's runs in a session.
-async fn runs_route(state: Arc<AppState>, req: Req, component: Component, id: &str) -> ApiResult {
+async fn runs_route(state: Arc<AppState>, req: Req, component: Kind, id: &str) -> ApiResult {
     match req.method {
         Method::POST => runs::create(state, req, component, id).await,
         Method::GET | Method::HEAD => sessions::component_runs(state, req, component, id).await,
@@ -107,13 +108,9 @@ async fn runs_route(state: Arc<AppState>, req: Req, component: Component, id: &s
     }
 }
 
-/// The component a path's first segment names.
-fn component(kind: &str) -> Component {
-    match kind {
-        "teams" => Component::Team,
-        "workflows" => Component::Workflow,
-        _ => Component::Agent,
-    }
+/// The component a path's first segment names (the route patterns only match the three).
+fn component(kind: &str) -> Kind {
+    Kind::from_route(kind).unwrap_or(Kind::Agent)
 }
 
 /// A GET-only route: 405 with `allow: GET` otherwise.

@@ -1,18 +1,19 @@
 //! Run endpoints of agents, teams and workflows: create (inline, streaming, background),
-//! cancel, resume and continue, and the registry of runs in flight that makes cancel and
-//! resume possible. One code path serves the three kinds of component; [`Component`]
-//! holds what differs between them.
+//! cancel, resume and continue. One code path serves the three kinds of component
+//! ([`Kind`]).
 //!
-//! A run executes on a blocking thread. Inline streams get its events through a channel
-//! whose body cancels the run when dropped (the client left). Background runs keep every
-//! SSE frame, numbered with `event_index`, so `resume` can replay what a client missed and
-//! then follow the run live.
+//! A run executes as a task of its own. Inline streams get its events through a bounded
+//! channel whose body cancels the run when dropped (the client left): a client that reads
+//! slowly slows only its own run. Background runs keep their SSE frames, numbered with
+//! `event_index`, so `resume` can replay what a client missed and then follow the run live
+//! (see `live.rs`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -21,83 +22,32 @@ use super::AppState;
 use super::body::Body;
 use super::error::{ApiError, ApiResult};
 use super::form::{self, Form};
+use super::live::{LiveRun, Slot, follow};
 use super::request::Req;
 use super::response::{event_stream, json_response, ok};
 use crate::cancel::CancelToken;
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, PendingRun, RunRequest, ToolDecision};
-use crate::event::Event;
-use crate::run::{AnyRun, RunKind, RunRecord, RunStatus, new_id};
+use crate::engine::{EngineError, PendingRun, RunRequest, ToolDecision};
+use crate::event::{Discard, Event, EventSink};
+use crate::kind::Kind;
+use crate::run::{AnyRun, RunRecord, RunStatus, new_id};
 use crate::schema::OutputSchema;
-use crate::store::SessionType;
 
-/// Finished background runs kept in memory for `resume`.
-const KEEP_FINISHED: usize = 256;
-/// Cancel requests remembered for runs that have not started (cancel before start).
-const KEEP_EARLY_CANCELS: usize = 4096;
-
-/// What a run endpoint serves: `/agents/…`, `/teams/…` or `/workflows/…`. Agents, teams
-/// and workflows share one id namespace, but each route only reaches its own kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Component {
-    Agent,
-    Team,
-    Workflow,
-}
-
-impl Component {
+/// What the run endpoints need to know about a kind of component beyond [`Kind`] itself.
+/// Agents, teams and workflows share one id namespace, but each route only reaches its own
+/// kind.
+impl Kind {
     /// The 404 for an id that names no component of this kind.
     pub fn not_found(self) -> ApiError {
-        ApiError::not_found(match self {
-            Component::Agent => "Agent not found",
-            Component::Team => "Team not found",
-            Component::Workflow => "Workflow not found",
-        })
+        ApiError::not_found(format!("{} not found", self.title()))
     }
 
-    /// Whether `agents.toml` defines a component of this kind with this id.
-    pub fn exists(self, config: &Config, id: &str) -> bool {
-        match self {
-            Component::Agent => config.agent(id).is_some(),
-            Component::Team => config.team(id).is_some(),
-            Component::Workflow => config.workflow(id).is_some(),
-        }
-    }
-
-    /// 404 unless the component exists.
+    /// 404 unless `agents.toml` defines a component of this kind with this id.
     pub fn require(self, config: &Config, id: &str) -> Result<(), ApiError> {
-        if self.exists(config, id) {
+        if config.defines(self, id) {
             Ok(())
         } else {
             Err(self.not_found())
-        }
-    }
-
-    /// The kind of the runs it makes.
-    pub fn run_kind(self) -> RunKind {
-        match self {
-            Component::Agent => RunKind::Agent,
-            Component::Team => RunKind::Team,
-            Component::Workflow => RunKind::Workflow,
-        }
-    }
-
-    /// The type of the sessions its runs are stored in.
-    pub fn session_type(self) -> SessionType {
-        match self {
-            Component::Agent => SessionType::Agent,
-            Component::Team => SessionType::Team,
-            Component::Workflow => SessionType::Workflow,
-        }
-    }
-
-    /// Validates a run request (`req.agent_id` is the component id) and stores the run
-    /// RUNNING.
-    fn start(self, engine: &Engine, req: RunRequest) -> Result<PendingRun, EngineError> {
-        match self {
-            Component::Agent => engine.start(req),
-            Component::Team => engine.start_team(req),
-            Component::Workflow => engine.start_workflow(req),
         }
     }
 
@@ -106,195 +56,11 @@ impl Component {
     /// every event for workflows, whose content comes from their steps' agents.
     fn keeps_without_stream_events(self, event: &Event) -> bool {
         match self {
-            Component::Agent => event.event == "RunContent" && !event.source.is_nested(),
-            Component::Team => event.event == "TeamRunContent" && !event.source.is_nested(),
-            Component::Workflow => true,
-        }
-    }
-}
-
-/// Runs in flight, and recently finished background runs, by run id.
-#[derive(Default)]
-pub struct Registry {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    live: HashMap<String, Arc<LiveRun>>,
-    /// Runs admitted under the in-flight limit but not yet executing.
-    reserved: usize,
-    early_cancels: HashSet<String>,
-    early_order: VecDeque<String>,
-    finished: VecDeque<Arc<LiveRun>>,
-}
-
-/// One run the server is executing (or executed in the background).
-pub struct LiveRun {
-    pub run_id: String,
-    pub component: Component,
-    /// The agent, team or workflow id.
-    pub component_id: String,
-    pub session_id: String,
-    pub cancel: CancelToken,
-    background: bool,
-    log: Mutex<RunLog>,
-}
-
-#[derive(Default)]
-struct RunLog {
-    /// Every SSE frame of a background run, in order; frame `i` has `event_index` i.
-    frames: Vec<Bytes>,
-    /// Set when the run is over.
-    status: Option<RunStatus>,
-    /// Clients following the run live.
-    subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
-}
-
-impl LiveRun {
-    fn log(&self) -> MutexGuard<'_, RunLog> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a frame and sends it to every live subscriber.
-    fn publish(&self, frame: Bytes) {
-        let mut log = self.log();
-        log.subscribers.retain(|tx| tx.send(frame.clone()).is_ok());
-        log.frames.push(frame);
-    }
-
-    fn close(&self, status: RunStatus) {
-        let mut log = self.log();
-        log.status = Some(status);
-        log.subscribers.clear();
-    }
-}
-
-impl Registry {
-    fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs executing now.
-    pub fn in_flight(&self) -> usize {
-        self.inner().live.len()
-    }
-
-    /// Takes a place under the in-flight limit; `None` when none is left. The place is
-    /// given back when the [`Slot`] is dropped before [`Registry::admit`] takes it over.
-    fn reserve(self: &Arc<Self>, limit: usize) -> Option<Slot> {
-        let mut inner = self.inner();
-        if inner.live.len() + inner.reserved >= limit {
-            return None;
-        }
-        inner.reserved += 1;
-        Some(Slot(Some(self.clone())))
-    }
-
-    /// Registers a run about to execute, taking over its slot; a cancel that arrived
-    /// first cancels it at once.
-    fn admit(
-        &self,
-        mut slot: Slot,
-        run_id: &str,
-        (component, component_id): (Component, &str),
-        session_id: &str,
-        background: bool,
-    ) -> Arc<LiveRun> {
-        slot.0 = None;
-        let live = Arc::new(LiveRun {
-            run_id: run_id.to_string(),
-            component,
-            component_id: component_id.to_string(),
-            session_id: session_id.to_string(),
-            cancel: CancelToken::new(),
-            background,
-            log: Mutex::new(RunLog::default()),
-        });
-        let mut inner = self.inner();
-        inner.reserved = inner.reserved.saturating_sub(1);
-        if inner.early_cancels.remove(run_id) {
-            live.cancel.cancel();
-        }
-        inner.live.insert(run_id.to_string(), live.clone());
-        live
-    }
-
-    /// Takes a run out of the in-flight set; background runs stay resumable for a while.
-    fn finish(&self, live: &Arc<LiveRun>, status: RunStatus) {
-        live.close(status);
-        let mut inner = self.inner();
-        inner.live.remove(&live.run_id);
-        if live.background {
-            // A continued run reuses its id: keep only the newest entry.
-            inner.finished.retain(|r| r.run_id != live.run_id);
-            inner.finished.push_back(live.clone());
-            while inner.finished.len() > KEEP_FINISHED {
-                inner.finished.pop_front();
+            Kind::Agent | Kind::Team => {
+                matches!(event.data, crate::event::EventData::RunContent { .. })
+                    && !event.source.is_nested()
             }
-        }
-    }
-
-    /// Whether a run with this id is executing now.
-    fn is_live(&self, run_id: &str) -> bool {
-        self.inner().live.contains_key(run_id)
-    }
-
-    /// Cancels a running run, or remembers the request for a run that has not started.
-    /// Returns whether the run was executing.
-    pub fn cancel(&self, run_id: &str) -> bool {
-        let mut inner = self.inner();
-        if let Some(live) = inner.live.get(run_id) {
-            let live = live.clone();
-            drop(inner);
-            live.cancel.cancel();
-            return true;
-        }
-        if inner.early_cancels.insert(run_id.to_string()) {
-            inner.early_order.push_back(run_id.to_string());
-            while inner.early_order.len() > KEEP_EARLY_CANCELS {
-                if let Some(old) = inner.early_order.pop_front() {
-                    inner.early_cancels.remove(&old);
-                }
-            }
-        }
-        false
-    }
-
-    fn find(&self, run_id: &str) -> Option<Arc<LiveRun>> {
-        let inner = self.inner();
-        inner
-            .live
-            .get(run_id)
-            .cloned()
-            .or_else(|| inner.finished.iter().find(|r| r.run_id == run_id).cloned())
-    }
-
-    /// Cancels every run in flight (server shutdown).
-    pub fn cancel_all(&self) {
-        let live: Vec<_> = self.inner().live.values().cloned().collect();
-        for run in live {
-            run.cancel.cancel();
-        }
-    }
-
-    /// Waits until no run is in flight, at most `grace`.
-    pub async fn wait_idle(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        while self.in_flight() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-/// A place under `--max-runs` held for a run that is starting.
-pub(super) struct Slot(Option<Arc<Registry>>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(registry) = self.0.take() {
-            let mut inner = registry.inner();
-            inner.reserved = inner.reserved.saturating_sub(1);
+            Kind::Workflow => true,
         }
     }
 }
@@ -307,7 +73,7 @@ struct Delivery {
 }
 
 /// `POST /agents/{id}/runs`, `POST /teams/{id}/runs` and `POST /workflows/{id}/runs`.
-pub async fn create(state: Arc<AppState>, req: Req, component: Component, id: &str) -> ApiResult {
+pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
     // Form validation comes before the component lookup, as in AgentOS.
     let message = form
@@ -326,25 +92,28 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Component, id: &s
 
     let slot = reserve(&state)?;
     let engine = state.engine.clone();
-    let pending = start_detached(&state, move || component.start(&engine, request)).await?;
+    let pending = start_detached(&state, async move {
+        engine.start_kind(component, request).await
+    })
+    .await?;
     deliver(state, slot, pending, (component, id), &run_id, delivery).await
 }
 
-/// Starts (or continues) a run on a blocking thread. Starting stores the run RUNNING, so
+/// Starts (or continues) a run in a task of its own. Starting stores the run RUNNING, so
 /// if the client leaves before the run is handed over, the run is executed already
 /// cancelled: it is stored CANCELLED instead of staying RUNNING forever.
 async fn start_detached(
     state: &Arc<AppState>,
-    start: impl FnOnce() -> Result<PendingRun, EngineError> + Send + 'static,
+    start: impl Future<Output = Result<PendingRun, EngineError>> + Send + 'static,
 ) -> Result<PendingRun, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || {
-        let result = start();
+    tokio::spawn(async move {
+        let result = start.await;
         if let Err(Ok(orphan)) = tx.send(result) {
             let cancel = CancelToken::new();
             cancel.cancel();
-            let _ = engine.execute(orphan, &cancel, &mut |_| {});
+            let _ = engine.execute(orphan, &cancel, &Discard).await;
         }
     });
     rx.await
@@ -358,7 +127,7 @@ async fn deliver(
     state: Arc<AppState>,
     slot: Slot,
     pending: PendingRun,
-    component: (Component, &str),
+    component: (Kind, &str),
     run_id: &str,
     delivery: Delivery,
 ) -> ApiResult {
@@ -367,10 +136,23 @@ async fn deliver(
         .runs
         .admit(slot, run_id, component, &session_id, delivery.background);
 
+    let filter = Filter {
+        component: component.0,
+        stream_events: delivery.stream_events,
+    };
     if delivery.background {
-        let rx = delivery.stream.then(|| subscribe(&live));
-        spawn_execution(state, live, pending, None, delivery.stream_events);
-        return Ok(match rx {
+        let follower = delivery.stream.then(|| {
+            let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+            tokio::spawn(follow(live.clone(), 0, tx));
+            rx
+        });
+        let sink = RunSink::Log {
+            live: live.clone(),
+            filter,
+            next_index: AtomicU64::new(0),
+        };
+        spawn_execution(state, live, pending, sink);
+        return Ok(match follower {
             Some(rx) => event_stream(Body::stream(rx, None)),
             None => json_response(
                 StatusCode::ACCEPTED,
@@ -379,9 +161,14 @@ async fn deliver(
         });
     }
     if delivery.stream {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
         let cancel = live.cancel.clone();
-        spawn_execution(state, live, pending, Some(tx), delivery.stream_events);
+        let sink = RunSink::Client {
+            tx,
+            filter,
+            cancel: cancel.clone(),
+        };
+        spawn_execution(state, live, pending, sink);
         // The client going away drops the body, which cancels the run at once.
         return Ok(event_stream(Body::stream(
             rx,
@@ -389,7 +176,7 @@ async fn deliver(
         )));
     }
     let guard = CancelOnDrop(Some(live.cancel.clone()));
-    let handle = spawn_execution(state, live, pending, None, false);
+    let handle = spawn_execution(state, live, pending, RunSink::Nobody);
     let run = handle
         .await
         .map_err(|_| ApiError::internal("JoinError"))?
@@ -427,57 +214,86 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Executes a started run on a blocking thread, delivering its events as SSE frames.
+/// SSE frames buffered between a run and its client.
+const STREAM_FRAMES: usize = 32;
+
+/// Which events a stream carries.
+#[derive(Clone, Copy)]
+struct Filter {
+    component: Kind,
+    stream_events: bool,
+}
+
+impl Filter {
+    fn keeps(&self, event: &Event) -> bool {
+        self.stream_events || self.component.keeps_without_stream_events(event)
+    }
+}
+
+/// Where a server run's events go.
+enum RunSink {
+    /// Nobody watches (a non-streaming request).
+    Nobody,
+    /// The client of an inline stream; when it is gone the run is cancelled.
+    Client {
+        tx: mpsc::Sender<Bytes>,
+        filter: Filter,
+        cancel: CancelToken,
+    },
+    /// A background run's log, numbered with `event_index`.
+    Log {
+        live: Arc<LiveRun>,
+        filter: Filter,
+        next_index: AtomicU64,
+    },
+}
+
+impl EventSink for RunSink {
+    fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match self {
+                RunSink::Nobody => {}
+                RunSink::Client { tx, filter, cancel } => {
+                    if filter.keeps(event) && tx.send(Bytes::from(event.to_sse())).await.is_err() {
+                        cancel.cancel();
+                    }
+                }
+                RunSink::Log {
+                    live,
+                    filter,
+                    next_index,
+                } => {
+                    if filter.keeps(event) {
+                        let mut event = event.clone();
+                        event.event_index = Some(next_index.fetch_add(1, Ordering::Relaxed));
+                        live.publish(Bytes::from(event.to_sse()));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Executes a started run as a task of its own, delivering its events to `sink`.
 fn spawn_execution(
     state: Arc<AppState>,
     live: Arc<LiveRun>,
     pending: PendingRun,
-    inline: Option<mpsc::UnboundedSender<Bytes>>,
-    stream_events: bool,
+    sink: RunSink,
 ) -> tokio::task::JoinHandle<Result<AnyRun, EngineError>> {
-    tokio::task::spawn_blocking(move || {
-        let mut next_index = 0u64;
-        let background = live.background;
-        let component = live.component;
+    tokio::spawn(async move {
         let cancel = live.cancel.clone();
-        let result = state.engine.execute(pending, &cancel, &mut |event| {
-            if !stream_events && !component.keeps_without_stream_events(event) {
-                return;
-            }
-            if background {
-                let mut event = event.clone();
-                event.event_index = Some(next_index);
-                next_index += 1;
-                live.publish(Bytes::from(event.to_sse()));
-            } else if let Some(tx) = &inline
-                && tx.send(Bytes::from(event.to_sse())).is_err()
-            {
-                cancel.cancel();
-            }
-        });
+        let result = state.engine.execute(pending, &cancel, &sink).await;
         let status = match &result {
             Ok(run) => run.status(),
             Err(_) => RunStatus::Error,
         };
         if let Err(err) = &result {
-            eprintln!("agentos: run {} could not be stored: {err}", live.run_id);
+            tracing::error!(run_id = %live.run_id, "the run could not be stored: {err}");
         }
         state.runs.finish(&live, status);
         result
     })
-}
-
-/// Subscribes to a background run from its first frame on.
-fn subscribe(live: &Arc<LiveRun>) -> mpsc::UnboundedReceiver<Bytes> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut log = live.log();
-    for frame in &log.frames {
-        let _ = tx.send(frame.clone());
-    }
-    if log.status.is_none() {
-        log.subscribers.push(tx);
-    }
-    rx
 }
 
 /// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel`: always 200 `{}` for a
@@ -487,40 +303,38 @@ fn subscribe(live: &Arc<LiveRun>) -> mpsc::UnboundedReceiver<Bytes> {
 pub async fn cancel(
     state: Arc<AppState>,
     _req: Req,
-    component: Component,
+    component: Kind,
     id: &str,
     run_id: &str,
 ) -> ApiResult {
     component.require(state.engine.config(), id)?;
     if !state.runs.cancel(run_id) {
         // A paused run waits in the store, not in memory: cancel it there.
-        let store = state.engine.store().clone();
-        let (id, run) = (id.to_string(), run_id.to_string());
-        tokio::task::spawn_blocking(move || cancel_paused(&store, component, &id, &run))
-            .await
-            .map_err(|_| ApiError::internal("JoinError"))??;
+        cancel_paused(state.engine.store(), component, id, run_id).await?;
     }
     Ok(ok(&json!({})))
 }
 
 /// Stores a PAUSED run of the component as CANCELLED (cancellation stage `PAUSED`).
-fn cancel_paused(
+async fn cancel_paused(
     store: &crate::store::Store,
-    component: Component,
+    component: Kind,
     id: &str,
     run_id: &str,
 ) -> Result<(), crate::store::StoreError> {
-    if store.get_run(run_id)?.is_some_and(|s| {
-        s.run.kind() == component.run_kind()
+    if store.get_run(run_id).await?.is_some_and(|s| {
+        s.run.kind() == component
             && s.run.component_id() == id
             && s.run.status() == RunStatus::Paused
     }) {
-        store.transition_run(
-            run_id,
-            RunStatus::Paused,
-            RunStatus::Cancelled,
-            Some("PAUSED"),
-        )?;
+        store
+            .transition_run(
+                run_id,
+                RunStatus::Paused,
+                RunStatus::Cancelled,
+                Some("PAUSED"),
+            )
+            .await?;
     }
     Ok(())
 }
@@ -530,7 +344,7 @@ fn cancel_paused(
 pub async fn resume(
     state: Arc<AppState>,
     req: Req,
-    component: Component,
+    component: Kind,
     id: &str,
     run_id: &str,
 ) -> ApiResult {
@@ -553,7 +367,6 @@ pub async fn resume(
     let session_id = form.get("session_id").filter(|s| !s.is_empty());
     let user_id = form.get("user_id").filter(|s| !s.is_empty());
     component.require(state.engine.config(), id)?;
-    let (tx, rx) = mpsc::unbounded_channel();
     let live = state
         .runs
         .find(run_id)
@@ -565,11 +378,11 @@ pub async fn resume(
         return Err(ApiError::not_found("Run not found"));
     }
     if let Some(live) = live {
-        let mut log = live.log();
-        let total = log.frames.len();
-        let from = usize::try_from(last + 1).unwrap_or(0).min(total);
-        let missed = total - from;
-        let status = log.status.map_or("RUNNING", RunStatus::as_str);
+        let from = usize::try_from(last + 1).unwrap_or(0);
+        let snapshot = live.snapshot(from);
+        let total = snapshot.total;
+        let missed = snapshot.frames.len();
+        let status = snapshot.status.map_or("RUNNING", RunStatus::as_str);
         let message = format!("Run {status}. Replaying {missed} missed events (of {total} total).");
         let replay = python_json(&[
             ("event", json!("replay")),
@@ -580,23 +393,26 @@ pub async fn resume(
             ("last_event_index_requested", json!(last)),
             ("message", json!(message)),
         ]);
-        let _ = tx.send(Bytes::from(format!("event: replay\ndata: {replay}\n\n")));
-        for frame in &log.frames[from..] {
-            let _ = tx.send(frame.clone());
-        }
-        if log.status.is_none() {
-            log.subscribers.push(tx);
-        }
+        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+        let first = Bytes::from(format!("event: replay\ndata: {replay}\n\n"));
+        tokio::spawn(async move {
+            if tx.send(first).await.is_ok() {
+                for frame in snapshot.frames {
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if snapshot.status.is_none() {
+                    follow(live, snapshot.next, tx).await;
+                }
+            }
+        });
         return Ok(event_stream(Body::stream(rx, None)));
     }
 
-    let store = state.engine.store().clone();
-    let wanted = run_id.to_string();
-    let stored = tokio::task::spawn_blocking(move || store.get_run(&wanted))
-        .await
-        .map_err(|_| ApiError::internal("JoinError"))??;
+    let stored = state.engine.store().get_run(run_id).await?;
     let Some(stored) = stored.filter(|s| {
-        s.run.kind() == component.run_kind()
+        s.run.kind() == component
             && s.run.component_id() == id
             && session_id.is_none_or(|sid| sid == s.run.session_id())
     }) else {
@@ -620,9 +436,9 @@ pub async fn resume(
             )),
         ),
     ]);
-    let _ = tx.send(Bytes::from(format!("event: replay\ndata: {replay}\n\n")));
-    drop(tx);
-    Ok(event_stream(Body::stream(rx, None)))
+    Ok(event_stream(Body::full(Bytes::from(format!(
+        "event: replay\ndata: {replay}\n\n"
+    )))))
 }
 
 /// Whether `user_id` may see the session ([`crate::store::Session::visible_to`]).
@@ -631,12 +447,8 @@ async fn session_visible(
     session_id: &str,
     user_id: &str,
 ) -> Result<bool, ApiError> {
-    let store = state.engine.store().clone();
-    let (session_id, user_id) = (session_id.to_string(), user_id.to_string());
-    let session = tokio::task::spawn_blocking(move || store.get_session(&session_id))
-        .await
-        .map_err(|_| ApiError::internal("JoinError"))??;
-    Ok(session.is_some_and(|s| s.visible_to(Some(&user_id))))
+    let session = state.engine.store().get_session(session_id).await?;
+    Ok(session.is_some_and(|s| s.visible_to(Some(user_id))))
 }
 
 /// JSON with Python's default separators (`", "`, `": "`), as AgentOS writes `replay` frames.
@@ -777,7 +589,7 @@ pub async fn continue_run(
 ) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
     let stream = bool_field(&form, "stream")?.unwrap_or(true);
-    Component::Agent.require(state.engine.config(), agent_id)?;
+    Kind::Agent.require(state.engine.config(), agent_id)?;
     let session_id = form
         .get("session_id")
         .filter(|s| !s.is_empty())
@@ -814,14 +626,16 @@ pub async fn continue_run(
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
-    let pending = start_detached(&state, move || {
-        engine.continue_run(
-            &agent,
-            &run,
-            (Some(&session), user_id.as_deref()),
-            &decisions,
-            stream,
-        )
+    let pending = start_detached(&state, async move {
+        engine
+            .continue_run(
+                &agent,
+                &run,
+                (Some(&session), user_id.as_deref()),
+                &decisions,
+                stream,
+            )
+            .await
     })
     .await;
     let pending = match pending {
@@ -843,7 +657,7 @@ pub async fn continue_run(
         state,
         slot,
         pending,
-        (Component::Agent, agent_id),
+        (Kind::Agent, agent_id),
         run_id,
         delivery,
     )
@@ -884,7 +698,7 @@ pub async fn continue_workflow(
             "Invalid JSON in step_requirements field",
         ));
     }
-    Component::Workflow.require(state.engine.config(), workflow_id)?;
+    Kind::Workflow.require(state.engine.config(), workflow_id)?;
     let session_id = form
         .get("session_id")
         .filter(|s| !s.is_empty())
@@ -893,30 +707,25 @@ pub async fn continue_workflow(
         .get("user_id")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let store = state.engine.store().clone();
-    let (workflow, run) = (workflow_id.to_string(), run_id.to_string());
-    let status = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        // The run is looked up in the session the client names, as AgentOS does.
-        let Some(session_id) = session_id else {
-            return Ok(None);
-        };
-        let Some(session) = store.get_session(&session_id)? else {
-            return Ok(None);
-        };
-        if !session.visible_to(user_id.as_deref()) {
-            return Ok(None);
-        }
-        Ok(store
-            .get_run(&run)?
+    let store = state.engine.store();
+    // The run is looked up in the session the client names, as AgentOS does.
+    let mut status = None;
+    if let Some(session_id) = session_id
+        && store
+            .get_session(&session_id)
+            .await?
+            .is_some_and(|s| s.visible_to(user_id.as_deref()))
+    {
+        status = store
+            .get_run(run_id)
+            .await?
             .filter(|s| {
-                s.run.kind() == RunKind::Workflow
-                    && s.run.component_id() == workflow
+                s.run.kind() == Kind::Workflow
+                    && s.run.component_id() == workflow_id
                     && s.run.session_id() == session_id
             })
-            .map(|s| s.run.status()))
-    })
-    .await
-    .map_err(|_| ApiError::internal("JoinError"))??;
+            .map(|s| s.run.status());
+    }
     let Some(status) = status else {
         return Err(ApiError::not_found("Run not found"));
     };

@@ -20,11 +20,12 @@
 //! * agent, team and workflow runs each have their own schema (`RunSchema`,
 //!   `TeamRunSchema`, `WorkflowRunSchema`), and their stored objects their own key order.
 
+use crate::kind::Kind;
 use serde_json::{Map, Value, json};
 
 use crate::config::WorkflowDef;
-use crate::run::{AnyRun, Role, RunKind, RunRecord};
-use crate::store::{Session, SessionType, StoredRun};
+use crate::run::{AnyRun, Role, RunRecord};
+use crate::store::{Session, StoredRun};
 
 /// Longest `run_input` / `content_preview` of a run preview, in characters.
 pub const PREVIEW_CHARS: usize = 280;
@@ -247,9 +248,9 @@ fn session_summary(session: &Session) -> Value {
 /// One entry of `GET /sessions` (`SessionSchema`), with nulls.
 pub fn session_list_item(session: &Session, display_name: &str, metrics: Option<&Value>) -> Value {
     let id_key = match session.session_type {
-        SessionType::Agent => "agent_id",
-        SessionType::Team => "team_id",
-        SessionType::Workflow => "workflow_id",
+        Kind::Agent => "agent_id",
+        Kind::Team => "team_id",
+        Kind::Workflow => "workflow_id",
     };
     let mut out = Map::new();
     out.insert("session_id".into(), json!(session.session_id));
@@ -278,7 +279,7 @@ pub fn session_list_item(session: &Session, display_name: &str, metrics: Option<
 fn session_metadata(session: &Session) -> Value {
     match (&session.metadata, session.session_type) {
         (Some(metadata), _) => metadata.clone(),
-        (None, SessionType::Workflow) => json!({}),
+        (None, Kind::Workflow) => json!({}),
         (None, _) => Value::Null,
     }
 }
@@ -330,7 +331,7 @@ fn team_data(runs: &[StoredRun]) -> Value {
     let Some(AnyRun::Team(run)) = runs
         .iter()
         .rev()
-        .find(|r| r.run.parent_run_id().is_none() && r.run.kind() == RunKind::Team)
+        .find(|r| r.run.parent_run_id().is_none() && r.run.kind() == Kind::Team)
         .map(|r| &r.run)
     else {
         return Value::Null;
@@ -382,7 +383,7 @@ pub fn session_detail(
     let metadata = session_metadata(session);
     let mut out = Map::new();
     match session.session_type {
-        SessionType::Agent => {
+        Kind::Agent => {
             out.insert("user_id".into(), opt_str(session.user_id.as_deref()));
             out.insert("agent_session_id".into(), json!(session.session_id));
             out.insert("session_id".into(), json!(session.session_id));
@@ -398,7 +399,7 @@ pub fn session_detail(
             out.insert("created_at".into(), created);
             out.insert("updated_at".into(), updated);
         }
-        SessionType::Team => {
+        Kind::Team => {
             out.insert("session_id".into(), json!(session.session_id));
             out.insert("session_name".into(), json!(display_name));
             out.insert("user_id".into(), opt_str(session.user_id.as_deref()));
@@ -414,7 +415,7 @@ pub fn session_detail(
             out.insert("updated_at".into(), updated);
             out.insert("total_tokens".into(), total);
         }
-        SessionType::Workflow => {
+        Kind::Workflow => {
             let mut data = Map::new();
             data.insert("session_state".into(), session.session_state.clone());
             if let Some(name) = session.session_name.as_deref() {
@@ -443,9 +444,9 @@ pub fn session_detail(
 /// `WorkflowRunSchema`), with nulls.
 pub fn run_schema(stored: &StoredRun) -> Value {
     match stored.run.kind() {
-        RunKind::Agent => agent_run_schema(stored),
-        RunKind::Team => team_run_schema(stored),
-        RunKind::Workflow => workflow_run_schema(stored),
+        Kind::Agent => agent_run_schema(stored),
+        Kind::Team => team_run_schema(stored),
+        Kind::Workflow => workflow_run_schema(stored),
     }
 }
 
@@ -892,8 +893,8 @@ pub fn polled_run(stored: &StoredRun) -> Value {
     };
     let events = Value::Array(stored.events.clone());
     match stored.run.kind() {
-        RunKind::Agent => stored_shape(run, events),
-        RunKind::Team => {
+        Kind::Agent => stored_shape(run, events),
+        Kind::Team => {
             let mut out = Map::new();
             let mut events = (!stored.events.is_empty()).then_some(events);
             for (key, value) in run {
@@ -911,7 +912,7 @@ pub fn polled_run(stored: &StoredRun) -> Value {
             }
             Value::Object(out)
         }
-        RunKind::Workflow => {
+        Kind::Workflow => {
             let mut out = run;
             if let Some(Value::Array(executors)) = out.get_mut("step_executor_runs") {
                 for executor in executors.iter_mut() {
@@ -955,7 +956,7 @@ mod tests {
         TeamRunOutput, WorkflowMetrics, WorkflowRunOutput,
     };
 
-    fn session(kind: SessionType) -> Session {
+    fn session(kind: Kind) -> Session {
         Session {
             session_id: "s1".into(),
             session_type: kind,
@@ -1032,7 +1033,7 @@ mod tests {
                     input_content: input.into(),
                 },
             }),
-            session_type: SessionType::Agent,
+            session_type: Kind::Agent,
             events: Vec::new(),
             updated_at: 1_795_915_409,
         }
@@ -1089,7 +1090,7 @@ mod tests {
 
     #[test]
     fn list_item_omits_nulls_like_agentos() {
-        let s = session(SessionType::Agent);
+        let s = session(Kind::Agent);
         let runs = [stored("a", "Tell me a story", 10)];
         let metrics = session_metrics(&runs);
         let item = drop_nulls(session_list_item(&s, "Tell me a story", metrics.as_ref()));
@@ -1111,7 +1112,7 @@ mod tests {
         assert_eq!(item["created_at"], "2026-11-29T01:23:29Z");
         assert_eq!(item["total_tokens"], 15);
 
-        let mut wf = session(SessionType::Workflow);
+        let mut wf = session(Kind::Workflow);
         wf.user_id = None;
         wf.metadata = Some(json!({}));
         let item = drop_nulls(session_list_item(&wf, "w", None));
@@ -1132,7 +1133,7 @@ mod tests {
 
     #[test]
     fn agent_detail_matches_capture_608_and_619() {
-        let s = session(SessionType::Agent);
+        let s = session(Kind::Agent);
         let runs = [stored("a", "one", 10), stored("b", "two", 20)];
         let detail = session_detail(&s, "one", &runs, None);
         // PATCH and rename keep nulls (619/620).
@@ -1200,12 +1201,7 @@ mod tests {
     #[test]
     fn team_and_workflow_details_have_their_own_shapes() {
         let runs = [stored("a", "one", 10)];
-        let team = drop_nulls(session_detail(
-            &session(SessionType::Team),
-            "one",
-            &runs,
-            None,
-        ));
+        let team = drop_nulls(session_detail(&session(Kind::Team), "one", &runs, None));
         assert_eq!(
             keys(&team),
             [
@@ -1221,7 +1217,7 @@ mod tests {
                 "total_tokens"
             ]
         );
-        let mut wf = session(SessionType::Workflow);
+        let mut wf = session(Kind::Workflow);
         wf.metadata = Some(json!({}));
         let wf = drop_nulls(session_detail(&wf, "one", &runs, None));
         assert_eq!(
@@ -1393,7 +1389,7 @@ mod tests {
 
     #[test]
     fn display_name_prefers_stored_name_then_first_input() {
-        let mut s = session(SessionType::Agent);
+        let mut s = session(Kind::Agent);
         let runs = [stored("a", "first", 1), stored("b", "second", 1)];
         assert_eq!(session_display_name(&s, &runs), "first");
         assert_eq!(session_display_name(&s, &[]), "");
@@ -1435,7 +1431,7 @@ mod tests {
                     input_content: "Research robots".into(),
                 },
             }),
-            session_type: SessionType::Team,
+            session_type: Kind::Team,
             events: Vec::new(),
             updated_at: 1_795_915_420,
         }
@@ -1444,7 +1440,7 @@ mod tests {
     /// A member run of `parent` in the team session.
     fn member_of(run_id: &str, parent: &str) -> StoredRun {
         let mut member = stored(run_id, "Research robots", 10);
-        member.session_type = SessionType::Team;
+        member.session_type = Kind::Team;
         if let AnyRun::Agent(run) = &mut member.run {
             run.agent_id = "researcher".into();
             run.parent_run_id = Some(parent.into());
@@ -1496,7 +1492,7 @@ mod tests {
                 step_executor_runs: vec![executor("outline"), executor("draft")],
                 metrics: WorkflowMetrics::default(),
             }),
-            session_type: SessionType::Workflow,
+            session_type: Kind::Workflow,
             events: Vec::new(),
             updated_at: 1_795_915_423,
         }
@@ -1727,7 +1723,7 @@ mod tests {
     fn team_and_workflow_details_carry_their_data() {
         let member = member_of("m1", "t1");
         let team = team_stored("t1", &member);
-        let mut s = session(SessionType::Team);
+        let mut s = session(Kind::Team);
         s.component_id = "research-team".into();
         let detail = session_detail(&s, "Research robots", &[team, member], None);
         assert_eq!(
@@ -1760,7 +1756,7 @@ steps = [{ name = "x", agent = "a" }, { name = "y", agent = "a" }]
             std::path::Path::new("agents.toml"),
         )
         .unwrap();
-        let mut s = session(SessionType::Workflow);
+        let mut s = session(Kind::Workflow);
         s.component_id = "content-workflow".into();
         let wf = workflow_stored("w1");
         let detail = session_detail(&s, "Write", &[wf], config.workflow("content-workflow"));

@@ -17,6 +17,7 @@
 //! * an unknown `sort_by` answers 422 (AgentOS silently leaves the list unsorted);
 //! * a JSON body is read as JSON whatever its `content-type` says.
 
+use crate::kind::Kind;
 use std::sync::Arc;
 
 use hyper::StatusCode;
@@ -27,13 +28,11 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::request::Req;
 use super::response::{empty, json_response, ok};
-use super::runs::Component;
 use super::schemas;
-use crate::config::Config;
 use crate::run::{RunRecord, RunStatus, new_id, now_secs};
-use crate::store::{Session, SessionQuery, SessionSort, SessionType, Store, StoredRun};
+use crate::store::{Session, SessionQuery, SessionSort, Store, StoredRun};
 
-/// The wire spellings of [`SessionType`], in AgentOS's enum order.
+/// The wire spellings of [`Kind`], in AgentOS's enum order.
 /// The largest `limit` of a session listing.
 const MAX_PAGE_SIZE: i64 = 10_000;
 /// The largest `page` of a session listing; with [`MAX_PAGE_SIZE`] the offset stays far
@@ -42,7 +41,6 @@ const MAX_PAGE: i64 = 1_000_000_000;
 /// The largest Unix-seconds bound of a runs listing (year 9999).
 const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
-const SESSION_TYPES: [&str; 3] = ["agent", "team", "workflow"];
 const SORT_FIELDS: [&str; 3] = ["created_at", "updated_at", "session_name"];
 const SORT_ORDERS: [&str; 2] = ["asc", "desc"];
 /// Every run status AgentOS knows, sorted (the order its error message lists them in).
@@ -88,22 +86,18 @@ pub async fn list(state: Arc<AppState>, req: Req) -> ApiResult {
         page,
         limit,
     };
-    let (data, total) = blocking(&state, move |store| {
-        let (summaries, total) = store.list_sessions(&query)?;
-        let mut data = Vec::with_capacity(summaries.len());
-        for summary in summaries {
-            let runs = store.list_runs(&summary.session.session_id)?;
-            let metrics = schemas::session_metrics(&runs);
-            let item = schemas::session_list_item(
+    let (page_rows, total) = state.engine.store().list_sessions_with_runs(query).await?;
+    let data: Vec<Value> = page_rows
+        .iter()
+        .map(|(summary, runs)| {
+            let metrics = schemas::session_metrics(runs);
+            schemas::drop_nulls(schemas::session_list_item(
                 &summary.session,
                 &summary.display_name,
                 metrics.as_ref(),
-            );
-            data.push(schemas::drop_nulls(item));
-        }
-        Ok((data, total))
-    })
-    .await?;
+            ))
+        })
+        .collect();
     let limit = u64::from(limit);
     Ok(ok(&json!({
         "data": data,
@@ -121,7 +115,7 @@ pub async fn list(state: Arc<AppState>, req: Req) -> ApiResult {
 /// is taken.
 pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
     let mut invalid = Invalid::default();
-    let session_type = invalid.session_type(&req).unwrap_or(SessionType::Agent);
+    let session_type = invalid.session_type(&req).unwrap_or(Kind::Agent);
     let body = json_body(&req)?;
     let mut fields = Map::new();
     if let Some(body) = &body {
@@ -140,9 +134,9 @@ pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
     invalid.finish()?;
 
     let component_id = match session_type {
-        SessionType::Agent => agent_id,
-        SessionType::Team => team_id,
-        SessionType::Workflow => workflow_id,
+        Kind::Agent => agent_id,
+        Kind::Team => team_id,
+        Kind::Workflow => workflow_id,
     };
     let now = now_secs();
     let session = Session {
@@ -157,15 +151,17 @@ pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
         created_at: now,
         updated_at: now,
     };
-    let engine = state.engine.clone();
-    let detail = blocking(&state, move |store| match store.create_session(&session) {
-        Ok(()) => detail_of(store, engine.config(), &session),
-        Err(crate::store::StoreError::SessionExists(id)) => Err(ApiError::conflict(format!(
-            "Session with id '{id}' already exists. Use PATCH /sessions/{id} to update it."
-        ))),
-        Err(other) => Err(other.into()),
-    })
-    .await?;
+    let store = state.engine.store();
+    match store.create_session(session.clone()).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::SessionExists(id)) => {
+            return Err(ApiError::conflict(format!(
+                "Session with id '{id}' already exists. Use PATCH /sessions/{id} to update it."
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    let detail = detail_of(&state, &session).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &schemas::drop_nulls(detail),
@@ -203,25 +199,22 @@ pub async fn delete_many(state: Arc<AppState>, req: Req) -> ApiResult {
     if delete_media {
         return Err(no_media_storage());
     }
-    blocking(&state, move |store| {
-        let ids: Vec<String> = match &user_id {
-            None => ids,
-            Some(user) => {
-                let mut owned = Vec::new();
-                for id in ids {
-                    let session = store.get_session(&id)?;
-                    if session.is_some_and(|s| s.user_id.as_deref() == Some(user)) {
-                        owned.push(id);
-                    }
+    let store = state.engine.store();
+    let ids: Vec<String> = match &user_id {
+        None => ids,
+        Some(user) => {
+            let mut owned = Vec::new();
+            for id in ids {
+                let session = store.get_session(&id).await?;
+                if session.is_some_and(|s| s.user_id.as_deref() == Some(user)) {
+                    owned.push(id);
                 }
-                owned
             }
-        };
-        // Sessions are keyed on their id alone; the types only pair up with the ids.
-        store.delete_sessions(&ids, None)?;
-        Ok(())
-    })
-    .await?;
+            owned
+        }
+    };
+    // Sessions are keyed on their id alone; the types only pair up with the ids.
+    store.delete_sessions(ids, None).await?;
     Ok(no_content())
 }
 
@@ -231,18 +224,13 @@ pub async fn get(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
     let wanted = invalid.session_type(&req);
     invalid.finish()?;
     let scope = Scope::new(&req, wanted);
-    let id = id.to_string();
-    let engine = state.engine.clone();
-    let detail = blocking(&state, move |store| {
-        let Some(session) = scope.filter(store.get_session(&id)?) else {
-            let prefix = wanted.map_or(String::new(), |t| format!("{} ", title(t)));
-            return Err(ApiError::not_found(format!(
-                "{prefix}Session with id '{id}' not found"
-            )));
-        };
-        detail_of(store, engine.config(), &session)
-    })
-    .await?;
+    let Some(session) = scope.filter(state.engine.store().get_session(id).await?) else {
+        let prefix = wanted.map_or(String::new(), |t| format!("{} ", t.title()));
+        return Err(ApiError::not_found(format!(
+            "{prefix}Session with id '{id}' not found"
+        )));
+    };
+    let detail = detail_of(&state, &session).await?;
     Ok(ok(&schemas::drop_nulls(detail)))
 }
 
@@ -269,26 +257,21 @@ pub async fn update(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
     invalid.finish()?;
 
     let scope = Scope::new(&req, wanted);
-    let id = id.to_string();
-    let engine = state.engine.clone();
-    let detail = blocking(&state, move |store| {
-        let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
-        if scope.filter(store.get_session(&id)?).is_none() {
-            return Err(not_found());
-        }
-        let state = session_state.map(Value::Object);
-        let metadata = metadata.map(Value::Object);
-        let updated = store
-            .update_session(
-                &id,
-                session_name.as_deref(),
-                state.as_ref(),
-                metadata.as_ref(),
-            )?
-            .ok_or_else(not_found)?;
-        detail_of(store, engine.config(), &updated)
-    })
-    .await?;
+    let store = state.engine.store();
+    let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
+    if scope.filter(store.get_session(id).await?).is_none() {
+        return Err(not_found());
+    }
+    let updated = store
+        .update_session(
+            id,
+            session_name,
+            session_state.map(Value::Object),
+            metadata.map(Value::Object),
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    let detail = detail_of(&state, &updated).await?;
     Ok(ok(&detail))
 }
 
@@ -301,15 +284,10 @@ pub async fn delete(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
         return Err(no_media_storage());
     }
     let scope = Scope::new(&req, None);
-    let id = id.to_string();
-    blocking(&state, move |store| {
-        if scope.user_id.is_some() && scope.filter(store.get_session(&id)?).is_none() {
-            return Ok(());
-        }
-        store.delete_session(&id)?;
-        Ok(())
-    })
-    .await?;
+    let store = state.engine.store();
+    if scope.user_id.is_none() || scope.filter(store.get_session(id).await?).is_some() {
+        store.delete_session(id).await?;
+    }
     Ok(no_content())
 }
 
@@ -340,17 +318,15 @@ pub async fn rename(state: Arc<AppState>, req: Req, id: &str) -> ApiResult {
     };
 
     let scope = Scope::new(&req, wanted);
-    let id = id.to_string();
-    let engine = state.engine.clone();
-    let detail = blocking(&state, move |store| {
-        let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
-        if scope.filter(store.get_session(&id)?).is_none() || !store.rename_session(&id, &name)? {
-            return Err(not_found());
-        }
-        let session = store.get_session(&id)?.ok_or_else(not_found)?;
-        detail_of(store, engine.config(), &session)
-    })
-    .await?;
+    let store = state.engine.store();
+    let not_found = || ApiError::not_found(format!("Session with id '{id}' not found"));
+    if scope.filter(store.get_session(id).await?).is_none()
+        || !store.rename_session(id, &name).await?
+    {
+        return Err(not_found());
+    }
+    let session = store.get_session(id).await?.ok_or_else(not_found)?;
+    let detail = detail_of(&state, &session).await?;
     Ok(ok(&detail))
 }
 
@@ -383,23 +359,25 @@ pub async fn run(state: Arc<AppState>, req: Req, id: &str, run_id: &str) -> ApiR
     let wanted = invalid.session_type(&req);
     invalid.finish()?;
     let scope = Scope::new(&req, wanted);
-    let (id, run_id) = (id.to_string(), run_id.to_string());
-    let schema = blocking(&state, move |store| {
-        let summary = store
-            .session_summary(&id)?
-            .filter(|s| scope.admits(&s.session))
-            .ok_or_else(|| ApiError::not_found(format!("Session with ID {id} not found")))?;
-        match store.get_run(&run_id)? {
-            Some(stored) if stored.run.session_id() == id => Ok(schemas::run_schema(&stored)),
-            _ if summary.run_count == 0 => Err(ApiError::not_found(format!(
+    let store = state.engine.store();
+    let summary = store
+        .session_summary(id)
+        .await?
+        .filter(|s| scope.admits(&s.session))
+        .ok_or_else(|| ApiError::not_found(format!("Session with ID {id} not found")))?;
+    let schema = match store.get_run(run_id).await? {
+        Some(stored) if stored.run.session_id() == id => schemas::run_schema(&stored),
+        _ if summary.run_count == 0 => {
+            return Err(ApiError::not_found(format!(
                 "Session with ID {id} has no runs"
-            ))),
-            _ => Err(ApiError::not_found(format!(
-                "Run with ID {run_id} not found in session {id}"
-            ))),
+            )));
         }
-    })
-    .await?;
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "Run with ID {run_id} not found in session {id}"
+            )));
+        }
+    };
     Ok(ok(&schema))
 }
 
@@ -410,7 +388,7 @@ pub async fn run(state: Arc<AppState>, req: Req, id: &str, run_id: &str) -> ApiR
 pub async fn component_runs(
     state: Arc<AppState>,
     req: Req,
-    component: Component,
+    component: Kind,
     id: &str,
 ) -> ApiResult {
     let mut invalid = Invalid::default();
@@ -422,24 +400,21 @@ pub async fn component_runs(
     let status = last_query(&req, "status").map(str::to_string);
     let user_id = last_query(&req, "user_id").map(str::to_string);
     component.require(state.engine.config(), id)?;
-    let id = id.to_string();
-    let list = blocking(&state, move |store| {
-        if !owns_session(store, (component, &id), &session_id, user_id.as_deref())? {
-            return Err(ApiError::not_found("Session not found"));
-        }
-        let runs = store.list_runs(&session_id)?;
-        Ok(runs
-            .iter()
-            .filter(|r| r.run.kind() == component.run_kind() && r.run.component_id() == id)
-            .filter(|r| {
-                status
-                    .as_deref()
-                    .is_none_or(|s| r.run.status().as_str() == s)
-            })
-            .map(schemas::run_schema)
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let store = state.engine.store();
+    if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
+        return Err(ApiError::not_found("Session not found"));
+    }
+    let runs = store.list_runs(&session_id).await?;
+    let list: Vec<Value> = runs
+        .iter()
+        .filter(|r| r.run.kind() == component && r.run.component_id() == id)
+        .filter(|r| {
+            status
+                .as_deref()
+                .is_none_or(|s| r.run.status().as_str() == s)
+        })
+        .map(schemas::run_schema)
+        .collect();
     Ok(ok(&list))
 }
 
@@ -449,7 +424,7 @@ pub async fn component_runs(
 pub async fn component_run(
     state: Arc<AppState>,
     req: Req,
-    component: Component,
+    component: Kind,
     id: &str,
     run_id: &str,
 ) -> ApiResult {
@@ -461,58 +436,44 @@ pub async fn component_run(
     };
     let user_id = last_query(&req, "user_id").map(str::to_string);
     component.require(state.engine.config(), id)?;
-    let (id, run_id) = (id.to_string(), run_id.to_string());
-    let run = blocking(&state, move |store| {
-        let not_found = || ApiError::not_found("Run not found");
-        if !owns_session(store, (component, &id), &session_id, user_id.as_deref())? {
-            return Err(not_found());
-        }
-        let stored = store
-            .get_run(&run_id)?
-            .filter(|r| {
-                r.run.session_id() == session_id
-                    && r.run.kind() == component.run_kind()
-                    && r.run.component_id() == id
-            })
-            .ok_or_else(not_found)?;
-        Ok(schemas::polled_run(&stored))
-    })
-    .await?;
+    let store = state.engine.store();
+    let not_found = || ApiError::not_found("Run not found");
+    if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
+        return Err(not_found());
+    }
+    let stored = store
+        .get_run(run_id)
+        .await?
+        .filter(|r| {
+            r.run.session_id() == session_id
+                && r.run.kind() == component
+                && r.run.component_id() == id
+        })
+        .ok_or_else(not_found)?;
+    let run = schemas::polled_run(&stored);
     Ok(ok(&run))
 }
 
 /// Whether the session exists, belongs to this component and may be seen by `user_id`.
-fn owns_session(
+async fn owns_session(
     store: &Store,
-    (component, id): (Component, &str),
+    (component, id): (Kind, &str),
     session_id: &str,
     user_id: Option<&str>,
 ) -> Result<bool, ApiError> {
-    Ok(store.get_session(session_id)?.is_some_and(|s| {
-        s.session_type == component.session_type() && s.component_id == id && s.visible_to(user_id)
+    Ok(store.get_session(session_id).await?.is_some_and(|s| {
+        s.session_type == component && s.component_id == id && s.visible_to(user_id)
     }))
 }
 
 // ----- shared steps -----
 
-/// Runs `f` with the store on a blocking thread.
-async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
-{
-    let store = state.engine.store().clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|_| ApiError::internal("JoinError"))?
-}
-
 /// The detail schema of a session (nulls kept), with its runs loaded.
-fn detail_of(store: &Store, config: &Config, session: &Session) -> Result<Value, ApiError> {
-    let runs = store.list_runs(&session.session_id)?;
+async fn detail_of(state: &AppState, session: &Session) -> Result<Value, ApiError> {
+    let runs = state.engine.store().list_runs(&session.session_id).await?;
     let name = schemas::session_display_name(session, &runs);
     let workflow = match session.session_type {
-        SessionType::Workflow => config.workflow(&session.component_id),
+        Kind::Workflow => state.engine.config().workflow(&session.component_id),
         _ => None,
     };
     Ok(schemas::session_detail(session, &name, &runs, workflow))
@@ -554,31 +515,30 @@ async fn session_runs(state: &AppState, req: &Req, id: &str) -> Result<Vec<Store
     let nothing_wanted = !requested.is_empty() && statuses.is_empty();
 
     let scope = Scope::new(req, wanted);
-    let id = id.to_string();
-    blocking(state, move |store| {
-        if scope.filter(store.get_session(&id)?).is_none() {
-            return Err(ApiError::not_found(format!(
-                "Session with ID {id} not found"
-            )));
-        }
-        if nothing_wanted {
-            return Ok(Vec::new());
-        }
-        let runs = store.list_runs_filtered(&id, &statuses, created_after, created_before)?;
-        Ok(schemas::in_session_order(runs))
-    })
-    .await
+    let store = state.engine.store();
+    if scope.filter(store.get_session(id).await?).is_none() {
+        return Err(ApiError::not_found(format!(
+            "Session with ID {id} not found"
+        )));
+    }
+    if nothing_wanted {
+        return Ok(Vec::new());
+    }
+    let runs = store
+        .list_runs_filtered(id, statuses, created_after, created_before)
+        .await?;
+    Ok(schemas::in_session_order(runs))
 }
 
 /// Which sessions a request may see: those of the `?type=` asked for (if any) and of the
 /// `?user_id=` given (if any).
 struct Scope {
-    session_type: Option<SessionType>,
+    session_type: Option<Kind>,
     user_id: Option<String>,
 }
 
 impl Scope {
-    fn new(req: &Req, session_type: Option<SessionType>) -> Self {
+    fn new(req: &Req, session_type: Option<Kind>) -> Self {
         Scope {
             session_type,
             user_id: last_query(req, "user_id").map(str::to_string),
@@ -592,15 +552,6 @@ impl Scope {
 
     fn filter(&self, session: Option<Session>) -> Option<Session> {
         session.filter(|s| self.admits(s))
-    }
-}
-
-/// `Agent`, `Team` or `Workflow`, as AgentOS prefixes typed not-found messages.
-fn title(session_type: SessionType) -> &'static str {
-    match session_type {
-        SessionType::Agent => "Agent",
-        SessionType::Team => "Team",
-        SessionType::Workflow => "Workflow",
     }
 }
 
@@ -775,9 +726,9 @@ impl Invalid {
     }
 
     /// `?type=`: agent, team or workflow.
-    fn session_type(&mut self, req: &Req) -> Option<SessionType> {
-        self.enum_query(req, "type", &SESSION_TYPES)
-            .and_then(SessionType::parse)
+    fn session_type(&mut self, req: &Req) -> Option<Kind> {
+        self.enum_query(req, "type", &Kind::ALL.map(Kind::as_str))
+            .and_then(Kind::parse)
     }
 
     /// An integer query parameter, at least `ge` when given.
@@ -966,16 +917,12 @@ impl Invalid {
         })
     }
 
-    fn session_type_list(
-        &mut self,
-        map: &Map<String, Value>,
-        name: &str,
-    ) -> Option<Vec<SessionType>> {
+    fn session_type_list(&mut self, map: &Map<String, Value>, name: &str) -> Option<Vec<Kind>> {
         self.list(map, name, |invalid, i, v| {
-            if let Some(t) = v.as_str().and_then(SessionType::parse) {
+            if let Some(t) = v.as_str().and_then(Kind::parse) {
                 return Some(t);
             }
-            let expected = expected_list(&SESSION_TYPES);
+            let expected = expected_list(&Kind::ALL.map(Kind::as_str));
             invalid.push(
                 "enum",
                 vec![json!("body"), json!(name), json!(i)],
@@ -1004,6 +951,7 @@ mod tests {
     use crate::cancel::CancelToken;
     use crate::config::Config;
     use crate::engine::{Engine, RunRequest};
+    use crate::event::Discard;
     use crate::server::ServerOptions;
     use bytes::Bytes;
     use http_body_util::BodyExt;
@@ -1020,13 +968,18 @@ instructions = ["You write very short stories."]
 
     fn state() -> Arc<AppState> {
         let config = Config::from_toml_str(AGENTS, Path::new("agents.toml")).unwrap();
-        let store = Arc::new(Store::open_in_memory().unwrap());
+        let store = Store::open_in_memory().unwrap();
         let engine = Arc::new(Engine::new(Arc::new(config), store));
         Arc::new(AppState::new(engine, ServerOptions::default()))
     }
 
     /// Makes a completed run through the engine (test model) and returns its id.
-    fn run_agent(state: &AppState, session_id: &str, user: Option<&str>, message: &str) -> String {
+    async fn run_agent(
+        state: &AppState,
+        session_id: &str,
+        user: Option<&str>,
+        message: &str,
+    ) -> String {
         let req = RunRequest {
             agent_id: "story-writer".into(),
             message: message.into(),
@@ -1036,7 +989,8 @@ instructions = ["You write very short stories."]
         };
         state
             .engine
-            .run(req, &CancelToken::default(), &mut |_| {})
+            .run(req, &CancelToken::default(), &Discard)
+            .await
             .unwrap()
             .run_id()
             .to_string()
@@ -1080,7 +1034,7 @@ instructions = ["You write very short stories."]
     #[test]
     fn expected_lists_read_like_pydantic() {
         assert_eq!(
-            expected_list(&SESSION_TYPES),
+            expected_list(&Kind::ALL.map(Kind::as_str)),
             "'agent', 'team' or 'workflow'"
         );
         assert_eq!(expected_list(&SORT_ORDERS), "'asc' or 'desc'");
@@ -1138,9 +1092,10 @@ instructions = ["You write very short stories."]
             "sess-1",
             Some("user-1"),
             "Tell me a story about a robot",
-        );
-        run_agent(&state, "sess-1", Some("user-1"), "Tell me another story");
-        run_agent(&state, "sess-2", None, "hi");
+        )
+        .await;
+        run_agent(&state, "sess-1", Some("user-1"), "Tell me another story").await;
+        run_agent(&state, "sess-2", None, "hi").await;
 
         let (status, body) = get(&state, "/sessions").await;
         assert_eq!(status, 200);
@@ -1192,7 +1147,7 @@ instructions = ["You write very short stories."]
     #[tokio::test]
     async fn session_detail_create_patch_rename_delete() {
         let state = state();
-        run_agent(&state, "sess-1", Some("user-1"), "Tell me a story");
+        run_agent(&state, "sess-1", Some("user-1"), "Tell me a story").await;
 
         let (status, detail) = get(&state, "/sessions/sess-1").await;
         assert_eq!(status, 200);
@@ -1333,12 +1288,13 @@ instructions = ["You write very short stories."]
     #[tokio::test]
     async fn session_runs_previews_and_single_run() {
         let state = state();
-        let first = run_agent(&state, "sess-1", Some("user-1"), "Tell me a story");
-        run_agent(&state, "sess-1", Some("user-1"), &"long ".repeat(100));
+        let first = run_agent(&state, "sess-1", Some("user-1"), "Tell me a story").await;
+        run_agent(&state, "sess-1", Some("user-1"), &"long ".repeat(100)).await;
         state
             .engine
             .store()
             .update_run_status(&first, RunStatus::Cancelled)
+            .await
             .unwrap();
 
         let (status, runs) = get(&state, "/sessions/sess-1/runs").await;
@@ -1402,7 +1358,7 @@ instructions = ["You write very short stories."]
     #[tokio::test]
     async fn agent_run_listing_and_polling() {
         let state = state();
-        let run_id = run_agent(&state, "sess-1", Some("user-1"), "Tell me a story");
+        let run_id = run_agent(&state, "sess-1", Some("user-1"), "Tell me a story").await;
 
         // 502 before 404: the query is validated first.
         let (status, body) = get(&state, "/agents/no-such-agent/runs").await;

@@ -7,13 +7,14 @@
 //! when the call times out, is cancelled, or when the program exits and leaves processes
 //! behind, so no call leaks processes or hangs on a pipe a background process holds open.
 
-use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
 
 use super::{Tool, ToolSpec};
 use crate::cancel::CancelToken;
@@ -31,7 +32,7 @@ const MAX_ARG_VAR_BYTES: usize = 100 * 1024;
 /// whole environment and argument list.
 const MAX_ARG_VARS_BYTES: usize = 1024 * 1024;
 
-/// A command tool, ready to be called from any thread.
+/// A command tool, ready to be called from any run.
 pub struct CommandTool {
     spec: ToolSpec,
     def: CommandToolDef,
@@ -85,14 +86,8 @@ impl CommandTool {
         cmd.env("AGENTOS_TOOL", &def.name);
         cmd
     }
-}
 
-impl Tool for CommandTool {
-    fn spec(&self) -> &ToolSpec {
-        &self.spec
-    }
-
-    fn call(&self, args: &Value, cancel: &CancelToken) -> Result<String, String> {
+    async fn run(&self, args: &Value, cancel: &CancelToken) -> Result<String, String> {
         if cancel.is_cancelled() {
             return Err("cancelled".into());
         }
@@ -103,55 +98,40 @@ impl Tool for CommandTool {
             .map_err(|e| format!("could not start {program}: {e}"))?;
         let pgid = child.id();
 
-        // Stdin, stdout and stderr each get a thread, so a child that writes a lot before
-        // reading, or never reads at all, cannot deadlock the call.
+        // Stdin is written, and stdout and stderr read, beside the wait, so a child that
+        // writes a lot before reading, or never reads at all, cannot block the call.
         if let Some(mut stdin) = child.stdin.take() {
             let input = args.to_string();
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 // A program that ignores its input may exit before reading it.
-                let _ = stdin.write_all(input.as_bytes());
+                let _ = stdin.write_all(input.as_bytes()).await;
             });
         }
-        let (done_tx, done_rx) = mpsc::channel();
-        let stdout = capture(child.stdout.take(), self.def.max_output_bytes, &done_tx);
-        let stderr = capture(child.stderr.take(), self.def.max_output_bytes, &done_tx);
-        drop(done_tx);
-
-        let (wake_tx, wake_rx) = mpsc::channel();
-        let cancel_tx = wake_tx.clone();
-        let _hook = cancel.on_cancel(move || {
-            let _ = cancel_tx.send(Wake::Cancelled);
+        let cap = self.def.max_output_bytes;
+        let stdout = Capture::new(cap);
+        let stderr = Capture::new(cap);
+        let readers = tokio::spawn({
+            let (out, err) = (stdout.clone(), stderr.clone());
+            let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+            async move { tokio::join!(out.read(out_pipe), err.read(err_pipe)) }
         });
-        wait_in_thread(child, wake_tx);
 
-        let deadline = Instant::now() + self.def.timeout;
-        let outcome = match wake_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            Ok(Wake::Exited(status)) => Outcome::Exited(status),
-            Ok(Wake::Cancelled) => Outcome::Cancelled,
-            Err(_) => Outcome::TimedOut,
+        let outcome = tokio::select! {
+            status = child.wait() => Outcome::Exited(status),
+            () = cancel.cancelled() => Outcome::Cancelled,
+            () = tokio::time::sleep(self.def.timeout) => Outcome::TimedOut,
         };
         // Whatever happened, nothing of the call outlives it: the program itself when it
         // timed out or was cancelled, its background processes when it exited.
-        kill_group(pgid);
-        let outcome = match outcome {
-            Outcome::Exited(status) => Outcome::Exited(status),
-            other => {
-                // Reap the killed program; `Exited` follows quickly once it is dead.
-                let _ = wait_exit(&wake_rx, DRAIN_GRACE);
-                other
-            }
-        };
-
-        let drain_deadline = Instant::now() + DRAIN_GRACE;
-        for _ in 0..2 {
-            if done_rx
-                .recv_timeout(drain_deadline.saturating_duration_since(Instant::now()))
-                .is_err()
-            {
-                break;
-            }
+        if let Some(pgid) = pgid {
+            kill_group(pgid);
         }
+        if !matches!(outcome, Outcome::Exited(_)) {
+            // Reap the killed program; it is gone at once after SIGKILL.
+            let _ = tokio::time::timeout(DRAIN_GRACE, child.wait()).await;
+        }
+        // The pipes close once every process holding them is dead.
+        let _ = tokio::time::timeout(DRAIN_GRACE, readers).await;
 
         match outcome {
             Outcome::Cancelled => Err("cancelled".into()),
@@ -160,27 +140,46 @@ impl Tool for CommandTool {
                 self.def.timeout.as_secs_f64()
             )),
             Outcome::Exited(Err(e)) => Err(format!("could not wait for {program}: {e}")),
-            Outcome::Exited(Ok(status)) => {
-                let out = stdout.take();
-                if status.success() {
-                    return Ok(out);
-                }
-                let err = stderr.take();
-                let detail = if err.trim().is_empty() { out } else { err };
-                let detail = detail.trim();
-                let head = match (status.code(), status.signal()) {
-                    (Some(code), _) => format!("command exited with status {code}"),
-                    (None, Some(signal)) => format!("command was killed by signal {signal}"),
-                    (None, None) => format!("command failed ({status})"),
-                };
-                Err(if detail.is_empty() {
-                    head
-                } else {
-                    format!("{head}: {detail}")
-                })
-            }
+            Outcome::Exited(Ok(status)) => exit_result(status, &stdout, &stderr),
         }
     }
+}
+
+impl Tool for CommandTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    fn call<'a>(
+        &'a self,
+        args: &'a Value,
+        cancel: &'a CancelToken,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(self.run(args, cancel))
+    }
+}
+
+/// The result of a program that exited: stdout when it succeeded, else an error with
+/// stderr (or stdout when stderr is empty).
+fn exit_result(status: ExitStatus, stdout: &Capture, stderr: &Capture) -> Result<String, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let out = stdout.take();
+    if status.success() {
+        return Ok(out);
+    }
+    let err = stderr.take();
+    let detail = if err.trim().is_empty() { out } else { err };
+    let detail = detail.trim();
+    let head = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("command exited with status {code}"),
+        (None, Some(signal)) => format!("command was killed by signal {signal}"),
+        (None, None) => format!("command failed ({status})"),
+    };
+    Err(if detail.is_empty() {
+        head
+    } else {
+        format!("{head}: {detail}")
+    })
 }
 
 /// `AGENTOS_ARG_<NAME>`: the argument name uppercased, other characters than ASCII
@@ -197,34 +196,10 @@ fn arg_var(name: &str) -> String {
     var
 }
 
-enum Wake {
-    Exited(std::io::Result<ExitStatus>),
-    Cancelled,
-}
-
 enum Outcome {
     Exited(std::io::Result<ExitStatus>),
     Cancelled,
     TimedOut,
-}
-
-fn wait_in_thread(mut child: Child, tx: mpsc::Sender<Wake>) {
-    std::thread::spawn(move || {
-        let status = child.wait();
-        let _ = tx.send(Wake::Exited(status));
-    });
-}
-
-/// Waits for the program's exit, skipping cancellations that arrive meanwhile.
-fn wait_exit(rx: &mpsc::Receiver<Wake>, limit: Duration) -> Option<std::io::Result<ExitStatus>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Wake::Exited(status)) => return Some(status),
-            Ok(Wake::Cancelled) => continue,
-            Err(_) => return None,
-        }
-    }
 }
 
 /// Sends SIGKILL to every process in the group `pgid`. The id is not reused while any
@@ -239,9 +214,11 @@ fn kill_group(pgid: u32) {
     let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
 }
 
-/// Up to `cap` bytes of one output stream, read to its end on a thread.
+/// Up to `cap` bytes of one output stream. Shared with the task reading it, so what was
+/// read is kept even when the stream never ends.
+#[derive(Clone)]
 struct Capture {
-    data: std::sync::Arc<std::sync::Mutex<Captured>>,
+    data: Arc<Mutex<Captured>>,
     cap: usize,
 }
 
@@ -251,43 +228,36 @@ struct Captured {
     truncated: bool,
 }
 
-fn capture(
-    stream: Option<impl Read + Send + 'static>,
-    cap: usize,
-    done: &mpsc::Sender<()>,
-) -> Capture {
-    let data = std::sync::Arc::new(std::sync::Mutex::new(Captured::default()));
-    if let Some(mut stream) = stream {
-        let shared = data.clone();
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let mut captured = shared.lock().unwrap_or_else(|e| e.into_inner());
-                        let room = cap.saturating_sub(captured.bytes.len());
-                        if n > room {
-                            captured.truncated = true;
-                        }
-                        // Past the cap the rest is read and dropped, so the program never
-                        // blocks on a full pipe.
-                        captured.bytes.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
-                }
-            }
-            let _ = done.send(());
-        });
-    } else {
-        let _ = done.send(());
-    }
-    Capture { data, cap }
-}
-
 impl Capture {
+    fn new(cap: usize) -> Self {
+        Capture {
+            data: Arc::default(),
+            cap,
+        }
+    }
+
+    /// Reads `stream` to its end. Past the cap the rest is read and dropped, so the
+    /// program never blocks on a full pipe.
+    async fn read(self, stream: Option<impl AsyncRead + Unpin>) {
+        let Some(mut stream) = stream else { return };
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut captured = self.data.lock().unwrap_or_else(|e| e.into_inner());
+                    let room = self.cap.saturating_sub(captured.bytes.len());
+                    if n > room {
+                        captured.truncated = true;
+                    }
+                    captured.bytes.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
     /// The text read so far, without trailing newlines, marked when it was cut.
     fn take(&self) -> String {
         let captured = std::mem::take(&mut *self.data.lock().unwrap_or_else(|e| e.into_inner()));
@@ -316,7 +286,17 @@ mod tests {
     use crate::config::{DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TOOL_ENV};
     use serde_json::json;
     use std::path::Path;
-    use std::sync::Arc;
+    use std::process::Command;
+    use std::time::Instant;
+
+    /// Runs a future to its end on a runtime of its own.
+    fn block<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
 
     /// A tool running `script` with /bin/sh.
     fn def(dir: &Path, script: &str) -> CommandToolDef {
@@ -336,7 +316,7 @@ mod tests {
     }
 
     fn call(def: &CommandToolDef, args: Value) -> Result<String, String> {
-        CommandTool::new(def).call(&args, &CancelToken::new())
+        block(CommandTool::new(def).call(&args, &CancelToken::new()))
     }
 
     /// Whether a process with this pid exists and is not a zombie waiting to be reaped
@@ -389,14 +369,15 @@ mod tests {
             crate::config::Config::from_toml_str(crate::config::EXAMPLE, Path::new("agents.toml"))
                 .unwrap();
         let count = CommandTool::new(&config.tools["word_count"]);
-        let words = count.call(
+        let words = block(count.call(
             &json!({"text": "one two  three\n$(four) `five`"}),
             &CancelToken::new(),
-        );
+        ));
         assert_eq!(words.map(|w| w.trim().to_string()), Ok("5".into()));
-        let time = CommandTool::new(&config.tools["utc_time"])
-            .call(&json!({}), &CancelToken::new())
-            .unwrap();
+        let time = block(
+            CommandTool::new(&config.tools["utc_time"]).call(&json!({}), &CancelToken::new()),
+        )
+        .unwrap();
         assert!(time.len() == 20 && time.ends_with('Z'), "{time}");
     }
 
@@ -642,11 +623,11 @@ mod tests {
             dir.path(),
             &format!("echo $$ > '{}'\nsleep 60\n", pid_file.display()),
         );
-        let tool = Arc::new(CommandTool::new(&d));
+        let tool = CommandTool::new(&d);
         let cancel = CancelToken::new();
         let worker = {
-            let (tool, cancel) = (tool.clone(), cancel.clone());
-            std::thread::spawn(move || tool.call(&json!({}), &cancel))
+            let cancel = cancel.clone();
+            std::thread::spawn(move || block(tool.call(&json!({}), &cancel)))
         };
         let pid = read_pid(&pid_file);
         let start = Instant::now();
@@ -664,7 +645,7 @@ mod tests {
         let marker = dir.path().join("ran");
         let d = def(dir.path(), &format!("touch '{}'\n", marker.display()));
         assert_eq!(
-            CommandTool::new(&d).call(&json!({}), &cancel),
+            block(CommandTool::new(&d).call(&json!({}), &cancel)),
             Err("cancelled".into())
         );
         assert!(!marker.exists());

@@ -4,30 +4,33 @@
 //!
 //! The transport is newline-delimited JSON-RPC 2.0. agentos sends `initialize`, then the
 //! `notifications/initialized` notification, lists the tools (`tools/list`, following
-//! `nextCursor`) and calls them (`tools/call`). One reader thread per server routes each
+//! `nextCursor`) and calls them (`tools/call`). One reader task per server routes each
 //! response to the call waiting for its id, so calls to one server run concurrently. It
 //! answers the server's `ping` requests, refuses its other requests (`-32601`: agentos
 //! offers no client capabilities), notes `notifications/tools/list_changed` so the list is
-//! fetched again on next use, and skips lines that are not JSON-RPC. A second thread drains
+//! fetched again on next use, and skips lines that are not JSON-RPC. A second task drains
 //! stderr and keeps its last lines for error messages.
 //!
 //! A cancelled or timed-out call returns at once and tells the server with
 //! `notifications/cancelled`. The server runs in its own process group, so a Ctrl-C in the
 //! terminal reaches agentos only, and dropping the [`McpServer`] closes its stdin, then
-//! terminates and finally kills the whole group.
+//! terminates and finally kills the whole group (on a thread of its own, so dropping never
+//! holds up a run).
 //!
 //! [`McpPool`] starts each server once, on first use, and keeps it; one that died is
 //! started again on its next use.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
 
 use super::{Tool, ToolSpec};
 use crate::cancel::CancelToken;
@@ -109,15 +112,14 @@ fn fmt_duration(d: Duration) -> String {
 enum Reply {
     Result(Value),
     Error { code: i64, message: String },
-    Cancelled,
 }
 
-/// State shared between an [`McpServer`] and its reader threads.
+/// State shared between an [`McpServer`] and its reader tasks.
 struct Shared {
     /// The server's stdin; `None` once closed.
-    writer: Mutex<Option<ChildStdin>>,
+    writer: tokio::sync::Mutex<Option<ChildStdin>>,
     /// Requests waiting for their response, by id.
-    pending: Mutex<HashMap<u64, mpsc::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     /// Cleared when stdout ends or a write fails.
     alive: AtomicBool,
     /// Set by `notifications/tools/list_changed`.
@@ -133,16 +135,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Writes one message as a line. A failed write means the server is gone.
-    fn send(&self, msg: &Value) -> Result<(), String> {
+    async fn send(&self, msg: &Value) -> Result<(), String> {
         let mut line = msg.to_string();
         line.push('\n');
-        let mut writer = lock(&self.writer);
+        let mut writer = self.writer.lock().await;
         let Some(stdin) = writer.as_mut() else {
             return Err("stdin closed".into());
         };
-        let result = stdin
-            .write_all(line.as_bytes())
-            .and_then(|()| stdin.flush());
+        let result = match stdin.write_all(line.as_bytes()).await {
+            Ok(()) => stdin.flush().await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             *writer = None;
             drop(writer);
@@ -167,20 +170,24 @@ impl Shared {
     }
 
     /// Handles one line of the server's stdout.
-    fn handle_line(&self, line: &[u8]) {
+    async fn handle_line(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim();
         if text.is_empty() {
             return;
         }
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Array(batch)) => batch.into_iter().for_each(|m| self.handle_message(m)),
-            Ok(msg @ Value::Object(_)) => self.handle_message(msg),
+            Ok(Value::Array(batch)) => {
+                for msg in batch {
+                    self.handle_message(msg).await;
+                }
+            }
+            Ok(msg @ Value::Object(_)) => self.handle_message(msg).await,
             _ => self.note(format!("(stdout) {}", truncate(text, STDERR_LINE_BYTES))),
         }
     }
 
-    fn handle_message(&self, msg: Value) {
+    async fn handle_message(&self, msg: Value) {
         let Value::Object(mut msg) = msg else { return };
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         let id = msg.remove("id");
@@ -195,7 +202,7 @@ impl Shared {
                         "message": format!("agentos does not support `{method}`"),
                     }})
                 };
-                let _ = self.send(&reply);
+                let _ = self.send(&reply).await;
             }
             (Some(method), None) => {
                 if method == "notifications/tools/list_changed" {
@@ -242,13 +249,13 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Reads stdout line by line until it ends, then marks the server dead.
-fn read_stdout(shared: Arc<Shared>, stdout: impl Read) {
+async fn read_stdout(shared: Arc<Shared>, stdout: impl AsyncRead + Unpin) {
     let mut reader = BufReader::new(stdout);
     let mut line = Vec::new();
+    let limit = MAX_MESSAGE_BYTES as u64 + 1;
     loop {
         line.clear();
-        let limit = MAX_MESSAGE_BYTES as u64 + 1;
-        match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
             Ok(_) if line.len() > MAX_MESSAGE_BYTES && line.last() != Some(&b'\n') => {
                 // Too long: skip the rest of the line.
@@ -257,7 +264,7 @@ fn read_stdout(shared: Arc<Shared>, stdout: impl Read) {
                 ));
                 loop {
                     line.clear();
-                    match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+                    match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
                         Ok(0) | Err(_) => {
                             shared.mark_dead();
                             return;
@@ -267,19 +274,23 @@ fn read_stdout(shared: Arc<Shared>, stdout: impl Read) {
                     }
                 }
             }
-            Ok(_) => shared.handle_line(&line),
+            Ok(_) => shared.handle_line(&line).await,
         }
     }
     shared.mark_dead();
 }
 
 /// Keeps the last lines of stderr until it ends.
-fn read_stderr(shared: Arc<Shared>, stderr: impl Read) {
+async fn read_stderr(shared: Arc<Shared>, stderr: impl AsyncRead + Unpin) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
         line.clear();
-        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut line) {
+        match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let text = String::from_utf8_lossy(&line);
@@ -296,7 +307,10 @@ fn read_stderr(shared: Arc<Shared>, stderr: impl Read) {
 /// One running MCP server process.
 pub struct McpServer {
     def: McpServerDef,
-    child: Mutex<Child>,
+    /// The process; taken by [`Drop`] to stop it.
+    child: Mutex<Option<Child>>,
+    /// Its process id, which is also its process group's.
+    pid: Option<u32>,
     shared: Arc<Shared>,
     next_id: AtomicU64,
     tools: Mutex<Vec<McpToolInfo>>,
@@ -315,11 +329,11 @@ impl std::fmt::Debug for McpServer {
 
 impl McpServer {
     /// Starts the server, initializes the session and lists its tools.
-    pub fn start(def: &McpServerDef) -> Result<Arc<McpServer>, String> {
-        Self::start_with(def, STARTUP_TIMEOUT)
+    pub async fn start(def: &McpServerDef) -> Result<Arc<McpServer>, String> {
+        Self::start_with(def, STARTUP_TIMEOUT).await
     }
 
-    fn start_with(def: &McpServerDef, startup: Duration) -> Result<Arc<McpServer>, String> {
+    async fn start_with(def: &McpServerDef, startup: Duration) -> Result<Arc<McpServer>, String> {
         let name = &def.name;
         let mut cmd = Command::new(&def.command);
         cmd.args(&def.args)
@@ -340,7 +354,7 @@ impl McpServer {
             unreachable!("all three streams are piped");
         };
         let shared = Arc::new(Shared {
-            writer: Mutex::new(Some(stdin)),
+            writer: tokio::sync::Mutex::new(Some(stdin)),
             pending: Mutex::new(HashMap::new()),
             alive: AtomicBool::new(true),
             tools_stale: AtomicBool::new(false),
@@ -349,27 +363,15 @@ impl McpServer {
         });
         let mut server = McpServer {
             def: def.clone(),
-            child: Mutex::new(child),
+            pid: child.id(),
+            child: Mutex::new(Some(child)),
             shared: shared.clone(),
             next_id: AtomicU64::new(1),
             tools: Mutex::new(Vec::new()),
             server_info: String::new(),
         };
-        let threads = {
-            let out = shared.clone();
-            let err = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("mcp-{name}-out"))
-                .spawn(move || read_stdout(out, stdout))
-                .and_then(|_| {
-                    std::thread::Builder::new()
-                        .name(format!("mcp-{name}-err"))
-                        .spawn(move || read_stderr(err, stderr))
-                })
-        };
-        if let Err(e) = threads {
-            return Err(format!("MCP server `{name}`: cannot start a thread: {e}"));
-        }
+        tokio::spawn(read_stdout(shared.clone(), stdout));
+        tokio::spawn(read_stderr(shared.clone(), stderr));
 
         let deadline = Instant::now() + startup;
         let never = CancelToken::new();
@@ -378,9 +380,10 @@ impl McpServer {
             "capabilities": {},
             "clientInfo": {"name": "agentos", "version": env!("CARGO_PKG_VERSION")},
         });
-        let init = server
-            .request("initialize", params, &never, startup)
-            .map_err(|e| server.startup_error("initialize", e))?;
+        let init = match server.request("initialize", params, &never, startup).await {
+            Ok(init) => init,
+            Err(e) => return Err(server.startup_error("initialize", e).await),
+        };
         let version = init
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -397,22 +400,27 @@ impl McpServer {
                 .trim()
                 .to_string();
         }
-        shared
+        if shared
             .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .map_err(|_| server.exit_message("after initialize"))?;
+            .await
+            .is_err()
+        {
+            return Err(server.exit_message("after initialize").await);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let tools = server
-            .list_tools(remaining)
-            .map_err(|e| server.startup_error("tools/list", e))?;
+        let tools = match server.list_tools(remaining).await {
+            Ok(tools) => tools,
+            Err(e) => return Err(server.startup_error("tools/list", e).await),
+        };
         *lock(&server.tools) = tools;
         Ok(Arc::new(server))
     }
 
-    fn startup_error(&self, step: &str, e: CallError) -> String {
+    async fn startup_error(&self, step: &str, e: CallError) -> String {
         let name = &self.def.name;
         match e {
             CallError::NotSent(_) | CallError::Died(_) => {
-                self.exit_message(&format!("during {step}"))
+                self.exit_message(&format!("during {step}")).await
             }
             CallError::TimedOut(d) => format!(
                 "MCP server `{name}` did not answer {step} within {}{}",
@@ -435,9 +443,9 @@ impl McpServer {
 
     /// The server's tools. After the server announced a change the list is fetched
     /// again; if that fails, the previous list stays.
-    pub fn tools(&self) -> Vec<McpToolInfo> {
+    pub async fn tools(&self) -> Vec<McpToolInfo> {
         if self.shared.tools_stale.swap(false, Ordering::SeqCst) {
-            match self.list_tools(LIST_TIMEOUT) {
+            match self.list_tools(LIST_TIMEOUT).await {
                 Ok(tools) => *lock(&self.tools) = tools,
                 Err(_) => self.shared.tools_stale.store(true, Ordering::SeqCst),
             }
@@ -452,7 +460,7 @@ impl McpServer {
 
     /// Calls a tool. Text contents are joined with newlines, other contents summarized;
     /// a result with `isError: true` is `Err` with its text.
-    pub fn call(
+    pub async fn call(
         &self,
         tool: &str,
         args: &Value,
@@ -460,10 +468,11 @@ impl McpServer {
         timeout: Duration,
     ) -> Result<String, String> {
         self.call_tool(tool, args, cancel, timeout)
+            .await
             .map_err(|e| e.to_string())
     }
 
-    fn call_tool(
+    async fn call_tool(
         &self,
         tool: &str,
         args: &Value,
@@ -475,12 +484,12 @@ impl McpServer {
             other => other.clone(),
         };
         let params = json!({"name": tool, "arguments": arguments});
-        let result = self.request("tools/call", params, cancel, timeout)?;
+        let result = self.request("tools/call", params, cancel, timeout).await?;
         tool_result_text(&result)
     }
 
     /// Every page of `tools/list`.
-    fn list_tools(&self, timeout: Duration) -> Result<Vec<McpToolInfo>, CallError> {
+    async fn list_tools(&self, timeout: Duration) -> Result<Vec<McpToolInfo>, CallError> {
         let deadline = Instant::now() + timeout;
         let never = CancelToken::new();
         let mut tools = Vec::new();
@@ -492,7 +501,7 @@ impl McpServer {
                 None => json!({}),
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let page = match self.request("tools/list", params, &never, remaining) {
+            let page = match self.request("tools/list", params, &never, remaining).await {
                 // A server without tools may not implement the method at all.
                 Err(CallError::Rpc { code: -32601, .. }) if cursor.is_none() => return Ok(tools),
                 other => other?,
@@ -512,7 +521,7 @@ impl McpServer {
     }
 
     /// Sends a request and waits for its response, the timeout or the cancellation.
-    fn request(
+    async fn request(
         &self,
         method: &str,
         params: Value,
@@ -523,47 +532,48 @@ impl McpServer {
             return Err(CallError::Cancelled);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = oneshot::channel();
         lock(&self.shared.pending).insert(id, tx);
         // Checked after registering: a server that dies from now on clears the entry.
         if !self.shared.alive.load(Ordering::SeqCst) {
             lock(&self.shared.pending).remove(&id);
-            return Err(CallError::NotSent(self.exit_message("before the call")));
+            return Err(CallError::NotSent(
+                self.exit_message("before the call").await,
+            ));
         }
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        if self.shared.send(&msg).is_err() {
+        if self.shared.send(&msg).await.is_err() {
             lock(&self.shared.pending).remove(&id);
-            return Err(CallError::NotSent(self.exit_message("before the call")));
+            return Err(CallError::NotSent(
+                self.exit_message("before the call").await,
+            ));
         }
         // The waiting entry is the only sender: once the server dies and the entry is
-        // cleared, the channel disconnects.
-        let shared = self.shared.clone();
-        let _hook = cancel.on_cancel(move || {
-            if let Some(tx) = lock(&shared.pending).remove(&id) {
-                let _ = tx.send(Reply::Cancelled);
-            }
-        });
-        let abandon = |reason: &str| {
-            lock(&self.shared.pending).remove(&id);
-            let _ = self.shared.send(&json!({
-                "jsonrpc": "2.0",
-                "method": "notifications/cancelled",
-                "params": {"requestId": id, "reason": reason},
-            }));
+        // cleared, the channel closes.
+        let outcome = tokio::select! {
+            reply = rx => Ok(reply),
+            () = tokio::time::sleep(timeout) => Err("timed out"),
+            () = cancel.cancelled() => Err("cancelled by the user"),
         };
-        match rx.recv_timeout(timeout) {
-            Ok(Reply::Result(value)) => Ok(value),
-            Ok(Reply::Error { code, message }) => Err(CallError::Rpc { code, message }),
-            Ok(Reply::Cancelled) => {
-                abandon("cancelled by the user");
-                Err(CallError::Cancelled)
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                abandon("timed out");
-                Err(CallError::TimedOut(timeout))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(CallError::Died(self.exit_message("during the call")))
+        match outcome {
+            Ok(Ok(Reply::Result(value))) => Ok(value),
+            Ok(Ok(Reply::Error { code, message })) => Err(CallError::Rpc { code, message }),
+            Ok(Err(_)) => Err(CallError::Died(self.exit_message("during the call").await)),
+            Err(reason) => {
+                lock(&self.shared.pending).remove(&id);
+                let _ = self
+                    .shared
+                    .send(&json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/cancelled",
+                        "params": {"requestId": id, "reason": reason},
+                    }))
+                    .await;
+                Err(if reason == "timed out" {
+                    CallError::TimedOut(timeout)
+                } else {
+                    CallError::Cancelled
+                })
             }
         }
     }
@@ -571,33 +581,18 @@ impl McpServer {
     /// How the process ended, if it did; the process is not reaped, so its group id
     /// stays reserved until [`Drop`] kills the group.
     fn exit_status(&self) -> Option<String> {
-        let child = lock(&self.child);
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)?;
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
-        match waitid(WaitId::Pid(pid), options) {
-            Ok(Some(status)) => Some(match (status.exit_status(), status.terminating_signal()) {
-                (Some(code), _) if status.exited() => format!("exit status {code}"),
-                (_, Some(signal)) => format!("signal {signal}"),
-                _ => "an unknown status".into(),
-            }),
-            Ok(None) => None,
-            // Already reaped, or not our child: gone either way.
-            Err(_) => Some("an unknown status".into()),
-        }
+        exit_status(self.pid?)
     }
 
     /// Says that the server is gone, with its exit status and last stderr lines.
-    fn exit_message(&self, when: &str) -> String {
-        // Give the process and the stderr thread a moment to finish.
+    async fn exit_message(&self, when: &str) -> String {
+        // Give the process and the stderr task a moment to finish.
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut status = self.exit_status();
         while (status.is_none() || !self.shared.stderr_done.load(Ordering::SeqCst))
             && Instant::now() < deadline
         {
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
             status = status.or_else(|| self.exit_status());
         }
         let how = match status {
@@ -626,44 +621,80 @@ impl McpServer {
             .collect();
         format!(": {}", lines.join(" | "))
     }
+}
 
-    fn signal_group(&self, signal: rustix::process::Signal) {
-        let child = lock(&self.child);
-        if let Some(pid) = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process_group(pid, signal);
-        }
-    }
-
-    fn wait_exit(&self, grace: Duration) -> bool {
-        let deadline = Instant::now() + grace;
-        loop {
-            if self.exit_status().is_some() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+/// How the process `pid` ended, if it did, without reaping it.
+fn exit_status(pid: u32) -> Option<String> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)?;
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    match waitid(WaitId::Pid(pid), options) {
+        Ok(Some(status)) => Some(match (status.exit_status(), status.terminating_signal()) {
+            (Some(code), _) if status.exited() => format!("exit status {code}"),
+            (_, Some(signal)) => format!("signal {signal}"),
+            _ => "an unknown status".into(),
+        }),
+        Ok(None) => None,
+        // Already reaped, or not our child: gone either way.
+        Err(_) => Some("an unknown status".into()),
     }
 }
 
-impl Drop for McpServer {
-    /// Closes stdin (the protocol's way to end a session), terminates the process
-    /// group if the server lingers, then kills whatever is left of the group and reaps
-    /// the server.
-    fn drop(&mut self) {
-        lock(&self.shared.writer).take();
-        self.shared.mark_dead();
-        if !self.wait_exit(EXIT_GRACE) {
-            self.signal_group(rustix::process::Signal::TERM);
-            self.wait_exit(TERM_GRACE);
+fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Waits up to `grace` for the process to exit (without reaping it).
+fn wait_exit(pid: u32, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        if exit_status(pid).is_some() {
+            return true;
         }
-        self.signal_group(rustix::process::Signal::KILL);
-        let _ = lock(&self.child).wait();
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stops a server process: its stdin is already closed; a server that lingers is
+/// terminated, then whatever is left of its group killed, and the process reaped.
+fn stop(pid: u32, mut child: Child) {
+    if !wait_exit(pid, EXIT_GRACE) {
+        signal_group(pid, rustix::process::Signal::TERM);
+        wait_exit(pid, TERM_GRACE);
+    }
+    signal_group(pid, rustix::process::Signal::KILL);
+    // Reaped here, or by the runtime's orphan reaping if this cannot wait.
+    let _ = child.start_kill();
+    let _ = child.try_wait();
+}
+
+impl Drop for McpServer {
+    /// Closes stdin (the protocol's way to end a session) and stops the process on a
+    /// thread of its own, so that dropping a server never blocks the caller.
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.shared.writer.try_lock() {
+            writer.take();
+        }
+        self.shared.mark_dead();
+        let child = lock(&self.child).take();
+        if let (Some(pid), Some(child)) = (self.pid, child) {
+            let stopper = std::thread::Builder::new()
+                .name("agentos-mcp-stop".into())
+                .spawn(move || stop(pid, child));
+            if stopper.is_err() {
+                signal_group(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 }
 
@@ -767,7 +798,7 @@ pub struct McpPool {
 }
 
 /// The running instance of one server, if any.
-type Slot = Arc<Mutex<Option<Arc<McpServer>>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<McpServer>>>>;
 
 struct PoolInner {
     defs: BTreeMap<String, McpServerDef>,
@@ -777,7 +808,7 @@ struct PoolInner {
 }
 
 impl PoolInner {
-    fn server(&self, name: &str) -> Result<Arc<McpServer>, String> {
+    async fn server(&self, name: &str) -> Result<Arc<McpServer>, String> {
         let def = self
             .defs
             .get(name)
@@ -786,13 +817,13 @@ impl PoolInner {
             .entry(name.to_string())
             .or_default()
             .clone();
-        let mut slot = lock(&slot);
+        let mut slot = slot.lock().await;
         if let Some(server) = slot.as_ref().filter(|s| s.is_alive()) {
             return Ok(server.clone());
         }
         // A dead server is dropped (and its process group killed) once no call uses it.
         *slot = None;
-        let server = McpServer::start(def)?;
+        let server = McpServer::start(def).await?;
         *slot = Some(server.clone());
         Ok(server)
     }
@@ -809,15 +840,15 @@ impl McpPool {
     }
 
     /// The running server `name`, started now if it is not running (again).
-    pub fn server(&self, name: &str) -> Result<Arc<McpServer>, String> {
-        self.inner.server(name)
+    pub async fn server(&self, name: &str) -> Result<Arc<McpServer>, String> {
+        self.inner.server(name).await
     }
 
     /// The tools an agent's `mcp:SERVER` (every tool) and `mcp:SERVER/TOOL` entries
     /// name, starting their servers. A tool keeps the server's name for it unless
     /// another of these servers offers the same name; then both become `SERVER__TOOL`.
     /// Names are made valid OpenAI function names (`[a-zA-Z0-9_-]{1,64}`) and unique.
-    pub fn tools_for(
+    pub async fn tools_for(
         &self,
         refs: &[(String, Option<String>)],
         taken: &[String],
@@ -826,8 +857,8 @@ impl McpPool {
         let mut selected: Vec<(String, McpToolInfo)> = Vec::new();
         for (server_name, tool) in refs {
             if !servers.iter().any(|(n, _)| n == server_name) {
-                let server = self.server(server_name)?;
-                servers.push((server_name.clone(), server.tools()));
+                let server = self.server(server_name).await?;
+                servers.push((server_name.clone(), server.tools().await));
             }
             let offered = servers
                 .iter()
@@ -929,20 +960,30 @@ impl Tool for McpTool {
         &self.spec
     }
 
-    fn call(&self, args: &Value, cancel: &CancelToken) -> Result<String, String> {
-        let server = self.pool.server(&self.server)?;
-        match server.call_tool(&self.tool, args, cancel, self.timeout) {
-            // The request never reached the server: a new instance may safely run it.
-            // A call the server died during is not repeated, as the tool may have acted.
-            Err(CallError::NotSent(_)) if !cancel.is_cancelled() => {
-                drop(server);
-                let server = self.pool.server(&self.server)?;
-                server
-                    .call_tool(&self.tool, args, cancel, self.timeout)
-                    .map_err(|e| e.to_string())
+    fn call<'a>(
+        &'a self,
+        args: &'a Value,
+        cancel: &'a CancelToken,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let server = self.pool.server(&self.server).await?;
+            match server
+                .call_tool(&self.tool, args, cancel, self.timeout)
+                .await
+            {
+                // The request never reached the server: a new instance may safely run it.
+                // A call the server died during is not repeated, as the tool may have acted.
+                Err(CallError::NotSent(_)) if !cancel.is_cancelled() => {
+                    drop(server);
+                    let server = self.pool.server(&self.server).await?;
+                    server
+                        .call_tool(&self.tool, args, cancel, self.timeout)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                other => other.map_err(|e| e.to_string()),
             }
-            other => other.map_err(|e| e.to_string()),
-        }
+        })
     }
 }
 
@@ -1103,19 +1144,34 @@ if mode == "stubborn":
     }
 
     fn pid_of(server: &McpServer) -> u32 {
-        lock(&server.child).id()
+        server.pid.expect("a running server has a pid")
     }
 
-    #[test]
-    fn lists_paginated_tools_and_calls_them() {
+    /// Waits (bounded) for a process to be gone.
+    fn wait_gone(pid: u32, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while pid_exists(pid) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists_paginated_tools_and_calls_them() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "normal")).expect("start");
+        let server = McpServer::start(&fake.def("fake", "normal"))
+            .await
+            .expect("start");
         assert_eq!(server.server_info(), "fake 1.0");
-        let names: Vec<String> = server.tools().into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = server.tools().await.into_iter().map(|t| t.name).collect();
         assert_eq!(names.len(), 10, "all pages: {names:?}");
         assert_eq!(names[0], "echo");
         let hang = server
             .tools()
+            .await
             .into_iter()
             .find(|t| t.name == "hang")
             .expect("hang");
@@ -1125,6 +1181,7 @@ if mode == "stubborn":
         );
         let mixed = server
             .tools()
+            .await
             .into_iter()
             .find(|t| t.name == "mixed")
             .expect("mixed");
@@ -1133,51 +1190,46 @@ if mode == "stubborn":
         let never = CancelToken::new();
         let t = Duration::from_secs(10);
         assert_eq!(
-            server.call("echo", &json!({"text": "héllo\nworld"}), &never, t),
+            server
+                .call("echo", &json!({"text": "héllo\nworld"}), &never, t)
+                .await,
             Ok("héllo\nworld".into())
         );
         assert_eq!(
-            server.call("fail", &json!({}), &never, t),
+            server.call("fail", &json!({}), &never, t).await,
             Err("it broke".into())
         );
         assert_eq!(
-            server.call("mixed", &Value::Null, &never, t),
+            server.call("mixed", &Value::Null, &never, t).await,
             Ok("one\n[image: image/png]\ntwo\n[resource link: file:///b.bin]".into())
         );
         assert_eq!(
-            server.call("nope", &json!({}), &never, t),
+            server.call("nope", &json!({}), &never, t).await,
             Err("MCP error -32602: unknown tool nope".into())
         );
         assert!(server.is_alive());
     }
 
-    #[test]
-    fn calls_run_concurrently() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_run_concurrently() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "normal")).expect("start");
+        let server = McpServer::start(&fake.def("fake", "normal"))
+            .await
+            .expect("start");
         let started = Instant::now();
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = [(600, "slow"), (100, "fast"), (300, "mid")]
+        let server = &server;
+        let results: Vec<_> = futures_util::future::join_all(
+            [(600, "slow"), (100, "fast"), (300, "mid")]
                 .into_iter()
-                .map(|(ms, tag)| {
-                    let server = &server;
-                    s.spawn(move || {
-                        let args = json!({"ms": ms, "tag": tag});
-                        let r = server.call(
-                            "sleep",
-                            &args,
-                            &CancelToken::new(),
-                            Duration::from_secs(10),
-                        );
-                        (r, started.elapsed())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("join"))
-                .collect()
-        });
+                .map(|(ms, tag)| async move {
+                    let args = json!({"ms": ms, "tag": tag});
+                    let r = server
+                        .call("sleep", &args, &CancelToken::new(), Duration::from_secs(10))
+                        .await;
+                    (r, started.elapsed())
+                }),
+        )
+        .await;
         assert_eq!(results[0].0, Ok("slow".into()));
         assert_eq!(results[1].0, Ok("fast".into()));
         assert_eq!(results[2].0, Ok("mid".into()));
@@ -1189,10 +1241,12 @@ if mode == "stubborn":
         );
     }
 
-    #[test]
-    fn answers_ping_and_refuses_other_server_requests() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_ping_and_refuses_other_server_requests() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "normal")).expect("start");
+        let server = McpServer::start(&fake.def("fake", "normal"))
+            .await
+            .expect("start");
         let out = server
             .call(
                 "ping_me",
@@ -1200,6 +1254,7 @@ if mode == "stubborn":
                 &CancelToken::new(),
                 Duration::from_secs(10),
             )
+            .await
             .expect("call");
         let replies: Value = serde_json::from_str(&out).expect("json");
         assert_eq!(
@@ -1210,29 +1265,36 @@ if mode == "stubborn":
         assert_eq!(replies[1]["error"]["code"], -32601);
     }
 
-    #[test]
-    fn refreshes_the_list_after_list_changed() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refreshes_the_list_after_list_changed() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "normal")).expect("start");
-        assert!(!server.tools().iter().any(|t| t.name == "extra"));
+        let server = McpServer::start(&fake.def("fake", "normal"))
+            .await
+            .expect("start");
+        assert!(!server.tools().await.iter().any(|t| t.name == "extra"));
         let never = CancelToken::new();
         server
             .call("change", &json!({}), &never, Duration::from_secs(10))
+            .await
             .expect("change");
-        assert!(server.tools().iter().any(|t| t.name == "extra"));
+        assert!(server.tools().await.iter().any(|t| t.name == "extra"));
     }
 
-    #[test]
-    fn timeout_and_cancel_return_promptly_and_notify_the_server() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timeout_and_cancel_return_promptly_and_notify_the_server() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "normal")).expect("start");
+        let server = McpServer::start(&fake.def("fake", "normal"))
+            .await
+            .expect("start");
         let started = Instant::now();
-        let r = server.call(
-            "hang",
-            &json!({}),
-            &CancelToken::new(),
-            Duration::from_millis(300),
-        );
+        let r = server
+            .call(
+                "hang",
+                &json!({}),
+                &CancelToken::new(),
+                Duration::from_millis(300),
+            )
+            .await;
         assert_eq!(r, Err("timed out after 0.3s".into()));
         assert!(started.elapsed() < Duration::from_secs(2));
 
@@ -1243,7 +1305,9 @@ if mode == "stubborn":
             c.cancel();
         });
         let started = Instant::now();
-        let r = server.call("hang", &json!({}), &cancel, Duration::from_secs(30));
+        let r = server
+            .call("hang", &json!({}), &cancel, Duration::from_secs(30))
+            .await;
         assert_eq!(r, Err("cancelled".into()));
         assert!(
             started.elapsed() < Duration::from_secs(2),
@@ -1253,7 +1317,9 @@ if mode == "stubborn":
         canceller.join().expect("join");
         // Already cancelled: nothing is sent.
         assert_eq!(
-            server.call("echo", &json!({}), &cancel, Duration::from_secs(5)),
+            server
+                .call("echo", &json!({}), &cancel, Duration::from_secs(5))
+                .await,
             Err("cancelled".into())
         );
 
@@ -1265,6 +1331,7 @@ if mode == "stubborn":
                 &CancelToken::new(),
                 Duration::from_secs(10),
             )
+            .await
             .expect("call");
         let notes: Value = serde_json::from_str(&out).expect("json");
         let reasons: Vec<&str> = notes
@@ -1277,25 +1344,31 @@ if mode == "stubborn":
         assert!(notes[0]["requestId"].is_u64());
     }
 
-    #[test]
-    fn garbage_on_stdout_is_skipped() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn garbage_on_stdout_is_skipped() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("fake", "garbage")).expect("start");
-        let r = server.call(
-            "echo",
-            &json!({"text": "fine"}),
-            &CancelToken::new(),
-            Duration::from_secs(10),
-        );
+        let server = McpServer::start(&fake.def("fake", "garbage"))
+            .await
+            .expect("start");
+        let r = server
+            .call(
+                "echo",
+                &json!({"text": "fine"}),
+                &CancelToken::new(),
+                Duration::from_secs(10),
+            )
+            .await;
         assert_eq!(r, Ok("fine".into()));
         assert!(server.is_alive());
     }
 
-    #[test]
-    fn a_server_that_exits_at_once_is_a_clean_start_error() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_exits_at_once_is_a_clean_start_error() {
         let fake = Fake::new();
         let started = Instant::now();
-        let err = McpServer::start(&fake.def("broken", "exit")).expect_err("must fail");
+        let err = McpServer::start(&fake.def("broken", "exit"))
+            .await
+            .expect_err("must fail");
         assert!(
             err.starts_with("MCP server `broken` exited (exit status 3)"),
             "{err}"
@@ -1305,17 +1378,18 @@ if mode == "stubborn":
 
         let mut def = fake.def("missing", "normal");
         def.command = "/nonexistent/mcp-server".into();
-        let err = McpServer::start(&def).expect_err("must fail");
+        let err = McpServer::start(&def).await.expect_err("must fail");
         assert!(
             err.starts_with("MCP server `missing`: cannot start `/nonexistent/mcp-server`"),
             "{err}"
         );
     }
 
-    #[test]
-    fn a_silent_server_times_out_at_startup() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_server_times_out_at_startup() {
         let fake = Fake::new();
         let err = McpServer::start_with(&fake.def("quiet", "silent"), Duration::from_millis(500))
+            .await
             .expect_err("must fail");
         assert_eq!(
             err,
@@ -1323,8 +1397,8 @@ if mode == "stubborn":
         );
     }
 
-    #[test]
-    fn a_dying_server_fails_its_call_and_is_restarted() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dying_server_fails_its_call_and_is_restarted() {
         let fake = Fake::new();
         let mut defs = BTreeMap::new();
         defs.insert("fake".to_string(), fake.def("fake", "crash-once"));
@@ -1332,6 +1406,7 @@ if mode == "stubborn":
         // The first instance exits right after listing its tools.
         let tools = pool
             .tools_for(&[("fake".into(), None)], &[])
+            .await
             .expect("tools");
         let echo = tools
             .iter()
@@ -1339,7 +1414,7 @@ if mode == "stubborn":
             .expect("echo");
         let current = |pool: &McpPool| {
             let slot = lock(&pool.inner.slots)["fake"].clone();
-            let server = lock(&slot).clone();
+            let server = slot.try_lock().expect("not starting").clone();
             server.expect("started")
         };
         let first = current(&pool);
@@ -1350,11 +1425,16 @@ if mode == "stubborn":
         }
         assert!(!first.is_alive());
         drop(first);
-        let r = echo.call(&json!({"text": "again"}), &CancelToken::new());
+        let r = echo
+            .call(&json!({"text": "again"}), &CancelToken::new())
+            .await;
         assert_eq!(r, Ok("again".into()));
         let second = current(&pool);
         assert_ne!(pid_of(&second), first_pid);
-        assert!(!pid_exists(first_pid), "the dead server was reaped");
+        assert!(
+            wait_gone(first_pid, Duration::from_secs(3)),
+            "the dead server was reaped"
+        );
 
         // A server that dies during a call: that call fails, the next one restarts it.
         let crash = tools
@@ -1363,6 +1443,7 @@ if mode == "stubborn":
             .expect("crash");
         let err = crash
             .call(&json!({}), &CancelToken::new())
+            .await
             .expect_err("crash");
         assert!(
             err.starts_with("MCP server `fake` exited (exit status 1) during the call"),
@@ -1371,12 +1452,14 @@ if mode == "stubborn":
         assert!(err.contains("crashing on purpose"), "{err}");
         assert!(!second.is_alive());
         drop(second);
-        let r = echo.call(&json!({"text": "back"}), &CancelToken::new());
+        let r = echo
+            .call(&json!({"text": "back"}), &CancelToken::new())
+            .await;
         assert_eq!(r, Ok("back".into()));
     }
 
-    #[test]
-    fn pool_namespaces_clashing_names_and_sets_confirmation() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_namespaces_clashing_names_and_sets_confirmation() {
         let fake = Fake::new();
         let mut defs = BTreeMap::new();
         let mut a = fake.def("a", "normal");
@@ -1395,6 +1478,7 @@ if mode == "stubborn":
                 ],
                 &[],
             )
+            .await
             .expect("tools");
         let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
         assert_eq!(names, ["echo", "odd_name_x"]);
@@ -1407,6 +1491,7 @@ if mode == "stubborn":
                 &[("a".into(), Some("echo".into())), ("b-2".into(), None)],
                 &[],
             )
+            .await
             .expect("tools");
         let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
         assert_eq!(names[0], "a__echo");
@@ -1415,12 +1500,13 @@ if mode == "stubborn":
         assert!(tools.iter().skip(1).all(|t| t.spec().requires_confirmation));
         let never = CancelToken::new();
         assert_eq!(
-            tools[1].call(&json!({"text": "from b"}), &never),
+            tools[1].call(&json!({"text": "from b"}), &never).await,
             Ok("from b".into())
         );
 
         let err = pool
             .tools_for(&[("a".into(), Some("missing".into()))], &[])
+            .await
             .err()
             .expect("error");
         assert!(
@@ -1429,6 +1515,7 @@ if mode == "stubborn":
         );
         let err = pool
             .tools_for(&[("zzz".into(), None)], &[])
+            .await
             .err()
             .expect("error");
         assert_eq!(err, "MCP server `zzz` is not defined");
@@ -1436,6 +1523,7 @@ if mode == "stubborn":
         // A command tool already named `echo` pushes the MCP tool into its namespace.
         let tools = pool
             .tools_for(&[("a".into(), None)], &["echo".to_string()])
+            .await
             .expect("tools");
         let names: Vec<&str> = tools.iter().map(|t| t.spec().name.as_str()).collect();
         assert_eq!(&names[..2], ["a__echo", "sleep"]);
@@ -1450,26 +1538,34 @@ if mode == "stubborn":
         assert_eq!(sanitize_name(&"x".repeat(100)).len(), 64);
     }
 
-    #[test]
-    fn drop_stops_even_a_server_that_ignores_eof_and_sigterm() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_stops_even_a_server_that_ignores_eof_and_sigterm() {
         let fake = Fake::new();
-        let server = McpServer::start(&fake.def("stubborn", "stubborn")).expect("start");
+        let server = McpServer::start(&fake.def("stubborn", "stubborn"))
+            .await
+            .expect("start");
         let pid = pid_of(&server);
         let started = Instant::now();
         drop(server);
         assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{:?}",
+            started.elapsed() < Duration::from_millis(50),
+            "dropping does not wait: {:?}",
             started.elapsed()
         );
-        assert!(!pid_exists(pid));
+        assert!(
+            wait_gone(pid, Duration::from_secs(3)),
+            "the stubborn server was killed"
+        );
 
-        let server = McpServer::start(&fake.def("polite", "normal")).expect("start");
+        let server = McpServer::start(&fake.def("polite", "normal"))
+            .await
+            .expect("start");
         let pid = pid_of(&server);
-        let started = Instant::now();
         drop(server);
-        assert!(started.elapsed() < EXIT_GRACE + Duration::from_millis(100));
-        assert!(!pid_exists(pid));
+        assert!(
+            wait_gone(pid, EXIT_GRACE + Duration::from_millis(500)),
+            "a polite server exits on EOF"
+        );
     }
 
     // Real servers from the registries. Their tests are skipped when the server is not
@@ -1501,9 +1597,9 @@ if mode == "stubborn":
         }
     }
 
-    #[test]
-    fn real_time_server() {
-        let installed = Command::new("python3")
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_time_server() {
+        let installed = std::process::Command::new("python3")
             .args(["-c", "import mcp_server_time"])
             .stderr(Stdio::null())
             .status()
@@ -1520,8 +1616,10 @@ if mode == "stubborn":
             "mcp_server_time".into(),
             "--local-timezone=UTC".into(),
         ];
-        let server = McpServer::start(&real_def("time", "python3", args)).expect("start");
-        let names: Vec<String> = server.tools().into_iter().map(|t| t.name).collect();
+        let server = McpServer::start(&real_def("time", "python3", args))
+            .await
+            .expect("start");
+        let names: Vec<String> = server.tools().await.into_iter().map(|t| t.name).collect();
         assert!(names.contains(&"get_current_time".to_string()), "{names:?}");
         let out = server
             .call(
@@ -1530,6 +1628,7 @@ if mode == "stubborn":
                 &CancelToken::new(),
                 Duration::from_secs(30),
             )
+            .await
             .expect("call");
         let v: Value = serde_json::from_str(&out).expect("a JSON text");
         assert_eq!(v["timezone"], "Europe/Paris");
@@ -1541,6 +1640,7 @@ if mode == "stubborn":
                 &CancelToken::new(),
                 Duration::from_secs(30),
             )
+            .await
             .expect_err("bad zone");
         assert!(err.contains("Mars/Olympus"), "{err}");
     }
@@ -1552,11 +1652,11 @@ if mode == "stubborn":
         dir.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
     }
 
-    #[test]
-    fn real_filesystem_server() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_filesystem_server() {
         let script = filesystem_server();
         let installed = script.is_file()
-            && Command::new("node")
+            && std::process::Command::new("node")
                 .arg("--version")
                 .stdout(Stdio::null())
                 .status()
@@ -1583,6 +1683,7 @@ if mode == "stubborn":
         let pool = McpPool::new(defs);
         let tools = pool
             .tools_for(&[("files".into(), None)], &[])
+            .await
             .expect("tools");
         let tool = |name: &str| {
             tools
@@ -1595,16 +1696,20 @@ if mode == "stubborn":
         let never = CancelToken::new();
         let path = root_path.join("notes.txt").display().to_string();
         assert_eq!(
-            tool("read_text_file").call(&json!({"path": path}), &never),
+            tool("read_text_file")
+                .call(&json!({"path": path}), &never)
+                .await,
             Ok("first line\nsecond line\n".into())
         );
         let new = root_path.join("new.txt").display().to_string();
         tool("write_file")
             .call(&json!({"path": new, "content": "written"}), &never)
+            .await
             .expect("write");
         assert_eq!(std::fs::read_to_string(&new).expect("read"), "written");
         let err = tool("read_text_file")
             .call(&json!({"path": "/etc/passwd"}), &never)
+            .await
             .expect_err("outside the allowed directory");
         assert!(err.contains("denied") || err.contains("outside"), "{err}");
     }

@@ -7,6 +7,7 @@ pub mod mcp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use crate::cancel::CancelToken;
@@ -28,8 +29,13 @@ pub struct ToolSpec {
 pub trait Tool: Send + Sync {
     fn spec(&self) -> &ToolSpec;
     /// Runs the tool with the model's arguments. `Err` is a tool error: its text goes
-    /// back to the model as the tool's result, the run goes on.
-    fn call(&self, args: &Value, cancel: &CancelToken) -> Result<String, String>;
+    /// back to the model as the tool's result, the run goes on. Returns promptly with
+    /// `Err("cancelled")` once `cancel` fires, leaving nothing of the call running.
+    fn call<'a>(
+        &'a self,
+        args: &'a Value,
+        cancel: &'a CancelToken,
+    ) -> BoxFuture<'a, Result<String, String>>;
 }
 
 /// The tools one agent may use, in the order its `tools` list names them.
@@ -76,7 +82,7 @@ impl Registry {
     }
 
     /// The toolbox for an agent's `tools` list. Starts the MCP servers it needs.
-    pub fn toolbox(&self, refs: &[ToolRef]) -> Result<Toolbox, String> {
+    pub async fn toolbox(&self, refs: &[ToolRef]) -> Result<Toolbox, String> {
         let mut tools = Vec::new();
         let mut mcp_refs = Vec::new();
         for r in refs {
@@ -93,7 +99,7 @@ impl Registry {
         if !mcp_refs.is_empty() {
             // An MCP tool named like a command tool is namespaced `server__tool`.
             let taken: Vec<String> = tools.iter().map(|t| t.spec().name.clone()).collect();
-            tools.extend(self.mcp.tools_for(&mcp_refs, &taken)?);
+            tools.extend(self.mcp.tools_for(&mcp_refs, &taken).await?);
         }
         Ok(Toolbox { tools })
     }

@@ -6,8 +6,9 @@ use serde_json::{Map, Value, json};
 use super::outputs;
 use super::steps::Runner;
 use crate::config::{RouteBy, StepDef};
-use crate::model::{ModelError, ModelRequest};
+use crate::model::ModelRequest;
 use crate::run::{Message, Role, StepOutput, new_id, now_secs};
+use crate::schema::OutputFormat;
 
 /// A router's decision.
 pub(super) enum Pick {
@@ -47,7 +48,12 @@ impl Runner<'_> {
     }
 
     /// The choice a router runs: the one its expression names, or the one its model picks.
-    pub(super) fn pick(&self, flow: Option<&str>, choices: &[StepDef], route: &RouteBy) -> Pick {
+    pub(super) async fn pick(
+        &self,
+        flow: Option<&str>,
+        choices: &[StepDef],
+        route: &RouteBy,
+    ) -> Pick {
         let names: Vec<&str> = choices.iter().map(|c| c.name.as_str()).collect();
         let (picked, by) = match route {
             RouteBy::Expr(expr) => {
@@ -59,7 +65,10 @@ impl Runner<'_> {
                 }
             }
             RouteBy::Model { model, line } => {
-                match self.ask_model(model, *line, flow.unwrap_or(self.input), choices) {
+                match self
+                    .ask_model(model, *line, flow.unwrap_or(self.input), choices)
+                    .await
+                {
                     Ok(name) => (name, "the model picked"),
                     Err(pick) => return pick,
                 }
@@ -76,7 +85,7 @@ impl Runner<'_> {
 
     /// Asks the router's model which choice fits `input`, with a JSON schema that allows
     /// only the choices' names. Returns the name it gave.
-    fn ask_model(
+    async fn ask_model(
         &self,
         spec: &str,
         line: usize,
@@ -94,10 +103,12 @@ impl Runner<'_> {
             "required": ["step"],
             "additionalProperties": false,
         });
-        let response_format = json!({
-            "type": "json_schema",
-            "json_schema": {"name": "RouteChoice", "schema": schema, "strict": true},
-        });
+        let format = OutputFormat::JsonSchema {
+            name: "RouteChoice".into(),
+            description: None,
+            schema,
+            strict: true,
+        };
         let now = now_secs();
         let messages = [
             Message {
@@ -119,14 +130,17 @@ impl Runner<'_> {
             messages: &messages,
             temperature: None,
             max_tokens: None,
-            response_format: Some(response_format),
+            output: Some(&format),
             stream: false,
             tools: &[],
         };
-        let response = match model.invoke(&request, self.cancel, &mut |_| {}) {
-            Ok(_) if self.cancel.is_cancelled() => return Err(Pick::Cancelled),
+        let answer = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Err(Pick::Cancelled),
+            answer = crate::model::complete(model.as_ref(), request) => answer,
+        };
+        let response = match answer {
             Ok(response) => response,
-            Err(ModelError::Cancelled) => return Err(Pick::Cancelled),
             Err(e) => {
                 return Err(Pick::Failed(format!(
                     "its model `{spec}` could not pick a choice: {e}"

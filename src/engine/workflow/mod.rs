@@ -17,6 +17,7 @@ mod steps;
 #[cfg(test)]
 mod tests;
 
+use crate::kind::Kind;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -25,10 +26,27 @@ use serde_json::{Map, Value, json};
 use super::{Engine, EngineError, PendingRun, RunRequest};
 use crate::cancel::CancelToken;
 use crate::config::WorkflowDef;
-use crate::event::{Event, EventData};
+use crate::event::{Event, EventData, EventSink};
 use crate::run::{AnyRun, RunStatus, WorkflowMetrics, WorkflowRunOutput, new_id, now_secs};
-use crate::store::{SessionType, StoreError};
+use crate::store::StoreError;
 use steps::{End, Runner};
+
+/// Passes a workflow's events on and, for a streamed run, keeps them for the store.
+struct Recorder<'a> {
+    sink: &'a dyn EventSink,
+    log: Option<Mutex<Vec<Value>>>,
+}
+
+impl EventSink for Recorder<'_> {
+    fn send<'a>(&'a self, event: &'a Event) -> futures_util::future::BoxFuture<'a, ()> {
+        if let Some(log) = &self.log {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(serde_json::to_value(event).unwrap_or(Value::Null));
+        }
+        self.sink.send(event)
+    }
+}
 
 /// A workflow run that passed validation and is stored as RUNNING.
 pub struct PendingWorkflow {
@@ -45,7 +63,7 @@ pub struct PendingWorkflow {
 impl Engine {
     /// Validates a workflow run request (`req.agent_id` is the workflow id) and stores the
     /// workflow run as RUNNING.
-    pub fn start_workflow(&self, mut req: RunRequest) -> Result<PendingRun, EngineError> {
+    pub async fn start_workflow(&self, mut req: RunRequest) -> Result<PendingRun, EngineError> {
         let started = Instant::now();
         let workflow = self
             .config
@@ -53,7 +71,9 @@ impl Engine {
             .ok_or_else(|| EngineError::WorkflowNotFound(req.agent_id.clone()))?
             .clone();
         let now = now_secs();
-        let (session, state) = self.open_session(&req, SessionType::Workflow, &workflow.id)?;
+        let (session, state) = self
+            .open_session(&req, Kind::Workflow, &workflow.id)
+            .await?;
         req.session_id = Some(session.session_id.clone());
 
         let run = WorkflowRunOutput {
@@ -74,7 +94,8 @@ impl Engine {
             metrics: WorkflowMetrics::default(),
         };
         self.store
-            .begin_run(&session, &run, SessionType::Workflow)
+            .begin_run(session, AnyRun::Workflow(run.clone()), Kind::Workflow)
+            .await
             .map_err(|e| match e {
                 StoreError::RunExists(id) => EngineError::RunExists(id),
                 other => EngineError::Store(other),
@@ -91,11 +112,11 @@ impl Engine {
     /// Runs a started workflow's steps to the end and stores the outcome: COMPLETED, ERROR
     /// when a step failed (and may not be skipped), or CANCELLED. Streamed runs store every
     /// event they emitted, content deltas included; others store none.
-    pub(super) fn execute_workflow(
+    pub(super) async fn execute_workflow(
         &self,
         pending: PendingWorkflow,
         cancel: &CancelToken,
-        sink: &mut dyn FnMut(&Event),
+        sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
         let PendingWorkflow {
             mut run,
@@ -104,13 +125,9 @@ impl Engine {
             session_state,
             started,
         } = pending;
-        let keep_events = base.stream;
-        let mut log: Vec<Value> = Vec::new();
-        let mut emit = |event: &Event| {
-            sink(event);
-            if keep_events {
-                log.push(serde_json::to_value(event).unwrap_or(Value::Null));
-            }
+        let emit = Recorder {
+            sink,
+            log: base.stream.then(|| Mutex::new(Vec::new())),
         };
         let runner = Runner {
             engine: self,
@@ -125,8 +142,11 @@ impl Engine {
             outputs: Mutex::new(Map::new()),
         };
         let source = runner.source(None, None);
-        emit(&Event::new(&source, EventData::WorkflowStarted {}));
-        let ran = runner.run_list(&workflow.steps, &|k| json!(k), None, None, &mut emit);
+        emit.send(&Event::new(&source, EventData::WorkflowStarted {}))
+            .await;
+        let ran = runner
+            .run_list(&workflow.steps, &|k| json!(k), None, None, &emit)
+            .await;
         let executor_runs = runner
             .executor_runs
             .into_inner()
@@ -143,7 +163,7 @@ impl Engine {
                 run.status = RunStatus::Completed;
                 run.content =
                     outputs::deepest_last(&run.step_results).and_then(|o| o.content.clone());
-                emit(&Event::new(
+                emit.send(&Event::new(
                     &source,
                     EventData::WorkflowCompleted {
                         content: run.content.clone(),
@@ -153,33 +173,36 @@ impl Engine {
                         step_results: run.step_results.clone(),
                         step_executor_runs: Some(run.step_executor_runs.clone()),
                     },
-                ));
+                ))
+                .await;
             }
             End::Failed(error) => {
                 run.status = RunStatus::Error;
                 run.content = Some(Value::String(error.clone()));
-                emit(&Event::new(
+                emit.send(&Event::new(
                     &source,
                     EventData::WorkflowError {
                         error,
                         error_type: None,
                     },
-                ));
+                ))
+                .await;
             }
             End::Cancelled => {
                 let reason = format!("Run {} was cancelled", run.run_id);
                 run.status = RunStatus::Cancelled;
                 run.cancellation_stage = Some("EXECUTING".into());
                 run.content = Some(Value::String(reason.clone()));
-                emit(&Event::new(
+                emit.send(&Event::new(
                     &source,
                     EventData::WorkflowCancelled {
                         reason: reason.clone(),
                         content: reason.clone(),
                     },
-                ));
+                ))
+                .await;
                 // As AgentOS: a cancelled workflow still completes, without executor runs.
-                emit(&Event::new(
+                emit.send(&Event::new(
                     &source,
                     EventData::WorkflowCompleted {
                         content: Some(Value::String(reason)),
@@ -189,10 +212,17 @@ impl Engine {
                         step_results: run.step_results.clone(),
                         step_executor_runs: None,
                     },
-                ));
+                ))
+                .await;
             }
         }
-        self.store.finish_run(&run, &log, &session_state)?;
+        let log = emit
+            .log
+            .map(|log| log.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default();
+        self.store
+            .finish_run(AnyRun::Workflow(run.clone()), log, session_state)
+            .await?;
         Ok(AnyRun::Workflow(run))
     }
 }

@@ -7,7 +7,9 @@
 //! `StepCompleted` with the composite as `parent_step_id` and their position as an array
 //! `step_index` (`[outer, inner]`, one more level per nesting).
 
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
+
+use futures_util::future::BoxFuture;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -17,14 +19,14 @@ use super::outputs;
 use crate::cancel::CancelToken;
 use crate::config::{RouteBy, StepDef, StepKind, WorkflowDef};
 use crate::engine::{Engine, RunContext, RunRequest};
-use crate::event::{Event, EventData, EventSource, StepContext, WorkflowSource};
+use crate::event::{Event, EventData, EventSink, EventSource, StepContext, WorkflowSource};
 use crate::expr::Expr;
 use crate::run::{AnyRun, RunRecord, RunStatus, StepOutput, new_id};
 
 /// The `error` of a step cut short by a cancel (AgentOS's wording).
 const CANCELLED_ERROR: &str = "Cancelled during execution";
 
-/// One workflow run while its steps execute. Shared by the threads of parallel steps.
+/// One workflow run while its steps execute. Shared by the futures of parallel steps.
 pub(super) struct Runner<'a> {
     pub engine: &'a Engine,
     pub workflow: &'a WorkflowDef,
@@ -70,7 +72,7 @@ pub(super) struct RanList {
     pub end: End,
 }
 
-type Sink<'s> = &'s mut dyn FnMut(&Event);
+type Sink<'s> = &'s dyn EventSink;
 
 /// The `step_index` of the `k`-th child of the step at `index`.
 pub(super) fn child_index(index: &Value, k: usize) -> Value {
@@ -101,10 +103,10 @@ impl Runner<'_> {
     /// Runs `steps` one after another, the first with `flow` (the workflow input when
     /// `None`), each next one with its predecessor's content. Stops at the first step that
     /// fails or is cancelled.
-    pub(super) fn run_list(
+    pub(super) async fn run_list(
         &self,
         steps: &[StepDef],
-        index_of: &dyn Fn(usize) -> Value,
+        index_of: &(dyn Fn(usize) -> Value + Sync),
         parent: Option<&str>,
         flow: Option<&str>,
         emit: Sink<'_>,
@@ -112,13 +114,9 @@ impl Runner<'_> {
         let mut outputs = Vec::new();
         let mut next: Option<String> = None;
         for (k, step) in steps.iter().enumerate() {
-            let ran = self.run_step(
-                step,
-                index_of(k),
-                parent,
-                next.as_deref().or(flow),
-                &mut *emit,
-            );
+            let ran = self
+                .run_step(step, index_of(k), parent, next.as_deref().or(flow), emit)
+                .await;
             outputs.extend(ran.output);
             if ran.next.is_some() {
                 next = ran.next;
@@ -139,7 +137,19 @@ impl Runner<'_> {
     }
 
     /// Runs one step of any kind.
-    pub(super) fn run_step(
+    /// Boxed, as composites run steps in turn.
+    pub(super) fn run_step<'s>(
+        &'s self,
+        step: &'s StepDef,
+        index: Value,
+        parent: Option<&'s str>,
+        flow: Option<&'s str>,
+        emit: Sink<'s>,
+    ) -> BoxFuture<'s, Ran> {
+        Box::pin(self.run_step_now(step, index, parent, flow, emit))
+    }
+
+    async fn run_step_now(
         &self,
         step: &StepDef,
         index: Value,
@@ -164,38 +174,49 @@ impl Runner<'_> {
             StepKind::Agent {
                 id,
                 skip_on_failure,
-            } => self.executor(&at, id, false, *skip_on_failure, emit),
+            } => self.executor(&at, id, false, *skip_on_failure, emit).await,
             StepKind::Team {
                 id,
                 skip_on_failure,
-            } => self.executor(&at, id, true, *skip_on_failure, emit),
-            StepKind::Parallel(children) => self.parallel(&at, children, emit),
+            } => self.executor(&at, id, true, *skip_on_failure, emit).await,
+            StepKind::Parallel(children) => self.parallel(&at, children, emit).await,
             StepKind::Condition {
                 when,
                 steps,
                 else_steps,
-            } => self.condition(&at, when, steps, else_steps, emit),
+            } => self.condition(&at, when, steps, else_steps, emit).await,
             StepKind::Loop {
                 steps,
                 max_iterations,
                 until,
-            } => self.repeat(&at, steps, *max_iterations, until.as_ref(), emit),
-            StepKind::Router { choices, route } => self.router(&at, choices, route, emit),
+            } => {
+                self.repeat(&at, steps, *max_iterations, until.as_ref(), emit)
+                    .await
+            }
+            StepKind::Router { choices, route } => self.router(&at, choices, route, emit).await,
         }
     }
 
     /// An agent or team step: runs it with the step's input as its message.
-    fn executor(&self, at: &At<'_>, id: &str, is_team: bool, skip: bool, emit: Sink<'_>) -> Ran {
+    async fn executor(
+        &self,
+        at: &At<'_>,
+        id: &str,
+        is_team: bool,
+        skip: bool,
+        emit: Sink<'_>,
+    ) -> Ran {
         let step = at.step;
         let step_id = new_id();
         let source = self.source(Some(&step_id), at.parent);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::StepStarted {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
             },
-        ));
+        ))
+        .await;
         let config = self.engine.config();
         let executor_name = if is_team {
             config.team(id).map(|t| t.name.clone())
@@ -235,7 +256,8 @@ impl Runner<'_> {
         };
         let result = self
             .engine
-            .run_component(id, is_team, req, context, self.cancel, &mut *emit);
+            .run_component(id, is_team, req, context, self.cancel, emit)
+            .await;
         let failure = match result {
             Err(e) => format!("{kind} `{id}` could not start: {e}"),
             Ok(mut run) => {
@@ -256,7 +278,7 @@ impl Runner<'_> {
                 match status {
                     RunStatus::Completed => {
                         output.success = true;
-                        self.finished(&output, emit, &source, &at.index);
+                        self.finished(&output, emit, &source, &at.index).await;
                         return Ran {
                             output: Some(output),
                             next: Some(text),
@@ -286,21 +308,22 @@ impl Runner<'_> {
         if skip {
             // A skipped step is reported like a finished one; the next step gets this
             // step's input.
-            self.finished(&output, emit, &source, &at.index);
+            self.finished(&output, emit, &source, &at.index).await;
             return Ran {
                 output: Some(output),
                 next: None,
                 end: End::Done,
             };
         }
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::StepError {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
                 error: failure.clone(),
             },
-        ));
+        ))
+        .await;
         Ran {
             output: Some(output),
             next: None,
@@ -309,9 +332,15 @@ impl Runner<'_> {
     }
 
     /// Records a finished agent or team step and emits its `StepCompleted`.
-    fn finished(&self, output: &StepOutput, emit: Sink<'_>, source: &EventSource, index: &Value) {
+    async fn finished(
+        &self,
+        output: &StepOutput,
+        emit: Sink<'_>,
+        source: &EventSource,
+        index: &Value,
+    ) {
         self.remember(output);
-        emit(&Event::new(
+        emit.send(&Event::new(
             source,
             EventData::StepCompleted {
                 step_name: output.step_name.clone(),
@@ -320,7 +349,8 @@ impl Runner<'_> {
                 content_type: "str".into(),
                 step_response: Box::new(output.clone()),
             },
-        ));
+        ))
+        .await;
     }
 
     /// Makes a finished step's content visible to later conditions and routers.
@@ -336,21 +366,22 @@ impl Runner<'_> {
 
     /// Emits the `StepError` of a composite whose expression or pick failed; the workflow
     /// fails with it.
-    fn step_error(&self, at: &At<'_>, step_id: &str, error: String, emit: Sink<'_>) -> End {
+    async fn step_error(&self, at: &At<'_>, step_id: &str, error: String, emit: Sink<'_>) -> End {
         let message = format!("Step '{}' failed: {error}", at.step.name);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &self.source(Some(step_id), at.parent),
             EventData::StepError {
                 step_name: at.step.name.clone(),
                 step_index: at.index.clone(),
                 error,
             },
-        ));
+        ))
+        .await;
         End::Failed(message)
     }
 
     /// A composite that could not run at all: its `StepError`, and an empty failed output.
-    fn composite_failed(
+    async fn composite_failed(
         &self,
         at: &At<'_>,
         step_id: &str,
@@ -358,7 +389,7 @@ impl Runner<'_> {
         error: String,
         emit: Sink<'_>,
     ) -> Ran {
-        let end = self.step_error(at, step_id, error, emit);
+        let end = self.step_error(at, step_id, error, emit).await;
         let output = StepOutput {
             step_name: at.step.name.clone(),
             step_id: step_id.to_string(),
@@ -370,53 +401,27 @@ impl Runner<'_> {
 
     /// The children run at the same time, each with the parallel step's input. The next
     /// step gets each successful child's content under a `=== name ===` heading.
-    fn parallel(&self, at: &At<'_>, children: &[StepDef], emit: Sink<'_>) -> Ran {
+    async fn parallel(&self, at: &At<'_>, children: &[StepDef], emit: Sink<'_>) -> Ran {
         let step = at.step;
         let id = new_id();
         let source = self.source(Some(&id), at.parent);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::ParallelExecutionStarted {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
                 parallel_step_count: children.len(),
             },
-        ));
+        ))
+        .await;
         let started = Instant::now();
-        let (events_tx, events_rx) = mpsc::channel::<Event>();
-        let results: Vec<Ran> = std::thread::scope(|scope| {
-            let handles: Vec<_> = children
-                .iter()
-                .enumerate()
-                .map(|(k, child)| {
-                    let tx = events_tx.clone();
-                    let index = child_index(&at.index, k);
-                    let (id, flow) = (id.as_str(), at.flow);
-                    scope.spawn(move || {
-                        let mut send = |event: &Event| {
-                            let _ = tx.send(event.clone());
-                        };
-                        self.run_step(child, index, Some(id), flow, &mut send)
-                    })
-                })
-                .collect();
-            drop(events_tx);
-            // The children's events are passed on from this thread as they happen.
-            for event in events_rx.iter() {
-                emit(&event);
-            }
-            handles
-                .into_iter()
-                .zip(children)
-                .map(|(handle, child)| {
-                    handle.join().unwrap_or_else(|_| Ran {
-                        output: None,
-                        next: None,
-                        end: End::Failed(format!("Step '{}' failed: it crashed", child.name)),
-                    })
-                })
-                .collect()
-        });
+        // The children run as concurrent futures; their events pass on as they happen.
+        let results: Vec<Ran> =
+            futures_util::future::join_all(children.iter().enumerate().map(|(k, child)| {
+                let index = child_index(&at.index, k);
+                self.run_step(child, index, Some(id.as_str()), at.flow, emit)
+            }))
+            .await;
         let elapsed = started.elapsed().as_secs_f64();
         let end = results
             .iter()
@@ -455,7 +460,7 @@ impl Runner<'_> {
             return interrupted(output, end);
         }
         self.remember(&output);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::ParallelExecutionCompleted {
                 step_name: step.name.clone(),
@@ -463,7 +468,8 @@ impl Runner<'_> {
                 parallel_step_count: children.len(),
                 step_results: output.steps.clone(),
             },
-        ));
+        ))
+        .await;
         Ran {
             output: Some(output),
             next: (!parts.is_empty()).then(|| parts.join("\n\n")),
@@ -473,7 +479,7 @@ impl Runner<'_> {
 
     /// Runs `then` when `when` holds, else `otherwise` (which may be empty: the input then
     /// passes on unchanged).
-    fn condition(
+    async fn condition(
         &self,
         at: &At<'_>,
         when: &Expr,
@@ -487,18 +493,21 @@ impl Runner<'_> {
             Ok(holds) => holds,
             Err(e) => {
                 let error = format!("`when` failed: {e}");
-                return self.composite_failed(at, &id, "Condition", error, emit);
+                return self
+                    .composite_failed(at, &id, "Condition", error, emit)
+                    .await;
             }
         };
         let source = self.source(Some(&id), at.parent);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::ConditionExecutionStarted {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
                 condition_result: holds,
             },
-        ));
+        ))
+        .await;
         let (branch, name) = if holds {
             (then, "if")
         } else {
@@ -520,13 +529,9 @@ impl Runner<'_> {
             (None, None)
         } else {
             let index = &at.index;
-            let ran = self.run_list(
-                branch,
-                &|k| child_index(index, k),
-                Some(&id),
-                at.flow,
-                &mut *emit,
-            );
+            let ran = self
+                .run_list(branch, &|k| child_index(index, k), Some(&id), at.flow, emit)
+                .await;
             output.content = Some(Value::String(format!(
                 "Condition {} completed with {} results ({name} branch)",
                 step.name,
@@ -540,7 +545,7 @@ impl Runner<'_> {
             (ran.next, Some(name.to_string()))
         };
         self.remember(&output);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::ConditionExecutionCompleted {
                 step_name: step.name.clone(),
@@ -550,7 +555,8 @@ impl Runner<'_> {
                 branch: branch_name,
                 step_results: output.steps.clone(),
             },
-        ));
+        ))
+        .await;
         Ran {
             output: Some(output),
             next,
@@ -560,7 +566,7 @@ impl Runner<'_> {
 
     /// Runs the steps up to `max` times, each iteration on the previous one's output,
     /// stopping early once `until` holds after an iteration.
-    fn repeat(
+    async fn repeat(
         &self,
         at: &At<'_>,
         steps: &[StepDef],
@@ -571,14 +577,15 @@ impl Runner<'_> {
         let step = at.step;
         let id = new_id();
         let source = self.source(Some(&id), at.parent);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::LoopExecutionStarted {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
                 max_iterations: max,
             },
-        ));
+        ))
+        .await;
         let summary = |all: &[Vec<StepOutput>]| {
             let flat: Vec<StepOutput> = all.concat();
             StepOutput {
@@ -602,7 +609,7 @@ impl Runner<'_> {
             if self.cancel.is_cancelled() {
                 return interrupted(summary(&all), End::Cancelled);
             }
-            emit(&Event::new(
+            emit.send(&Event::new(
                 &source,
                 EventData::LoopIterationStarted {
                     step_name: step.name.clone(),
@@ -610,15 +617,18 @@ impl Runner<'_> {
                     iteration,
                     max_iterations: max,
                 },
-            ));
+            ))
+            .await;
             let index = &at.index;
-            let ran = self.run_list(
-                steps,
-                &|k| child_index(index, k),
-                Some(&id),
-                next.as_deref().or(at.flow),
-                &mut *emit,
-            );
+            let ran = self
+                .run_list(
+                    steps,
+                    &|k| child_index(index, k),
+                    Some(&id),
+                    next.as_deref().or(at.flow),
+                    emit,
+                )
+                .await;
             if ran.next.is_some() {
                 next = ran.next;
             }
@@ -635,14 +645,14 @@ impl Runner<'_> {
                         Ok(done) => done,
                         Err(e) => {
                             let error = format!("`until` failed: {e}");
-                            let end = self.step_error(at, &id, error, emit);
+                            let end = self.step_error(at, &id, error, emit).await;
                             return interrupted(summary(&all), end);
                         }
                     }
                 }
             };
             let should_continue = !done && iteration < max;
-            emit(&Event::new(
+            emit.send(&Event::new(
                 &source,
                 EventData::LoopIterationCompleted {
                     step_name: step.name.clone(),
@@ -652,14 +662,15 @@ impl Runner<'_> {
                     should_continue,
                     iteration_results,
                 },
-            ));
+            ))
+            .await;
             if !should_continue {
                 break;
             }
         }
         let output = summary(&all);
         self.remember(&output);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::LoopExecutionCompleted {
                 step_name: step.name.clone(),
@@ -668,7 +679,8 @@ impl Runner<'_> {
                 max_iterations: max,
                 all_results: all,
             },
-        ));
+        ))
+        .await;
         Ran {
             output: Some(output),
             next,
@@ -677,12 +689,20 @@ impl Runner<'_> {
     }
 
     /// Runs the one choice `route` picks.
-    fn router(&self, at: &At<'_>, choices: &[StepDef], route: &RouteBy, emit: Sink<'_>) -> Ran {
+    async fn router(
+        &self,
+        at: &At<'_>,
+        choices: &[StepDef],
+        route: &RouteBy,
+        emit: Sink<'_>,
+    ) -> Ran {
         let step = at.step;
         let id = new_id();
-        let chosen = match self.pick(at.flow, choices, route) {
+        let chosen = match self.pick(at.flow, choices, route).await {
             Pick::Chose(k) => k,
-            Pick::Failed(error) => return self.composite_failed(at, &id, "Router", error, emit),
+            Pick::Failed(error) => {
+                return self.composite_failed(at, &id, "Router", error, emit).await;
+            }
             Pick::Cancelled => {
                 return Ran {
                     output: None,
@@ -694,21 +714,24 @@ impl Runner<'_> {
         let choice = &choices[chosen];
         let selected_steps = vec![choice.name.clone()];
         let source = self.source(Some(&id), at.parent);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::RouterExecutionStarted {
                 step_name: step.name.clone(),
                 step_index: at.index.clone(),
                 selected_steps: selected_steps.clone(),
             },
-        ));
-        let ran = self.run_step(
-            choice,
-            child_index(&at.index, chosen),
-            Some(&id),
-            at.flow,
-            &mut *emit,
-        );
+        ))
+        .await;
+        let ran = self
+            .run_step(
+                choice,
+                child_index(&at.index, chosen),
+                Some(&id),
+                at.flow,
+                emit,
+            )
+            .await;
         let steps: Vec<StepOutput> = ran.output.into_iter().collect();
         let output = StepOutput {
             content: Some(Value::String(format!(
@@ -727,7 +750,7 @@ impl Runner<'_> {
             return interrupted(output, ran.end);
         }
         self.remember(&output);
-        emit(&Event::new(
+        emit.send(&Event::new(
             &source,
             EventData::RouterExecutionCompleted {
                 step_name: step.name.clone(),
@@ -736,7 +759,8 @@ impl Runner<'_> {
                 executed_steps: output.steps.len(),
                 step_results: output.steps.clone(),
             },
-        ));
+        ))
+        .await;
         Ran {
             output: Some(output),
             next: ran.next,

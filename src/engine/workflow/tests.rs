@@ -1,5 +1,6 @@
 //! Workflow runs on the offline `test` model: data flow, events, outputs, failures, cancel.
 
+use crate::kind::Kind;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +9,11 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::Config;
-use crate::model::{Delta, Model, ModelError, ModelRequest, ModelResponse};
+use crate::model::{ChunkStream, Model, ModelError, ModelInfo, ModelRequest};
 use crate::run::{RunOutput, RunRecord, StepOutput};
 use crate::store::Store;
+use crate::testing::{Collect, block_on};
+use futures_util::future::BoxFuture;
 
 const CONFIG: &str = r#"
 [[agents]]
@@ -143,39 +146,36 @@ steps = [
 "#;
 
 /// A model that always fails, standing in for a provider that is down.
-struct Down;
+struct Down(ModelInfo);
 
 impl Model for Down {
-    fn id(&self) -> &str {
-        "flaky"
+    fn info(&self) -> &ModelInfo {
+        &self.0
     }
-    fn provider(&self) -> &str {
-        "Test"
-    }
-    fn invoke(
-        &self,
-        _request: &ModelRequest<'_>,
-        _cancel: &CancelToken,
-        _on_delta: &mut dyn FnMut(&Delta),
-    ) -> Result<ModelResponse, ModelError> {
-        Err(ModelError::Http {
-            status: 503,
-            message: "flaky is down".into(),
+    fn stream<'a>(
+        &'a self,
+        _request: ModelRequest<'a>,
+    ) -> BoxFuture<'a, Result<ChunkStream, ModelError>> {
+        Box::pin(async {
+            Err(ModelError::Http {
+                status: 503,
+                message: "flaky is down".into(),
+            })
         })
     }
 }
 
 fn engine() -> Engine {
     let config = Config::from_toml_str(CONFIG, Path::new("agents.toml")).expect("config");
-    let engine = Engine::new(
-        Arc::new(config),
-        Arc::new(Store::open_in_memory().expect("store")),
+    let engine = Engine::new(Arc::new(config), Store::open_in_memory().expect("store"));
+    engine.models.lock().unwrap().insert(
+        "test:flaky".into(),
+        Arc::new(Down(ModelInfo {
+            id: "flaky".into(),
+            provider: "Test".into(),
+            class_name: "TestModel".into(),
+        })),
     );
-    engine
-        .models
-        .lock()
-        .unwrap()
-        .insert("test:flaky".into(), Arc::new(Down));
     engine
 }
 
@@ -191,17 +191,18 @@ fn request(workflow: &str, message: &str) -> RunRequest {
 }
 
 fn run_request(engine: &Engine, req: RunRequest) -> (WorkflowRunOutput, Vec<Event>) {
-    let mut events = Vec::new();
-    let pending = engine.start_workflow(req).expect("start");
-    let run = engine
-        .execute(pending, &CancelToken::new(), &mut |e| {
-            events.push(e.clone())
-        })
-        .expect("execute");
+    let events = Collect::default();
+    let run = block_on(async {
+        let pending = engine.start_workflow(req).await.expect("start");
+        engine
+            .execute(pending, &CancelToken::new(), &events)
+            .await
+            .expect("execute")
+    });
     let AnyRun::Workflow(run) = run else {
         panic!("not a workflow run")
     };
-    (run, events)
+    (run, events.events())
 }
 
 fn run_wf(engine: &Engine, workflow: &str, message: &str) -> (WorkflowRunOutput, Vec<Event>) {
@@ -388,9 +389,9 @@ fn two_steps_chain_their_content() {
     assert_eq!(completed["step_executor_runs"].as_array().unwrap().len(), 2);
 
     // Stored as one run with every event, content deltas included.
-    let stored = engine.store().list_runs("s1").unwrap();
+    let stored = block_on(engine.store().list_runs("s1")).unwrap();
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].session_type, SessionType::Workflow);
+    assert_eq!(stored[0].session_type, Kind::Workflow);
     assert_eq!(stored[0].run, AnyRun::Workflow(run.clone()));
     assert_eq!(stored[0].events.len(), events.len());
     assert!(stored[0].events.iter().any(|e| e["event"] == "RunContent"));
@@ -406,7 +407,9 @@ fn a_run_that_is_not_streamed_stores_no_events() {
     let (run, events) = run_request(&engine, req);
     assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(names(&events).last(), Some(&"WorkflowCompleted"));
-    let stored = engine.store().get_run(&run.run_id).unwrap().unwrap();
+    let stored = block_on(engine.store().get_run(&run.run_id))
+        .unwrap()
+        .unwrap();
     assert!(stored.events.is_empty());
     assert_eq!(stored.run.status(), RunStatus::Completed);
 }
@@ -832,7 +835,7 @@ fn a_team_step_runs_the_team() {
     );
     assert_eq!(run.metrics.steps["together"]["executor_type"], "team");
     // Nothing but the workflow run is stored.
-    assert_eq!(engine.store().list_runs("s1").unwrap().len(), 1);
+    assert_eq!(block_on(engine.store().list_runs("s1")).unwrap().len(), 1);
 }
 
 #[test]
@@ -874,7 +877,9 @@ fn a_failing_step_fails_the_workflow() {
     assert_eq!(run.step_results[1].error.as_deref(), Some("flaky is down"));
     assert_eq!(run.step_executor_runs.len(), 2);
     assert_eq!(run.step_executor_runs[1].status(), RunStatus::Error);
-    let stored = engine.store().get_run(&run.run_id).unwrap().unwrap();
+    let stored = block_on(engine.store().get_run(&run.run_id))
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.run.status(), RunStatus::Error);
     assert_eq!(stored.run.content(), run.content.as_ref());
 
@@ -923,21 +928,25 @@ fn a_step_that_may_fail_is_skipped() {
 fn cancelling_the_workflow_cancels_the_running_step() {
     let engine = engine();
     let cancel = CancelToken::new();
-    let pending = engine
-        .start_workflow(request("pipeline", "[test:slow] a long story"))
-        .expect("start");
-    let run_id = pending.run_id().to_string();
-    let mut events = Vec::new();
-    let run = std::thread::scope(|scope| {
-        let c = cancel.clone();
-        scope.spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            c.cancel();
-        });
-        engine
-            .execute(pending, &cancel, &mut |e| events.push(e.clone()))
-            .expect("execute")
+    let collected = Collect::default();
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c.cancel();
     });
+    let (run_id, run) = block_on(async {
+        let pending = engine
+            .start_workflow(request("pipeline", "[test:slow] a long story"))
+            .await
+            .expect("start");
+        let run_id = pending.run_id().to_string();
+        let run = engine
+            .execute(pending, &cancel, &collected)
+            .await
+            .expect("execute");
+        (run_id, run)
+    });
+    let events = collected.events();
     let AnyRun::Workflow(run) = run else {
         panic!("a workflow run")
     };
@@ -986,7 +995,7 @@ fn cancelling_the_workflow_cancels_the_running_step() {
     assert!(completed.get("step_executor_runs").is_none());
     assert_eq!(completed["step_results"][0]["success"], false);
 
-    let stored = engine.store().get_run(&run_id).unwrap().unwrap();
+    let stored = block_on(engine.store().get_run(&run_id)).unwrap().unwrap();
     assert_eq!(stored.run.status(), RunStatus::Cancelled);
     assert_eq!(stored.events.len(), events.len());
 }

@@ -1,0 +1,124 @@
+//! The threads the SQLite store runs on: one writer thread owning the write connection,
+//! and reader threads owning read connections (opened on first use). Async callers hand a
+//! job to the right queue and await its result, so a store call never blocks a runtime
+//! thread, and reads never queue behind writes.
+//!
+//! A job whose caller went away (a cancelled request) still runs to its end: a write is
+//! never left half done.
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{SqliteStore, StoreError, StoreResult};
+
+type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
+
+pub(super) struct Pool {
+    writer: Sender<Job>,
+    /// `None` when reads share the writer's connection (an in-memory database).
+    readers: Option<Sender<Job>>,
+}
+
+impl Pool {
+    /// Starts the writer thread on `writer` and `readers` reader threads on `path`.
+    pub(super) fn new(writer: SqliteStore, path: &Path, readers: usize) -> Pool {
+        let (writer_tx, writer_rx) = channel::<Job>();
+        spawn("agentos-store-writer", move || {
+            for job in writer_rx {
+                job(&writer);
+            }
+        });
+        let readers = (readers > 0).then(|| {
+            let (tx, rx) = channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            for n in 0..readers {
+                let rx = rx.clone();
+                let path = path.to_path_buf();
+                let fallback = writer_tx.clone();
+                spawn(&format!("agentos-store-reader-{n}"), move || {
+                    read_jobs(&rx, &path, &fallback);
+                });
+            }
+            tx
+        });
+        Pool {
+            writer: writer_tx,
+            readers,
+        }
+    }
+
+    /// Runs `f` on a reader connection.
+    pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
+    {
+        run(self.readers.as_ref().unwrap_or(&self.writer), f).await
+    }
+
+    /// Runs `f` on the writer connection.
+    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
+    {
+        run(&self.writer, f).await
+    }
+}
+
+async fn run<T, F>(queue: &Sender<Job>, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |db| {
+        let _ = tx.send(f(db));
+    });
+    queue.send(job).map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())?
+}
+
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the store's threads have stopped".into())
+}
+
+/// A reader thread: opens its connection on the first job, then runs jobs until the
+/// queue closes. Without a connection, jobs go to the writer.
+fn read_jobs(rx: &Mutex<Receiver<Job>>, path: &Path, fallback: &Sender<Job>) {
+    let mut db: Option<SqliteStore> = None;
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        if db.is_none() {
+            match SqliteStore::open_reader(path) {
+                Ok(opened) => db = Some(opened),
+                Err(err) => {
+                    tracing::warn!("store: a read connection could not be opened: {err}");
+                    if fallback.send(job).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        if let Some(db) = &db {
+            job(db);
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(err) = std::thread::Builder::new().name(name.to_string()).spawn(f) {
+        // Without the thread its queue has no receiver: every call on it fails cleanly.
+        tracing::error!("store: could not start thread {name}: {err}");
+    }
+}
