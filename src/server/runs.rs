@@ -567,7 +567,9 @@ pub async fn resume(
     if let Some(live) = live {
         let mut log = live.log();
         let total = log.frames.len();
-        let from = usize::try_from(last + 1).unwrap_or(0).min(total);
+        let from = usize::try_from(last.saturating_add(1))
+            .unwrap_or(0)
+            .min(total);
         let missed = total - from;
         let status = log.status.map_or("RUNNING", RunStatus::as_str);
         let message = format!("Run {status}. Replaying {missed} missed events (of {total} total).");

@@ -807,7 +807,8 @@ impl Store {
     }
 
     /// The conversation of the same runs [`Store::history`] selects, oldest first, without
-    /// system prompts: what goes into the next prompt. Reads only the messages of each run.
+    /// system prompts: what goes into the next prompt. Reads only the messages of each run;
+    /// a run without messages (a workflow run, in a session an agent also runs in) adds none.
     pub fn history_messages(
         &self,
         session_id: &str,
@@ -815,7 +816,7 @@ impl Store {
         exclude_run_id: Option<&str>,
     ) -> StoreResult<Vec<Message>> {
         let texts = self.history_column(
-            "json_extract(run, '$.messages')",
+            "COALESCE(json_extract(run, '$.messages'), '[]')",
             session_id,
             num_runs,
             exclude_run_id,
