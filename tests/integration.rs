@@ -7,13 +7,15 @@
 //! - `cli`: `agentos run`, `agents` and `sessions` end to end;
 //! - `config_files`: `agents.toml` errors, the repository's example file and README blocks;
 //! - `completions`: the committed completion scripts match the binary;
-//! - `serve`, `serve_sessions`, `serve_teams`: `agentos serve` compared with the captures.
+//! - `serve`, `serve_sessions`, `serve_teams`: `agentos serve` compared with the captures;
+//! - `openapi`: `/openapi.json` against the router and the server.
 
 mod cli;
 mod cli_flows;
 mod completions;
 mod config_files;
 mod fake_model;
+mod openapi;
 mod robustness;
 mod self_contained;
 mod serve;

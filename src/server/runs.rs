@@ -378,7 +378,7 @@ pub async fn resume(
         return Err(ApiError::not_found("Run not found"));
     }
     if let Some(live) = live {
-        let from = usize::try_from(last + 1).unwrap_or(0);
+        let from = usize::try_from(last.saturating_add(1)).unwrap_or(0);
         let snapshot = live.snapshot(from);
         let total = snapshot.total;
         let missed = snapshot.frames.len();

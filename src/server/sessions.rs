@@ -111,8 +111,8 @@ pub async fn list(state: Arc<AppState>, req: Req) -> ApiResult {
     })))
 }
 
-/// `POST /sessions?type=`: creates an empty session; 201 with its detail, 409 if the id
-/// is taken.
+/// `POST /sessions?type=`: creates an empty session (with a generated id unless the body
+/// names a non-empty one); 201 with its detail, 409 if the id is taken.
 pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
     let mut invalid = Invalid::default();
     let session_type = invalid.session_type(&req).unwrap_or(Kind::Agent);
@@ -140,7 +140,10 @@ pub async fn create(state: Arc<AppState>, req: Req) -> ApiResult {
     };
     let now = now_secs();
     let session = Session {
-        session_id: session_id.unwrap_or_else(new_id),
+        // An empty id could never be named in a path: it gets a generated one, as absent.
+        session_id: session_id
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(new_id),
         session_type,
         component_id: component_id.unwrap_or_default(),
         user_id,

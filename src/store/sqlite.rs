@@ -650,8 +650,10 @@ impl SqliteStore {
         num_runs: usize,
         exclude_run_id: Option<&str>,
     ) -> StoreResult<Vec<Message>> {
+        // A run without messages (a workflow run, in a session an agent also runs in)
+        // adds none.
         let texts = self.history_column(
-            "json_extract(run, '$.messages')",
+            "COALESCE(json_extract(run, '$.messages'), '[]')",
             session_id,
             num_runs,
             exclude_run_id,
@@ -694,7 +696,8 @@ impl SqliteStore {
     ) -> StoreResult<Vec<(i64, Vec<Message>)>> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(
-            "SELECT json_extract(run, '$.messages') FROM runs WHERE seq = ?1 AND session_id = ?2",
+            "SELECT COALESCE(json_extract(run, '$.messages'), '[]') FROM runs \
+             WHERE seq = ?1 AND session_id = ?2",
         )?;
         let mut out = Vec::with_capacity(seqs.len());
         for seq in seqs {
