@@ -14,6 +14,7 @@ pub mod event;
 pub mod expr;
 pub mod kind;
 pub mod limits;
+pub mod logging;
 pub mod model;
 pub mod render;
 pub mod run;
@@ -29,6 +30,10 @@ use commands::Context;
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context::from_cli(&cli);
+    match &cli.command {
+        Command::Serve(_) => logging::init("agentos=info,warn", true),
+        _ => logging::init("warn", false),
+    }
     match cli.command {
         Command::Run(args) => commands::run::run(args, &ctx),
         Command::Continue(args) => commands::continue_run::run(args, &ctx),

@@ -13,6 +13,8 @@
 //!   socket held open;
 //! - `huge`: an answer of [`HUGE_ANSWER_BYTES`] (`BEGIN word word … END`), streamed in 32
 //!   pieces;
+//! - `paced`: 10 content chunks `paced-0 `, `paced-1 `, … 100 ms apart (non-streaming: a
+//!   1 s delay);
 //! - tool calls, when the request offers `tools` and the last message is from the user and
 //!   names an offered tool as a word (`get_weather` is also called for the word `weather`,
 //!   `delete_file` for `delete`, as the Python fake does): a call to the first tool named,
@@ -34,8 +36,10 @@
 //!   none), or a JSON object when the request asks for a `response_format`.
 //!
 //! Every request body is logged and available through [`FakeModel::requests`]. Each
-//! connection is served by its own thread and closed after one response
-//! (`Connection: close`); streamed answers use real SSE framing inside a chunked body.
+//! connection is served by its own thread and kept alive for further requests (HTTP/1.1),
+//! as real providers do; [`FakeModel::connections`] counts the connections accepted and
+//! [`FakeModel::connection_of`] tells which one carried a request. Streamed answers use
+//! real SSE framing inside a chunked body.
 
 #![allow(dead_code)]
 
@@ -80,6 +84,10 @@ struct State {
     next_id: AtomicU64,
     /// How many times each message text asked for `ratelimit` so far.
     ratelimit_seen: Mutex<HashMap<String, u32>>,
+    /// TCP connections accepted so far.
+    connections: AtomicU64,
+    /// The connection (numbered from 1) of each logged request, parallel to `requests`.
+    request_connections: Mutex<Vec<u64>>,
 }
 
 impl FakeModel {
@@ -122,6 +130,21 @@ impl FakeModel {
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
         })
+    }
+
+    /// How many TCP connections clients opened so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// The connection (numbered from 1) that carried the `index`th logged request.
+    pub fn connection_of(&self, index: usize) -> Option<u64> {
+        self.state
+            .request_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .copied()
     }
 
     /// How many chat-completions requests arrived so far.
@@ -312,11 +335,12 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
             break;
         }
         let Ok(stream) = stream else { continue };
+        let connection = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
         let state = state.clone();
         let _ = std::thread::Builder::new()
             .name("fake-model-conn".into())
             .spawn(move || {
-                let _ = handle_connection(stream, &state);
+                let _ = serve_connection(stream, &state, connection);
             });
     }
 }
@@ -329,7 +353,8 @@ struct Request {
 }
 
 fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // Long enough that an idle pooled connection is the client's to close.
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
@@ -397,16 +422,30 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
     }))
 }
 
-fn handle_connection(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
-    let Some(request) = read_request(&stream)? else {
-        return Ok(());
-    };
+/// Answers the requests of one connection until the client closes it.
+fn serve_connection(stream: TcpStream, state: &State, connection: u64) -> std::io::Result<()> {
+    while !state.shutdown.load(Ordering::SeqCst) {
+        let Some(request) = read_request(&stream)? else {
+            return Ok(());
+        };
+        let mut out = stream.try_clone()?;
+        handle_request(&mut out, request, state, connection)?;
+    }
+    Ok(())
+}
+
+fn handle_request(
+    stream: &mut TcpStream,
+    request: Request,
+    state: &State,
+    connection: u64,
+) -> std::io::Result<()> {
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let path = request.path.split('?').next().unwrap_or("");
     let path = path.trim_end_matches('/');
     if request.method != "POST" || !matches!(path, "/v1/chat/completions" | "/chat/completions") {
         return write_json(
-            &mut stream,
+            stream,
             404,
             &[],
             &json!({"error": {"message": format!("unknown path {}", request.path),
@@ -417,7 +456,7 @@ fn handle_connection(mut stream: TcpStream, state: &State) -> std::io::Result<()
         Ok(v) => v,
         Err(_) => {
             return write_json(
-                &mut stream,
+                stream,
                 400,
                 &[],
                 &json!({"error": {"message": "invalid json", "type": "invalid_request_error"}}),
@@ -432,9 +471,14 @@ fn handle_connection(mut stream: TcpStream, state: &State) -> std::io::Result<()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(request.headers.clone());
+        state
+            .request_connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(connection);
         requests.push(body.clone());
     }
-    respond(&mut stream, state, &body)
+    respond(stream, state, &body)
 }
 
 fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Result<()> {
@@ -496,6 +540,7 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         .unwrap_or("fake-model")
         .to_string();
     let slow = word("slow");
+    let paced = word("paced");
     let stall = word("stall");
     let huge = word("huge");
     let answer = if huge {
@@ -518,6 +563,8 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
             hold(state, Duration::from_secs(60));
         } else if slow {
             hold(state, Duration::from_secs(5));
+        } else if paced {
+            hold(state, Duration::from_secs(1));
         }
         let content = if slow {
             (0..30).map(|i| format!("slow-{i} ")).collect::<String>()
@@ -561,16 +608,22 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     if stall {
         send_event(stream, &chunk(json!({"content": "partial "}), Value::Null))?;
         hold(state, Duration::from_secs(60));
-        return Ok(()); // close without finishing: the client should have given up long ago
+        // Close without finishing: the client should have given up long ago.
+        return Err(std::io::Error::other("stalled"));
     }
     let pieces: Vec<String> = if slow {
         (0..30).map(|i| format!("slow-{i} ")).collect()
+    } else if paced {
+        (0..10).map(|i| format!("paced-{i} ")).collect()
     } else {
         split_pieces(&answer, if huge { 32 } else { 4 })
     };
     for (i, piece) in pieces.iter().enumerate() {
         if slow && i > 0 {
             hold(state, Duration::from_millis(300));
+        }
+        if paced && i > 0 {
+            hold(state, Duration::from_millis(100));
         }
         send_event(stream, &chunk(json!({"content": piece}), Value::Null))?;
     }
@@ -973,7 +1026,7 @@ fn write_head(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    head.push_str("Connection: close\r\n\r\n");
+    head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.flush()
 }
@@ -1009,7 +1062,7 @@ fn send_event(stream: &mut TcpStream, event: &Value) -> std::io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Tests of the fake itself, over a real socket with ureq (the client the binary uses).
+// Tests of the fake itself, over a real socket with ureq.
 
 fn post(fake: &FakeModel, body: &Value) -> (u16, Vec<(String, String)>, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()

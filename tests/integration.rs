@@ -14,6 +14,7 @@ mod cli;
 mod cli_flows;
 mod completions;
 mod config_files;
+mod connections;
 mod fake_model;
 mod openapi;
 mod robustness;

@@ -46,6 +46,7 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         .into());
     }
 
+    raise_open_files_limit();
     let config = ctx.config()?;
     let store = ctx.store()?;
     let engine = Arc::new(Engine::new(Arc::new(config), store));
@@ -84,6 +85,19 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result
+}
+
+/// Lifts the soft limit on open files to the hard one: every stream in flight holds a
+/// client connection and, for a model on HTTP/1.1, a model connection.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("could not raise the open files limit: {err}");
+        }
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are registered when this is called.

@@ -108,7 +108,7 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        eprintln!("agentos: store error: {err}");
+        tracing::error!("store error: {err}");
         ApiError::internal("StoreError")
     }
 }

@@ -156,7 +156,7 @@ pub fn openapi(state: &Arc<AppState>) -> ApiResult {
         .get_or_init(|| serde_json::from_str(OPENAPI).ok())
         .as_ref()
     else {
-        eprintln!("agentos: the embedded OpenAPI document is not valid JSON");
+        tracing::error!("the embedded OpenAPI document is not valid JSON");
         return Err(ApiError::internal("OpenAPIError"));
     };
     let mut doc = base.clone();

@@ -118,7 +118,7 @@ pub async fn serve(
                     Ok(conn) => conn,
                     Err(err) => {
                         // Out of file descriptors and the like: back off briefly.
-                        eprintln!("agentos: accept failed: {err}");
+                        tracing::warn!("accept failed: {err}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -184,13 +184,12 @@ async fn handle(
         Err(err) => err.into_response(),
     };
     auth::apply_cors(&state.options, origin.as_deref(), &mut resp);
-    if std::env::var_os("AGENTOS_LOG_REQUESTS").is_some() {
-        eprintln!(
-            "{method} {path} {} {:.1}ms",
-            resp.status().as_u16(),
-            started.elapsed().as_secs_f64() * 1e3
-        );
-    }
+    tracing::debug!(
+        target: "agentos::http",
+        "{method} {path} {} {:.1}ms",
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
     Ok(resp)
 }
 

@@ -281,19 +281,29 @@ fn spawn_execution(
     pending: PendingRun,
     sink: RunSink,
 ) -> tokio::task::JoinHandle<Result<AnyRun, EngineError>> {
-    tokio::spawn(async move {
-        let cancel = live.cancel.clone();
-        let result = state.engine.execute(pending, &cancel, &sink).await;
-        let status = match &result {
-            Ok(run) => run.status(),
-            Err(_) => RunStatus::Error,
-        };
-        if let Err(err) = &result {
-            tracing::error!(run_id = %live.run_id, "the run could not be stored: {err}");
-        }
-        state.runs.finish(&live, status);
-        result
-    })
+    let span = tracing::info_span!(
+        "run",
+        run_id = %live.run_id,
+        session_id = %live.session_id,
+        component = %live.component_id,
+    );
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let cancel = live.cancel.clone();
+            let result = state.engine.execute(pending, &cancel, &sink).await;
+            let status = match &result {
+                Ok(run) => run.status(),
+                Err(_) => RunStatus::Error,
+            };
+            match &result {
+                Err(err) => tracing::error!("the run could not be stored: {err}"),
+                Ok(_) => tracing::debug!(status = status.as_str(), "run finished"),
+            }
+            state.runs.finish(&live, status);
+            result
+        },
+        span,
+    ))
 }
 
 /// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel`: always 200 `{}` for a
@@ -568,7 +578,7 @@ fn engine_error(err: EngineError) -> ApiError {
         err @ EngineError::NotPaused { .. } => ApiError::conflict(err.to_string()),
         EngineError::InvalidRequest(msg) => ApiError::unprocessable(msg),
         EngineError::Config(err) => {
-            eprintln!("agentos: {err}");
+            tracing::error!("{err}");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("Model not available: {}", err.message),

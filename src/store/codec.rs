@@ -108,7 +108,7 @@ pub(super) fn unpack(run_text: &str, events_text: &str, id: &str) -> Option<(Any
     match serde_json::from_value(object) {
         Ok(run) => Some((run, events)),
         Err(err) => {
-            eprintln!("agentos: warning: run {id} could not be decoded and is left out: {err}");
+            tracing::warn!("run {id} could not be decoded and is left out: {err}");
             None
         }
     }
@@ -150,7 +150,7 @@ pub(super) fn decode_or_report<T: serde::de::DeserializeOwned>(
     match decode(text) {
         Ok(value) => Some(value),
         Err(err) => {
-            eprintln!("agentos: warning: {what} {id} could not be decoded and is left out: {err}");
+            tracing::warn!("{what} {id} could not be decoded and is left out: {err}");
             None
         }
     }
