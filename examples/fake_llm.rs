@@ -1,6 +1,6 @@
 //! A fast fake OpenAI-compatible chat-completions server, for benchmarks (loopback only).
 //!
-//! The native twin of `../shared/bench/fake_llm.py`: same endpoints, same knobs, same
+//! The native twin of the reference benchmark's `fake_llm.py`: same endpoints, same knobs, same
 //! replies byte for byte in shape (role chunk, N content chunks, finish chunk, the usage
 //! chunk when `stream_options.include_usage` is set, `data: [DONE]`), but cheap enough
 //! that it is never what limits a benchmark of a fast runtime (HTTP/1.1 keep-alive, a
@@ -30,6 +30,9 @@
 //! Query form: /v1/chat/completions?tokens=50&delay_ms=2
 //! Header form: X-Fake-Tokens, X-Fake-Delay-Ms, X-Fake-Ttft-Ms
 //!
+//! Connections speak HTTP/1.1 (keep-alive), or HTTP/2 when the client opens with the
+//! HTTP/2 preface (h2c, as a provider with `http2 = true` does).
+//!
 //! Server options: --host (127.0.0.1; anything but a loopback address is refused),
 //! --port (FAKE_LLM_PORT, 18080), --threads (FAKE_LLM_THREADS, 2: tokio worker threads).
 //! On start it prints `fake_llm: http://HOST:PORT pid=…` to stdout.
@@ -47,10 +50,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::net::TcpListener;
@@ -555,10 +558,11 @@ fn main() {
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(Arc::clone(&state), req));
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(sock), svc)
-                    .await;
+                // HTTP/1.1, or HTTP/2 for a client that starts with its preface (h2c).
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().keep_alive(true);
+                builder.http2().max_concurrent_streams(Some(100_000));
+                let _ = builder.serve_connection(TokioIo::new(sock), svc).await;
             });
         }
     });

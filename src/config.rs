@@ -167,6 +167,9 @@ pub struct ProviderDef {
     pub headers: BTreeMap<String, String>,
     /// Name reported as `model_provider` (`OpenAI`, `Ollama`, or the table name).
     pub display_name: String,
+    /// Speak HTTP/2 over plain `http://` (prior knowledge), for gateways that serve h2c.
+    /// Over `https://` HTTP/2 is used whenever the provider offers it, either way.
+    pub http2: bool,
 }
 
 /// A `provider:model` reference checked against the providers, with its key read.
@@ -322,6 +325,7 @@ struct RawProvider {
     api_key_env: Option<Spanned<String>>,
     #[serde(default)]
     headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    http2: Option<bool>,
 }
 
 impl Config {
@@ -624,6 +628,7 @@ fn builtin_providers() -> BTreeMap<String, ProviderDef> {
             api_key_env: key.map(str::to_string),
             headers: BTreeMap::new(),
             display_name: display.to_string(),
+            http2: false,
         };
         (name.to_string(), def)
     };
@@ -1496,6 +1501,7 @@ impl Validator<'_> {
             headers,
             display_name: builtin
                 .map_or_else(|| name.get_ref().clone(), |b| b.display_name.clone()),
+            http2: raw.http2.unwrap_or(builtin.is_some_and(|b| b.http2)),
         })
     }
 }

@@ -5,6 +5,8 @@
 //! AgentOS's (its `RunEvent` catalogue): `None` fields are omitted and `created_at` is
 //! integer seconds.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::Value;
@@ -363,8 +365,9 @@ impl EventData {
 pub struct Event {
     pub created_at: i64,
     pub event: &'static str,
+    /// Shared by every event of a run: cloning an event never copies its ids.
     #[serde(flatten)]
-    pub source: EventSource,
+    pub source: Arc<EventSource>,
     #[serde(flatten)]
     pub data: EventData,
     /// Position in the run's event log; set on resumable (background, continue) streams.
@@ -373,10 +376,10 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(source: &EventSource, data: EventData) -> Self {
+    pub fn new(source: &Arc<EventSource>, data: EventData) -> Self {
         Event {
             created_at: now_secs(),
-            event: data.name(matches!(source, EventSource::Team(_))),
+            event: data.name(matches!(**source, EventSource::Team(_))),
             source: source.clone(),
             data,
             event_index: None,
@@ -443,7 +446,7 @@ mod tests {
             step: None,
             nested_depth: 0,
         });
-        let ev = Event::new(&source, EventData::RunContentCompleted {});
+        let ev = Event::new(&Arc::new(source), EventData::RunContentCompleted {});
         let v: Value = serde_json::from_str(&ev.to_json()).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         let mut expected = vec![

@@ -1,7 +1,7 @@
 //! The model loop of a started run: call the model, run the tools it asks for, feed their
 //! results back, repeat until it answers; pause for a human where a tool needs one.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -23,7 +23,7 @@ pub(super) const PAUSED_CONTENT: &str = "I have tools to execute, but I need con
 /// Emits a run's events to the caller's sink and keeps the ones the store keeps. Shared by
 /// the concurrent tool calls of a round, whose member runs forward their events through it.
 pub(super) struct Emitter<'a> {
-    source: EventSource,
+    source: Arc<EventSource>,
     sink: &'a dyn EventSink,
     /// Content deltas are not stored (as AgentOS), unless they carry a whole object.
     keep_content: bool,
@@ -142,15 +142,18 @@ impl Engine {
         cancel: &CancelToken,
         sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
+        // Boxed, so a run in flight holds the state of its own kind only.
         match pending {
-            PendingRun::Turn(turn) => self.execute_turn(*turn, cancel, sink).await,
-            PendingRun::Workflow(workflow) => self.execute_workflow(*workflow, cancel, sink).await,
+            PendingRun::Turn(turn) => Box::pin(self.execute_turn(*turn, cancel, sink)).await,
+            PendingRun::Workflow(workflow) => {
+                Box::pin(self.execute_workflow(*workflow, cancel, sink)).await
+            }
         }
     }
 
     /// Calls the model for a started agent or team run, emitting events, and stores the
     /// outcome.
-    async fn execute_turn(
+    pub(super) async fn execute_turn(
         &self,
         pending: PendingTurn,
         cancel: &CancelToken,
@@ -207,7 +210,7 @@ impl Engine {
         };
         let workflow_agent = leader.is_none().then_some(false);
         let out = Emitter {
-            source,
+            source: Arc::new(source),
             sink,
             keep_content: schema.is_some(),
             log: Mutex::new(Vec::new()),
@@ -234,7 +237,7 @@ impl Engine {
         match resume {
             Some(decided) => {
                 out.emit(EventData::RunContinued {}).await;
-                round.run_decided(decided, &out).await;
+                Box::pin(round.run_decided(decided, &out)).await;
             }
             None => {
                 out.emit(EventData::RunStarted {
@@ -280,7 +283,7 @@ impl Engine {
                 max_answer_bytes,
                 workflow_agent,
             };
-            let called = call.run(request, &mut partial, &mut provider_data).await;
+            let called = Box::pin(call.run(request, &mut partial, &mut provider_data)).await;
             let elapsed = model_started.elapsed().as_secs_f64();
             let first_token = called
                 .1
@@ -378,7 +381,7 @@ impl Engine {
                 break Step::Paused;
             }
             let ids: Vec<String> = calls.iter().map(|c| c.tool_call_id.clone()).collect();
-            round.run_calls(calls, &out).await;
+            Box::pin(round.run_calls(calls, &out)).await;
             if cancel.is_cancelled() {
                 break Step::Cancelled;
             }

@@ -276,12 +276,17 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// The transport of the provider named `name`, created on first use.
-    fn transport(&self, name: &str) -> Arc<transport::Transport> {
+    /// The transport of a provider, created on first use.
+    fn transport(&self, provider: &crate::config::ProviderDef) -> Arc<transport::Transport> {
         let mut transports = self.transports.lock().unwrap_or_else(|e| e.into_inner());
         transports
-            .entry(name.to_string())
-            .or_insert_with(|| Arc::new(transport::Transport::new(transport::Options::default())))
+            .entry(provider.name.clone())
+            .or_insert_with(|| {
+                Arc::new(transport::Transport::new(transport::Options {
+                    http2_prior_knowledge: provider.http2,
+                    ..transport::Options::default()
+                }))
+            })
             .clone()
     }
 
@@ -296,7 +301,7 @@ impl Providers {
                         reason,
                     });
                 }
-                let transport = self.transport(&resolved.provider.name);
+                let transport = self.transport(&resolved.provider);
                 Arc::new(openai::OpenAiModel::new(resolved, transport))
             }
         }

@@ -734,6 +734,7 @@ mod tests {
                         api_key_env: Some("FAKE_KEY".into()),
                         headers,
                         display_name: "FakeAI".into(),
+                        http2: false,
                     },
                     model: "fake-model".into(),
                     api_key: Some("sk-test".into()),

@@ -2,7 +2,8 @@
 //!
 //! - **One pool per provider.** Connections are kept alive and reused by later calls and
 //!   by every tool round of a run; over TLS (rustls, Mozilla's roots) HTTP/2 is used when
-//!   the provider offers it through ALPN, so concurrent calls share one connection.
+//!   the provider offers it through ALPN, so concurrent calls share one connection. A
+//!   provider with `http2 = true` gets HTTP/2 over plain `http://` too (prior knowledge).
 //! - **Timeouts.** Connecting (TCP and TLS) may take [`CONNECT_TIMEOUT`]; waiting for the
 //!   answer's headers and then for each further piece of its body may take the read
 //!   timeout ([`DEFAULT_READ_TIMEOUT`], or `AGENTOS_READ_TIMEOUT_SECS`).
@@ -55,7 +56,7 @@ const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The size of each connection's read buffer: model answers arrive in small pieces.
-const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -66,6 +67,8 @@ pub struct Options {
     pub read_timeout: Duration,
     pub max_retries: u32,
     pub base_backoff: Duration,
+    /// HTTP/2 over plain `http://` (prior knowledge). Over TLS, ALPN decides.
+    pub http2_prior_knowledge: bool,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             read_timeout: read_timeout_from_env(),
             max_retries: MAX_RETRIES,
             base_backoff: BASE_BACKOFF,
+            http2_prior_knowledge: false,
         }
     }
 }
@@ -112,10 +116,12 @@ impl Transport {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .http1_read_buf_exact_size(READ_BUFFER)
-            .build(connector);
+            .http2_only(options.http2_prior_knowledge);
+        let client = builder.build(connector);
         Transport { client, options }
     }
 

@@ -253,5 +253,7 @@ async fn dispatch(
         parts.headers,
         body,
     );
-    router::route(state.clone(), req).await
+    // Boxed: hyper keeps one request future per connection for the connection's life, and
+    // the router's future is as large as its largest handler's.
+    Box::pin(router::route(state.clone(), req)).await
 }

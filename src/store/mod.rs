@@ -33,6 +33,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use pool::Pending;
+
+/// A session's summary and every run of it, oldest first.
+pub type SessionWithRuns = (SessionSummary, Vec<StoredRun>);
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 
 use crate::kind::Kind;
@@ -236,50 +240,50 @@ impl Store {
         )
     }
 
-    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    fn read<T, F>(&self, f: F) -> Pending<T>
     where
         T: Send + 'static,
         F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
     {
-        self.inner.pool.read(f).await
+        self.inner.pool.read(f)
     }
 
-    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    fn write<T, F>(&self, f: F) -> Pending<T>
     where
         T: Send + 'static,
         F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
     {
-        self.inner.pool.write(f).await
+        self.inner.pool.write(f)
     }
 
     // ----- sessions -----
 
     /// The session with this id.
-    pub async fn get_session(&self, session_id: &str) -> StoreResult<Option<Session>> {
+    pub fn get_session(&self, session_id: &str) -> Pending<Option<Session>> {
         let id = session_id.to_string();
-        self.read(move |db| db.get_session(&id)).await
+        self.read(move |db| db.get_session(&id))
     }
 
     /// Inserts a new session; [`StoreError::SessionExists`] if the id is taken.
-    pub async fn create_session(&self, session: Session) -> StoreResult<()> {
-        self.write(move |db| db.create_session(&session)).await
+    pub fn create_session(&self, session: Session) -> Pending<()> {
+        self.write(move |db| db.create_session(&session))
     }
 
     /// Sets a session's name. False if there is no such session.
-    pub async fn rename_session(&self, session_id: &str, name: &str) -> StoreResult<bool> {
+    pub fn rename_session(&self, session_id: &str, name: &str) -> Pending<bool> {
         let (id, name) = (session_id.to_string(), name.to_string());
-        self.write(move |db| db.rename_session(&id, &name)).await
+        self.write(move |db| db.rename_session(&id, &name))
     }
 
     /// Replaces the given parts of a session (`None` keeps the stored value) and returns
     /// the updated session, or `None` if there is no such session.
-    pub async fn update_session(
+    pub fn update_session(
         &self,
         session_id: &str,
         session_name: Option<String>,
         session_state: Option<Value>,
         metadata: Option<Value>,
-    ) -> StoreResult<Option<Session>> {
+    ) -> Pending<Option<Session>> {
         let id = session_id.to_string();
         self.write(move |db| {
             db.update_session(
@@ -289,45 +293,41 @@ impl Store {
                 metadata.as_ref(),
             )
         })
-        .await
     }
 
     /// Deletes a session and its runs. False if there was no such session.
-    pub async fn delete_session(&self, session_id: &str) -> StoreResult<bool> {
+    pub fn delete_session(&self, session_id: &str) -> Pending<bool> {
         let id = session_id.to_string();
-        self.write(move |db| db.delete_session(&id)).await
+        self.write(move |db| db.delete_session(&id))
     }
 
     /// Deletes the sessions with these ids (and their runs), keeping those whose type is
     /// not in `types` when `types` is given and not empty. Returns how many were deleted.
-    pub async fn delete_sessions(
+    pub fn delete_sessions(
         &self,
         session_ids: Vec<String>,
         types: Option<Vec<Kind>>,
-    ) -> StoreResult<u64> {
+    ) -> Pending<u64> {
         self.write(move |db| db.delete_sessions(&session_ids, types.as_deref()))
-            .await
     }
 
     /// One session with its display name and run figures.
-    pub async fn session_summary(&self, session_id: &str) -> StoreResult<Option<SessionSummary>> {
+    pub fn session_summary(&self, session_id: &str) -> Pending<Option<SessionSummary>> {
         let id = session_id.to_string();
-        self.read(move |db| db.session_summary(&id)).await
+        self.read(move |db| db.session_summary(&id))
     }
 
     /// A page of sessions matching `query`, and how many match in all.
-    pub async fn list_sessions(
-        &self,
-        query: SessionQuery,
-    ) -> StoreResult<(Vec<SessionSummary>, u64)> {
-        self.read(move |db| db.list_sessions(&query)).await
+    pub fn list_sessions(&self, query: SessionQuery) -> Pending<(Vec<SessionSummary>, u64)> {
+        self.read(move |db| db.list_sessions(&query))
     }
 
-    /// A page of sessions with every run of each (oldest first), in one snapshot.
-    pub async fn list_sessions_with_runs(
+    /// A page of sessions with every run of each (oldest first), in one snapshot, and
+    /// how many sessions match in all.
+    pub fn list_sessions_with_runs(
         &self,
         query: SessionQuery,
-    ) -> StoreResult<(Vec<(SessionSummary, Vec<StoredRun>)>, u64)> {
+    ) -> Pending<(Vec<SessionWithRuns>, u64)> {
         self.read(move |db| {
             let (summaries, total) = db.list_sessions(&query)?;
             let mut out = Vec::with_capacity(summaries.len());
@@ -337,7 +337,6 @@ impl Store {
             }
             Ok((out, total))
         })
-        .await
     }
 
     // ----- runs -----
@@ -345,62 +344,53 @@ impl Store {
     /// Records the start of a run: creates its session unless it exists (otherwise bumps
     /// its `updated_at`) and inserts the run with the status it carries, in one
     /// transaction. [`StoreError::RunExists`] if the run id is taken.
-    pub async fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> StoreResult<()> {
+    pub fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
         self.write(move |db| db.begin_run(&session, &run, kind))
-            .await
     }
 
     /// Records the end of a run begun with [`Store::begin_run`]: its final object, events
     /// and token counts, plus its session's state, in one transaction.
-    pub async fn finish_run(
-        &self,
-        run: AnyRun,
-        events: Vec<Value>,
-        session_state: Value,
-    ) -> StoreResult<()> {
+    pub fn finish_run(&self, run: AnyRun, events: Vec<Value>, session_state: Value) -> Pending<()> {
         self.write(move |db| db.finish_run(&run, &events, &session_state))
-            .await
     }
 
     /// Sets a run's status (in its column and its stored object). False if there is no
     /// such run.
-    pub async fn update_run_status(&self, run_id: &str, status: RunStatus) -> StoreResult<bool> {
+    pub fn update_run_status(&self, run_id: &str, status: RunStatus) -> Pending<bool> {
         let id = run_id.to_string();
         self.write(move |db| db.update_run_status(&id, status))
-            .await
     }
 
     /// Moves a run from `from` to `to` only if it is still `from` (compare and set).
     /// `stage` sets the run object's `cancellation_stage`.
-    pub async fn transition_run(
+    pub fn transition_run(
         &self,
         run_id: &str,
         from: RunStatus,
         to: RunStatus,
         stage: Option<&str>,
-    ) -> StoreResult<bool> {
+    ) -> Pending<bool> {
         let (id, stage) = (run_id.to_string(), stage.map(str::to_string));
         self.write(move |db| db.transition_run(&id, from, to, stage.as_deref()))
-            .await
     }
 
     /// The run with this id.
-    pub async fn get_run(&self, run_id: &str) -> StoreResult<Option<StoredRun>> {
+    pub fn get_run(&self, run_id: &str) -> Pending<Option<StoredRun>> {
         let id = run_id.to_string();
-        self.read(move |db| db.get_run(&id)).await
+        self.read(move |db| db.get_run(&id))
     }
 
     /// Every run of a session (member runs included), oldest first.
-    pub async fn list_runs(&self, session_id: &str) -> StoreResult<Vec<StoredRun>> {
+    pub fn list_runs(&self, session_id: &str) -> Pending<Vec<StoredRun>> {
         let id = session_id.to_string();
-        self.read(move |db| db.list_runs(&id)).await
+        self.read(move |db| db.list_runs(&id))
     }
 
     /// A session and every run of it, in one snapshot.
-    pub async fn session_with_runs(
+    pub fn session_with_runs(
         &self,
         session_id: &str,
-    ) -> StoreResult<Option<(Session, Vec<StoredRun>)>> {
+    ) -> Pending<Option<(Session, Vec<StoredRun>)>> {
         let id = session_id.to_string();
         self.read(move |db| {
             let Some(session) = db.get_session(&id)? else {
@@ -408,34 +398,31 @@ impl Store {
             };
             Ok(Some((session, db.list_runs(&id)?)))
         })
-        .await
     }
 
     /// The runs of a session with one of `statuses` (any when empty), created within the
     /// inclusive Unix-second bounds, oldest first.
-    pub async fn list_runs_filtered(
+    pub fn list_runs_filtered(
         &self,
         session_id: &str,
         statuses: Vec<RunStatus>,
         created_after: Option<i64>,
         created_before: Option<i64>,
-    ) -> StoreResult<Vec<StoredRun>> {
+    ) -> Pending<Vec<StoredRun>> {
         let id = session_id.to_string();
         self.read(move |db| db.list_runs_filtered(&id, &statuses, created_after, created_before))
-            .await
     }
 
     /// The last `num_runs` COMPLETED top-level runs of a session, oldest first, leaving
     /// out `exclude_run_id`.
-    pub async fn history(
+    pub fn history(
         &self,
         session_id: &str,
         num_runs: usize,
         exclude_run_id: Option<&str>,
-    ) -> StoreResult<Vec<AnyRun>> {
+    ) -> Pending<Vec<AnyRun>> {
         let (id, exclude) = (session_id.to_string(), exclude_run_id.map(str::to_string));
         self.read(move |db| db.history(&id, num_runs, exclude.as_deref()))
-            .await
     }
 
     /// The conversation of the runs [`Store::history`] selects, oldest first, without

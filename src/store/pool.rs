@@ -50,26 +50,28 @@ impl Pool {
         }
     }
 
-    /// Runs `f` on a reader connection.
-    pub(super) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    /// Queues `f` for a reader connection.
+    pub(super) fn read<T, F>(&self, f: F) -> Pending<T>
     where
         T: Send + 'static,
         F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
     {
-        run(self.readers.as_ref().unwrap_or(&self.writer), f).await
+        queue(self.readers.as_ref().unwrap_or(&self.writer), f)
     }
 
-    /// Runs `f` on the writer connection.
-    pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    /// Queues `f` for the writer connection.
+    pub(super) fn write<T, F>(&self, f: F) -> Pending<T>
     where
         T: Send + 'static,
         F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
     {
-        run(&self.writer, f).await
+        queue(&self.writer, f)
     }
 }
 
-async fn run<T, F>(queue: &Sender<Job>, f: F) -> StoreResult<T>
+/// Hands `f` to a queue at once; the caller awaits only its result, so what a store call
+/// carries never takes room in the caller's future.
+fn queue<T, F>(queue: &Sender<Job>, f: F) -> Pending<T>
 where
     T: Send + 'static,
     F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
@@ -78,8 +80,29 @@ where
     let job: Job = Box::new(move |db| {
         let _ = tx.send(f(db));
     });
-    queue.send(job).map_err(|_| stopped())?;
-    rx.await.map_err(|_| stopped())?
+    match queue.send(job) {
+        Ok(()) => Pending(Some(rx)),
+        Err(_) => Pending(None),
+    }
+}
+
+/// The result of a store call, once its thread has run it.
+pub struct Pending<T>(Option<oneshot::Receiver<StoreResult<T>>>);
+
+impl<T> std::future::Future for Pending<T> {
+    type Output = StoreResult<T>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(rx) = self.0.as_mut() else {
+            return std::task::Poll::Ready(Err(stopped()));
+        };
+        std::pin::Pin::new(rx)
+            .poll(cx)
+            .map(|reply| reply.unwrap_or_else(|_| Err(stopped())))
+    }
 }
 
 fn stopped() -> StoreError {

@@ -7,7 +7,7 @@
 //! `StepCompleted` with the composite as `parent_step_id` and their position as an array
 //! `step_index` (`[outer, inner]`, one more level per nesting).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use std::time::Instant;
@@ -88,8 +88,8 @@ pub(super) fn child_index(index: &Value, k: usize) -> Value {
 
 impl Runner<'_> {
     /// The source of a workflow event, about `step_id` inside the composite `parent`.
-    pub(super) fn source(&self, step_id: Option<&str>, parent: Option<&str>) -> EventSource {
-        EventSource::Workflow(WorkflowSource {
+    pub(super) fn source(&self, step_id: Option<&str>, parent: Option<&str>) -> Arc<EventSource> {
+        Arc::new(EventSource::Workflow(WorkflowSource {
             workflow_id: self.workflow.id.clone(),
             workflow_name: self.workflow.name.clone(),
             session_id: self.session_id.to_string(),
@@ -97,7 +97,7 @@ impl Runner<'_> {
             step_id: step_id.map(str::to_string),
             parent_step_id: parent.map(str::to_string),
             nested_depth: 0,
-        })
+        }))
     }
 
     /// Runs `steps` one after another, the first with `flow` (the workflow input when
@@ -336,7 +336,7 @@ impl Runner<'_> {
         &self,
         output: &StepOutput,
         emit: Sink<'_>,
-        source: &EventSource,
+        source: &Arc<EventSource>,
         index: &Value,
     ) {
         self.remember(output);

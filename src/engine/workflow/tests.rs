@@ -222,7 +222,7 @@ fn names(events: &[Event]) -> Vec<&str> {
 fn workflow_events(events: &[Event]) -> Vec<Value> {
     events
         .iter()
-        .filter(|e| matches!(e.source, EventSource::Workflow(_)))
+        .filter(|e| matches!(*e.source, EventSource::Workflow(_)))
         .map(|e| serde_json::to_value(e).unwrap())
         .collect()
 }
