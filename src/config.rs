@@ -1996,8 +1996,14 @@ kind = "anthropic"
 
 [providers.openai]
 base_url = "http://proxy.local/v1"
+
+[providers.gateway]
+base_url = "http://gateway.local:8080/v1"
+http2 = true
 "#;
         let config = parse(text).unwrap();
+        assert!(config.providers["gateway"].http2);
+        assert!(!config.providers["openrouter"].http2);
         let router = &config.providers["openrouter"];
         assert_eq!(router.kind, ProviderKind::OpenAi);
         assert_eq!(router.base_url, "https://openrouter.ai/api/v1");
@@ -2019,6 +2025,8 @@ base_url = "http://proxy.local/v1"
 
     #[test]
     fn bad_providers() {
+        let (line, key, _) = error("[providers.x]\nbase_url = \"http://h\"\nhttp2 = \"yes\"\n");
+        assert_eq!((line, key.as_deref()), (Some(3), Some("providers.x.http2")));
         let (line, key, message) = error("[providers.x]\nkind = \"gemini\"\n");
         assert_eq!((line, key.as_deref()), (Some(2), Some("providers.x.kind")));
         assert_eq!(

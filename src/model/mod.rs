@@ -20,7 +20,7 @@ use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use crate::config::{ProviderKind, ResolvedModel};
+use crate::config::{Config, ProviderKind, ResolvedModel};
 use crate::run::{Message, ToolCall};
 use crate::schema::OutputFormat;
 use crate::tools::ToolSpec;
@@ -269,6 +269,30 @@ impl Model for Unavailable {
     }
 }
 
+/// How a model is reported (`model`, `model_provider`, AgentOS's class name), as its
+/// provider names it. Reads no key: a model whose key is missing is described all the same.
+pub fn describe(resolved: &ResolvedModel) -> ModelInfo {
+    match resolved.provider.kind {
+        ProviderKind::Test => test::info(&resolved.model),
+        ProviderKind::OpenAi | ProviderKind::Anthropic => openai::info(resolved),
+    }
+}
+
+/// The description of a model a stored run names by its reported provider and model id,
+/// if a configured provider reports that name.
+pub fn describe_reported(config: &Config, provider: &str, model: &str) -> Option<ModelInfo> {
+    let def = config
+        .providers
+        .values()
+        .find(|def| def.display_name == provider)?;
+    Some(describe(&ResolvedModel {
+        provider: def.clone(),
+        model: model.to_string(),
+        api_key: None,
+        missing_key: None,
+    }))
+}
+
 /// The shared state model clients are built from: one HTTP transport per provider.
 #[derive(Default)]
 pub struct Providers {
@@ -297,7 +321,7 @@ impl Providers {
             ProviderKind::OpenAi | ProviderKind::Anthropic => {
                 if let Some(reason) = resolved.missing_key_message() {
                     return Arc::new(Unavailable {
-                        info: openai::info(resolved),
+                        info: describe(resolved),
                         reason,
                     });
                 }

@@ -82,15 +82,18 @@ pub struct TestModel {
     info: ModelInfo,
 }
 
+/// How AgentOS would name the offline model.
+pub fn info(model: &str) -> ModelInfo {
+    ModelInfo {
+        id: model.to_string(),
+        provider: "Test".into(),
+        class_name: "TestModel".into(),
+    }
+}
+
 impl TestModel {
     pub fn new(model: &str) -> Self {
-        TestModel {
-            info: ModelInfo {
-                id: model.to_string(),
-                provider: "Test".into(),
-                class_name: "TestModel".into(),
-            },
-        }
+        TestModel { info: info(model) }
     }
 
     /// The whole answer to `request`, as the chunks a stream delivers.

@@ -21,9 +21,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::response::ok;
 use crate::config::{
-    AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, ProviderKind, StepDef, StepKind, TeamDef,
-    WorkflowDef,
+    AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, StepDef, StepKind, TeamDef, WorkflowDef,
 };
+use crate::model::{self, ModelInfo};
 
 /// The id of agentos's one database (the SQLite store), as `db_id` in AgentOS's shapes.
 pub const DB_ID: &str = "agentos";
@@ -86,7 +86,7 @@ pub fn config(state: &Arc<AppState>) -> ApiResult {
         .map(|a| &a.model)
         .chain(config.teams.iter().map(|t| &t.model));
     for spec in model_specs {
-        let model = ModelInfo::of(config, spec);
+        let model = model_info(config, spec);
         let entry = json!({"id": model.id, "provider": model.provider});
         if !models.contains(&entry) {
             models.push(entry);
@@ -96,7 +96,7 @@ pub fn config(state: &Arc<AppState>) -> ApiResult {
         .agents
         .iter()
         .map(|agent| {
-            let model = ModelInfo::of(config, &agent.model);
+            let model = model_info(config, &agent.model);
             json!({
                 "id": agent.id,
                 "name": agent.name,
@@ -110,7 +110,7 @@ pub fn config(state: &Arc<AppState>) -> ApiResult {
         .teams
         .iter()
         .map(|team| {
-            let model = ModelInfo::of(config, &team.model);
+            let model = model_info(config, &team.model);
             json!({
                 "id": team.id,
                 "name": team.name,
@@ -225,37 +225,20 @@ pub fn workflow(state: &Arc<AppState>, id: &str) -> ApiResult {
     }
 }
 
-/// An agent's model as AgentOS names it: the model class, the model id and the provider.
-struct ModelInfo {
-    class: &'static str,
-    id: String,
-    provider: String,
-}
-
-impl ModelInfo {
-    /// Describes a validated `provider:model` reference (or `test`) without reading any
-    /// API key, so a missing key never hides an agent.
-    fn of(config: &Config, spec: &str) -> Self {
-        let (provider, model) = match spec.split_once(':') {
-            Some((p, m)) => (p, m),
-            None => (spec, spec),
-        };
-        match config.providers.get(provider) {
-            Some(def) => ModelInfo {
-                class: match def.kind {
-                    ProviderKind::OpenAi if def.name == "openai" => "OpenAIChat",
-                    ProviderKind::OpenAi => "OpenAILike",
-                    ProviderKind::Anthropic => "Claude",
-                    ProviderKind::Test => "TestModel",
-                },
-                id: model.to_string(),
-                provider: def.display_name.clone(),
-            },
-            None => ModelInfo {
-                class: "Model",
-                id: model.to_string(),
+/// An agent's model as AgentOS names it, described by its provider without reading any
+/// API key, so a missing key never hides an agent.
+fn model_info(config: &Config, spec: &str) -> ModelInfo {
+    match config.locate_model(spec, None) {
+        Ok(resolved) => model::describe(&resolved),
+        // Validated configs always locate their models; a reference that does not is
+        // reported as written.
+        Err(_) => {
+            let (provider, id) = spec.split_once(':').unwrap_or((spec, spec));
+            ModelInfo {
+                id: id.to_string(),
                 provider: provider.to_string(),
-            },
+                class_name: "Model".into(),
+            }
         }
     }
 }
@@ -263,7 +246,7 @@ impl ModelInfo {
 /// AgentOS's `AgentResponse` for one agent. Settings at their defaults are omitted, as
 /// AgentOS does; instructions are shown raw, with `{placeholders}` unfilled.
 fn agent_json(config: &Config, agent: &AgentDef) -> Value {
-    let model = ModelInfo::of(config, &agent.model);
+    let model = model_info(config, &agent.model);
     let mut out = Map::new();
     out.insert("id".into(), json!(agent.id));
     out.insert("name".into(), json!(agent.name));
@@ -275,7 +258,7 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
     out.insert("is_factory".into(), json!(false));
     out.insert(
         "model".into(),
-        json!({"name": model.class, "model": model.id, "provider": model.provider}),
+        json!({"name": model.class_name, "model": model.id, "provider": model.provider}),
     );
 
     out.insert(
@@ -322,7 +305,7 @@ pub fn delegation_tool(config: &Config, team: &TeamDef) -> Value {
 /// AgentOS's `TeamResponse` for one team; members are described in full, sub-teams as
 /// teams. Settings at their defaults are omitted, as AgentOS does.
 fn team_json(config: &Config, team: &TeamDef) -> Value {
-    let model = ModelInfo::of(config, &team.model);
+    let model = model_info(config, &team.model);
     let mut out = Map::new();
     out.insert("id".into(), json!(team.id));
     out.insert("name".into(), json!(team.name));
@@ -333,7 +316,7 @@ fn team_json(config: &Config, team: &TeamDef) -> Value {
     out.insert("mode".into(), json!(team.mode.as_str()));
     out.insert(
         "model".into(),
-        json!({"name": model.class, "model": model.id, "provider": model.provider}),
+        json!({"name": model.class_name, "model": model.id, "provider": model.provider}),
     );
     let mut tools = Map::new();
     tools.insert("tools".into(), json!([delegation_tool(config, team)]));

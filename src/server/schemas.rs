@@ -23,7 +23,8 @@
 use crate::kind::Kind;
 use serde_json::{Map, Value, json};
 
-use crate::config::WorkflowDef;
+use crate::config::{Config, WorkflowDef};
+use crate::model;
 use crate::run::{AnyRun, Role, RunRecord};
 use crate::store::{Session, StoredRun};
 
@@ -295,17 +296,16 @@ pub fn chat_history(runs: &[StoredRun]) -> Vec<Value> {
         .collect()
 }
 
-/// Class name AgentOS reports for a model (`OpenAIChat` for OpenAI-compatible models).
-fn model_class_name(provider: &str) -> &str {
-    match provider {
-        "OpenAI" => "OpenAIChat",
-        other => other,
-    }
+/// The class name AgentOS reports for the model a stored run names, as the configured
+/// provider that reports this name describes it; the provider name when none does.
+fn model_class_name(config: &Config, provider: &str, model: &str) -> String {
+    model::describe_reported(config, provider, model)
+        .map_or_else(|| provider.to_string(), |info| info.class_name)
 }
 
 /// `agent_data` as AgentOS stores it with each run: the agent and model of the latest
 /// top-level run; `null` for a session without runs.
-fn agent_data(runs: &[StoredRun]) -> Value {
+fn agent_data(config: &Config, runs: &[StoredRun]) -> Value {
     let Some(AnyRun::Agent(run)) = runs
         .iter()
         .rev()
@@ -319,7 +319,7 @@ fn agent_data(runs: &[StoredRun]) -> Value {
         "agent_id": run.agent_id,
         "model": {
             "provider": run.model_provider,
-            "name": model_class_name(&run.model_provider),
+            "name": model_class_name(config, &run.model_provider, &run.model),
             "id": run.model,
         },
     })
@@ -327,7 +327,7 @@ fn agent_data(runs: &[StoredRun]) -> Value {
 
 /// `team_data` as AgentOS stores it with each run: the team and leader model of the latest
 /// top-level team run; `null` for a session without one.
-fn team_data(runs: &[StoredRun]) -> Value {
+fn team_data(config: &Config, runs: &[StoredRun]) -> Value {
     let Some(AnyRun::Team(run)) = runs
         .iter()
         .rev()
@@ -341,7 +341,7 @@ fn team_data(runs: &[StoredRun]) -> Value {
         "team_id": run.team_id,
         "model": {
             "provider": run.model_provider,
-            "name": model_class_name(&run.model_provider),
+            "name": model_class_name(config, &run.model_provider, &run.model),
             "id": run.model,
         },
     })
@@ -372,6 +372,7 @@ fn workflow_data(workflow: Option<&WorkflowDef>) -> Value {
 /// session's runs, oldest first; `workflow` is the configured workflow of a workflow
 /// session.
 pub fn session_detail(
+    config: &Config,
     session: &Session,
     display_name: &str,
     runs: &[StoredRun],
@@ -392,7 +393,7 @@ pub fn session_detail(
             out.insert("session_state".into(), session.session_state.clone());
             out.insert("agent_id".into(), component(session));
             out.insert("total_tokens".into(), total_tokens(Some(&metrics)));
-            out.insert("agent_data".into(), agent_data(runs));
+            out.insert("agent_data".into(), agent_data(config, runs));
             out.insert("metrics".into(), metrics);
             out.insert("metadata".into(), metadata);
             out.insert("chat_history".into(), Value::Array(chat_history(runs)));
@@ -408,7 +409,7 @@ pub fn session_detail(
             out.insert("session_state".into(), session.session_state.clone());
             let total = total_tokens(Some(&metrics));
             out.insert("metrics".into(), metrics);
-            out.insert("team_data".into(), team_data(runs));
+            out.insert("team_data".into(), team_data(config, runs));
             out.insert("metadata".into(), metadata);
             out.insert("chat_history".into(), Value::Array(chat_history(runs)));
             out.insert("created_at".into(), created);
@@ -951,6 +952,25 @@ fn stored_shape(run: Map<String, Value>, events: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A configuration with the built-in providers and one provider of its own.
+    fn test_config() -> Config {
+        Config::from_toml_str(
+            "[providers.local]\nbase_url = \"http://127.0.0.1:9/v1\"\n\n\
+             [[agents]]\nid = \"a\"\nmodel = \"test\"\n",
+            std::path::Path::new("agents.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn model_class_names_come_from_the_provider() {
+        let config = test_config();
+        assert_eq!(model_class_name(&config, "OpenAI", "gpt-4o"), "OpenAIChat");
+        assert_eq!(model_class_name(&config, "local", "llama"), "OpenAILike");
+        assert_eq!(model_class_name(&config, "Test", "test"), "TestModel");
+        assert_eq!(model_class_name(&config, "Gone", "x"), "Gone");
+    }
     use crate::run::{
         Message, Metrics, MetricsDetails, ModelMetrics, RunInput, RunOutput, RunStatus, StepOutput,
         TeamRunOutput, WorkflowMetrics, WorkflowRunOutput,
@@ -1135,7 +1155,7 @@ mod tests {
     fn agent_detail_matches_capture_608_and_619() {
         let s = session(Kind::Agent);
         let runs = [stored("a", "one", 10), stored("b", "two", 20)];
-        let detail = session_detail(&s, "one", &runs, None);
+        let detail = session_detail(&test_config(), &s, "one", &runs, None);
         // PATCH and rename keep nulls (619/620).
         assert_eq!(
             keys(&detail),
@@ -1180,7 +1200,7 @@ mod tests {
         assert!(got.get("session_summary").is_none() && got.get("metadata").is_none());
 
         // A session created by POST /sessions (621): no runs, metrics {}, no agent_data.
-        let created = drop_nulls(session_detail(&s, "Pre-created", &[], None));
+        let created = drop_nulls(session_detail(&test_config(), &s, "Pre-created", &[], None));
         assert_eq!(
             keys(&created),
             [
@@ -1201,7 +1221,13 @@ mod tests {
     #[test]
     fn team_and_workflow_details_have_their_own_shapes() {
         let runs = [stored("a", "one", 10)];
-        let team = drop_nulls(session_detail(&session(Kind::Team), "one", &runs, None));
+        let team = drop_nulls(session_detail(
+            &test_config(),
+            &session(Kind::Team),
+            "one",
+            &runs,
+            None,
+        ));
         assert_eq!(
             keys(&team),
             [
@@ -1219,7 +1245,7 @@ mod tests {
         );
         let mut wf = session(Kind::Workflow);
         wf.metadata = Some(json!({}));
-        let wf = drop_nulls(session_detail(&wf, "one", &runs, None));
+        let wf = drop_nulls(session_detail(&test_config(), &wf, "one", &runs, None));
         assert_eq!(
             keys(&wf),
             [
@@ -1725,7 +1751,7 @@ mod tests {
         let team = team_stored("t1", &member);
         let mut s = session(Kind::Team);
         s.component_id = "research-team".into();
-        let detail = session_detail(&s, "Research robots", &[team, member], None);
+        let detail = session_detail(&test_config(), &s, "Research robots", &[team, member], None);
         assert_eq!(
             detail["team_data"],
             json!({"name": "Research Team", "team_id": "research-team",
@@ -1759,7 +1785,13 @@ steps = [{ name = "x", agent = "a" }, { name = "y", agent = "a" }]
         let mut s = session(Kind::Workflow);
         s.component_id = "content-workflow".into();
         let wf = workflow_stored("w1");
-        let detail = session_detail(&s, "Write", &[wf], config.workflow("content-workflow"));
+        let detail = session_detail(
+            &config,
+            &s,
+            "Write",
+            &[wf],
+            config.workflow("content-workflow"),
+        );
         assert_eq!(
             detail["workflow_data"],
             json!({"workflow_id": "content-workflow", "name": "Content Workflow", "steps": [

@@ -479,7 +479,13 @@ async fn detail_of(state: &AppState, session: &Session) -> Result<Value, ApiErro
         Kind::Workflow => state.engine.config().workflow(&session.component_id),
         _ => None,
     };
-    Ok(schemas::session_detail(session, &name, &runs, workflow))
+    Ok(schemas::session_detail(
+        state.engine.config(),
+        session,
+        &name,
+        &runs,
+        workflow,
+    ))
 }
 
 /// The runs behind `/sessions/{id}/runs` and `/run-previews`, filtered by the query.
