@@ -15,8 +15,9 @@
 //!   POST /<anything>/chat/completions  same (configuration may be in the path, below)
 //!   GET  /v1/models                    minimal model list
 //!   GET  /health                       "ok"
-//!   GET  /stats                        JSON counters (requests, streamed, last request's
-//!                                      message count and body bytes, maxima)
+//!   GET  /stats                        JSON counters (requests, streamed, TCP connections
+//!                                      accepted, last request's message count and body
+//!                                      bytes, maxima)
 //!   POST /stats/reset                  zero the counters
 //!
 //! Per-request configuration (precedence: query string > X-Fake-* header > path > default)
@@ -197,6 +198,8 @@ struct Stats {
     max_messages: usize,
     max_body_bytes: usize,
     total_body_bytes: u64,
+    /// TCP connections accepted: how many the clients opened.
+    connections: u64,
 }
 
 struct State {
@@ -223,6 +226,7 @@ impl State {
             "max_messages": s.max_messages,
             "max_body_bytes": s.max_body_bytes,
             "total_body_bytes": s.total_body_bytes,
+            "connections": s.connections,
             "started_at": self.started_at,
             "pid": std::process::id(),
         })
@@ -555,6 +559,7 @@ fn main() {
                 }
             };
             let _ = sock.set_nodelay(true);
+            state.stats.lock().unwrap().connections += 1;
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(Arc::clone(&state), req));
