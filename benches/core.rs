@@ -11,6 +11,8 @@
 //!
 //! `AGENTOS_BENCH_QUICK=1` shortens every loop (used to smoke-test the program).
 
+#[path = "../tests/fake_anthropic.rs"]
+mod fake_anthropic;
 #[path = "../tests/fake_model.rs"]
 mod fake_model;
 

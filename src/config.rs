@@ -65,7 +65,25 @@ pub struct AgentDef {
     pub tool_call_limit: usize,
     /// The longest answer a run keeps, in bytes; past it the run ends `ERROR`.
     pub max_answer_bytes: usize,
+    /// Fallbacks, extended thinking and prompt caching.
+    pub model_options: ModelOptions,
 }
+
+/// What an agent or a team leader asks of its models beyond the one `model`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// `provider:model` references tried in order when a model call fails.
+    pub fallback_models: Vec<String>,
+    /// 1-based line of the `fallback_models` key.
+    pub fallback_line: usize,
+    /// `thinking.budget_tokens`: reasoning tokens before the answer (Anthropic models).
+    pub thinking_budget: Option<u32>,
+    /// `cache_prompt`: mark the system prompt and history cacheable (Anthropic models).
+    pub cache_prompt: bool,
+}
+
+/// The smallest thinking budget Anthropic accepts.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
 
 /// One entry of an agent's `tools` list, checked against `[tools.*]` and `[mcp.*]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +306,26 @@ struct RawAgent {
     tools: Option<Spanned<Vec<Spanned<String>>>>,
     tool_call_limit: Option<Spanned<i64>>,
     max_answer_bytes: Option<Spanned<i64>>,
+    fallback_models: Option<Spanned<Vec<Spanned<String>>>>,
+    thinking: Option<Spanned<RawThinking>>,
+    cache_prompt: Option<Spanned<bool>>,
+}
+
+/// `thinking = { budget_tokens = N }` on an agent or team.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table `{ budget_tokens = N }`")]
+pub(crate) struct RawThinking {
+    budget_tokens: Spanned<i64>,
+}
+
+/// The model keys an agent and a team share, as written.
+pub(crate) struct RawModelKeys<'a> {
+    pub model: &'a Spanned<String>,
+    pub temperature: Option<&'a Spanned<f64>>,
+    pub max_tokens: Option<&'a Spanned<i64>>,
+    pub fallback_models: Option<&'a Spanned<Vec<Spanned<String>>>>,
+    pub thinking: Option<&'a Spanned<RawThinking>>,
+    pub cache_prompt: Option<&'a Spanned<bool>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -507,6 +545,22 @@ impl Config {
             if let Err(e) = self.resolve_model(&agent.model, Some(agent.model_line)) {
                 warnings.push(format!("agent `{}`: {e}", agent.id));
             }
+            let options = &agent.model_options;
+            if !options.fallback_models.is_empty() {
+                out.push_str(&format!(
+                    "  {:id_width$}  fallbacks: {}\n",
+                    "",
+                    options.fallback_models.join(", ")
+                ));
+            }
+            for spec in &options.fallback_models {
+                if let Ok((provider, _)) = parse_model_spec(spec) {
+                    used.insert(provider);
+                }
+                if let Err(e) = self.resolve_model(spec, Some(options.fallback_line)) {
+                    warnings.push(format!("agent `{}`: fallback: {e}", agent.id));
+                }
+            }
             let mut seen = BTreeSet::new();
             for name in agent
                 .instructions
@@ -615,11 +669,8 @@ pub fn user_config_file() -> Option<PathBuf> {
 
 /// The providers available without configuration.
 fn builtin_providers() -> BTreeMap<String, ProviderDef> {
-    let openai_url = std::env::var("OPENAI_BASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| u.trim().trim_end_matches('/').to_string())
-        .unwrap_or_else(|| OPENAI_BASE_URL.to_string());
+    let openai_url = base_url_from_env("OPENAI_BASE_URL", OPENAI_BASE_URL);
+    let anthropic_url = anthropic_base_url();
     let builtin = |name: &str, kind, base_url: &str, key: Option<&str>, display: &str| {
         let def = ProviderDef {
             name: name.to_string(),
@@ -641,6 +692,13 @@ fn builtin_providers() -> BTreeMap<String, ProviderDef> {
             "OpenAI",
         ),
         builtin(
+            "anthropic",
+            ProviderKind::Anthropic,
+            &anthropic_url,
+            Some("ANTHROPIC_API_KEY"),
+            "Anthropic",
+        ),
+        builtin(
             "ollama",
             ProviderKind::OpenAi,
             OLLAMA_BASE_URL,
@@ -649,6 +707,20 @@ fn builtin_providers() -> BTreeMap<String, ProviderDef> {
         ),
         builtin("test", ProviderKind::Test, "", None, "Test"),
     ])
+}
+
+/// `var` when set (trimmed, without a trailing `/`), else `default`.
+fn base_url_from_env(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// Where Anthropic's API is: `ANTHROPIC_BASE_URL`, else Anthropic's own.
+fn anthropic_base_url() -> String {
+    base_url_from_env("ANTHROPIC_BASE_URL", ANTHROPIC_BASE_URL)
 }
 
 /// Splits `provider:model`; bare `test` means the test provider.
@@ -931,7 +1003,126 @@ impl Validator<'_> {
             tools: tool_refs,
             tool_call_limit: self.tool_call_limit(raw.tool_call_limit.as_ref(), &table)?,
             max_answer_bytes: self.max_answer_bytes(raw.max_answer_bytes.as_ref(), &table)?,
+            model_options: self.model_options(
+                RawModelKeys {
+                    model: &raw.model,
+                    temperature: raw.temperature.as_ref(),
+                    max_tokens: raw.max_tokens.as_ref(),
+                    fallback_models: raw.fallback_models.as_ref(),
+                    thinking: raw.thinking.as_ref(),
+                    cache_prompt: raw.cache_prompt.as_ref(),
+                },
+                &table,
+                providers,
+            )?,
         })
+    }
+
+    /// `fallback_models`, `thinking` and `cache_prompt`, checked against the model keys:
+    /// fallbacks are known providers' models, each listed once; a thinking budget is at
+    /// least [`MIN_THINKING_BUDGET`], below `max_tokens` and without `temperature` (as
+    /// Anthropic requires); thinking and prompt caching need an Anthropic model among
+    /// the agent's.
+    pub(crate) fn model_options(
+        &self,
+        raw: RawModelKeys<'_>,
+        table: &str,
+        providers: &BTreeMap<String, ProviderDef>,
+    ) -> Result<ModelOptions, ConfigError> {
+        let mut options = ModelOptions::default();
+        let mut specs = vec![raw.model.get_ref().as_str()];
+        if let Some(list) = raw.fallback_models {
+            options.fallback_line = line_of(self.text, list.span().start);
+            for (i, entry) in list.get_ref().iter().enumerate() {
+                let key = format!("{table}.fallback_models[{i}]");
+                let (provider, _) = parse_model_spec(entry.get_ref())
+                    .map_err(|message| self.error(entry.span(), key.clone(), message))?;
+                if !providers.contains_key(provider) {
+                    return Err(self.error(
+                        entry.span(),
+                        key,
+                        unknown_provider(provider, providers),
+                    ));
+                }
+                if specs.contains(&entry.get_ref().as_str()) {
+                    return Err(self.error(
+                        entry.span(),
+                        key,
+                        format!("`{}` is already one of the agent's models", entry.get_ref()),
+                    ));
+                }
+                specs.push(entry.get_ref());
+                options.fallback_models.push(entry.get_ref().clone());
+            }
+        }
+        let is_anthropic = |spec: &str| {
+            parse_model_spec(spec)
+                .ok()
+                .and_then(|(provider, _)| providers.get(provider))
+                .is_some_and(|def| def.kind == ProviderKind::Anthropic)
+        };
+        let needs_anthropic =
+            |span: std::ops::Range<usize>, key: &str| -> Result<(), ConfigError> {
+                if specs.iter().any(|spec| is_anthropic(spec)) {
+                    return Ok(());
+                }
+                Err(self.error(
+                    span,
+                    format!("{table}.{key}"),
+                    format!(
+                        "`{key}` applies to Anthropic models, and none of this agent's models \
+                     (`{}`) is one",
+                        specs.join("`, `")
+                    ),
+                ))
+            };
+        if let Some(thinking) = raw.thinking {
+            let budget = &thinking.get_ref().budget_tokens;
+            let key = format!("{table}.thinking.budget_tokens");
+            let value = u32::try_from(*budget.get_ref())
+                .ok()
+                .filter(|n| *n >= MIN_THINKING_BUDGET)
+                .ok_or_else(|| {
+                    self.error(
+                        budget.span(),
+                        key.clone(),
+                        format!(
+                            "must be a whole number from {MIN_THINKING_BUDGET} to {}, found {}",
+                            u32::MAX,
+                            budget.get_ref()
+                        ),
+                    )
+                })?;
+            if let Some(max) = raw.max_tokens
+                && *max.get_ref() <= i64::from(value)
+            {
+                return Err(self.error(
+                    budget.span(),
+                    key,
+                    format!(
+                        "must be less than max_tokens ({}): the answer comes out of the same \
+                         tokens",
+                        max.get_ref()
+                    ),
+                ));
+            }
+            if let Some(t) = raw.temperature {
+                return Err(self.error(
+                    t.span(),
+                    format!("{table}.temperature"),
+                    "cannot be set together with `thinking` (Anthropic refuses the pair)".into(),
+                ));
+            }
+            needs_anthropic(thinking.span(), "thinking")?;
+            options.thinking_budget = Some(value);
+        }
+        if let Some(cache) = raw.cache_prompt {
+            if *cache.get_ref() {
+                needs_anthropic(cache.span(), "cache_prompt")?;
+            }
+            options.cache_prompt = *cache.get_ref();
+        }
+        Ok(options)
     }
 
     /// Records `id` as taken by a `kind` (`agent`, `team` or `workflow`), or reports the
@@ -1434,7 +1625,7 @@ impl Validator<'_> {
             }
             None => match (builtin, kind) {
                 (Some(b), _) => b.base_url.clone(),
-                (None, ProviderKind::Anthropic) => ANTHROPIC_BASE_URL.to_string(),
+                (None, ProviderKind::Anthropic) => anthropic_base_url(),
                 (None, _) => {
                     return Err(self.error(
                         name.span(),
@@ -1935,7 +2126,7 @@ output_schema = { type = "object", properties = { n = { type = "integer", minimu
         assert_eq!((line, key.as_deref()), (Some(6), Some("agents[0].model")));
         assert_eq!(
             message,
-            "unknown provider `nope`: known providers are `local`, `ollama`, `openai`, `test`; \
+            "unknown provider `nope`: known providers are `anthropic`, `local`, `ollama`, `openai`, `test`; \
              define it in a [providers.nope] table"
         );
     }
@@ -2021,6 +2212,90 @@ http2 = true
         assert_eq!(config.providers["ollama"].display_name, "Ollama");
         assert_eq!(config.providers["ollama"].api_key_env, None);
         assert_eq!(config.providers["test"].kind, ProviderKind::Test);
+    }
+
+    #[test]
+    fn fallbacks_thinking_and_prompt_caching() {
+        let config = parse(
+            "[[agents]]\nid = \"a\"\nmodel = \"anthropic:claude-sonnet-4-5\"\n\
+             fallback_models = [\"openai:gpt-4o-mini\", \"test\"]\n\
+             thinking = { budget_tokens = 2048 }\nmax_tokens = 4096\ncache_prompt = true\n",
+        )
+        .unwrap();
+        let options = &config.agents[0].model_options;
+        assert_eq!(options.fallback_models, ["openai:gpt-4o-mini", "test"]);
+        assert_eq!(options.fallback_line, 4);
+        assert_eq!(options.thinking_budget, Some(2048));
+        assert!(options.cache_prompt);
+        let anthropic = &config.providers["anthropic"];
+        assert_eq!(anthropic.kind, ProviderKind::Anthropic);
+        assert_eq!(anthropic.display_name, "Anthropic");
+        assert_eq!(anthropic.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+        // An OpenAI agent may fall back to an Anthropic model that thinks.
+        let config = parse(
+            "[[agents]]\nid = \"a\"\nmodel = \"openai:gpt-4o\"\n\
+             fallback_models = [\"anthropic:claude-haiku-4-5\"]\n\
+             thinking = { budget_tokens = 1024 }\n",
+        )
+        .unwrap();
+        assert_eq!(config.agents[0].model_options.thinking_budget, Some(1024));
+        // Teams take the same keys.
+        let config = parse(
+            "[[agents]]\nid = \"a\"\nmodel = \"test\"\n\n[[teams]]\nid = \"t\"\n\
+             model = \"anthropic:claude-sonnet-4-5\"\nmembers = [\"a\"]\n\
+             fallback_models = [\"test\"]\ncache_prompt = true\n",
+        )
+        .unwrap();
+        assert_eq!(config.teams[0].model_options.fallback_models, ["test"]);
+        assert!(config.teams[0].model_options.cache_prompt);
+    }
+
+    #[test]
+    fn bad_fallbacks_and_thinking() {
+        let agent = |rest: &str| format!("[[agents]]\nid = \"a\"\nmodel = \"anthropic:c\"\n{rest}");
+        let (line, key, message) = error(&agent("fallback_models = [\"test\", \"nope:x\"]\n"));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].fallback_models[1]"))
+        );
+        assert!(message.starts_with("unknown provider `nope`"), "{message}");
+        let (_, key, message) = error(&agent("fallback_models = [\"anthropic:c\"]\n"));
+        assert_eq!(key.as_deref(), Some("agents[0].fallback_models[0]"));
+        assert!(
+            message.contains("already one of the agent's models"),
+            "{message}"
+        );
+        let (line, key, message) = error(&agent("thinking = { budget_tokens = 100 }\n"));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].thinking.budget_tokens"))
+        );
+        assert!(message.contains("from 1024"), "{message}");
+        let (_, key, message) = error(&agent(
+            "max_tokens = 2000\nthinking = { budget_tokens = 2000 }\n",
+        ));
+        assert_eq!(key.as_deref(), Some("agents[0].thinking.budget_tokens"));
+        assert!(message.contains("less than max_tokens (2000)"), "{message}");
+        let (line, key, _) = error(&agent(
+            "temperature = 0.5\nthinking = { budget_tokens = 2000 }\n",
+        ));
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].temperature"))
+        );
+        let (line, key, message) = error(
+            "[[agents]]\nid = \"a\"\nmodel = \"openai:gpt-4o\"\nthinking = { budget_tokens = 2000 }\n",
+        );
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(4), Some("agents[0].thinking"))
+        );
+        assert!(message.contains("applies to Anthropic models"), "{message}");
+        let (_, key, _) = error("[[agents]]\nid = \"a\"\nmodel = \"test\"\ncache_prompt = true\n");
+        assert_eq!(key.as_deref(), Some("agents[0].cache_prompt"));
+        let (line, _, message) = error(&agent("thinking = { budget = 2000 }\n"));
+        assert_eq!(line, Some(4));
+        assert!(message.contains("budget"), "{message}");
     }
 
     #[test]

@@ -164,6 +164,8 @@ pub enum EventData {
         content: Option<Value>,
         content_type: String,
         #[serde(skip_serializing_if = "Option::is_none")]
+        reasoning_content: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         model_provider_data: Option<Value>,
         /// Always there for agents; for teams only after a cancel (as AgentOS).
         #[serde(skip_serializing_if = "Option::is_none")]

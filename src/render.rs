@@ -3,7 +3,8 @@
 //! - text mode: the answer goes to stdout as it arrives: the content deltas of the run
 //!   itself (an agent's or a team leader's), or a workflow's final content when it
 //!   completes. Progress (tool calls, team members at work, workflow steps) goes to stderr
-//!   only when stderr is a terminal, with an indicatif spinner until the first token;
+//!   only when stderr is a terminal, with an indicatif spinner until the first token, and
+//!   so does the model's reasoning, dimmed;
 //! - `--jsonl`: every event as one compact JSON line;
 //! - `--json`: nothing while running; the caller prints the final run object.
 //!
@@ -45,6 +46,8 @@ pub struct TerminalSink {
     at_line_start: bool,
     pipe_closed: bool,
     error: Option<io::Error>,
+    /// Reasoning is being shown on stderr and needs a line end before anything else.
+    in_reasoning: bool,
 }
 
 impl TerminalSink {
@@ -65,6 +68,7 @@ impl TerminalSink {
             at_line_start: true,
             pipe_closed: false,
             error: None,
+            in_reasoning: false,
         }
     }
 
@@ -113,7 +117,14 @@ impl TerminalSink {
             return Ok(());
         }
         let content = match &event.data {
-            EventData::RunContent { content, .. } => content,
+            EventData::RunContent {
+                content,
+                reasoning_content,
+                ..
+            } => {
+                self.reasoning(reasoning_content);
+                content
+            }
             EventData::WorkflowCompleted {
                 content: Some(content),
                 ..
@@ -148,11 +159,32 @@ impl TerminalSink {
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         };
         self.clear_spinner();
+        self.end_reasoning();
         let mut lock = self.out.lock();
         lock.write_all(text.as_bytes())?;
         lock.flush()?;
         self.at_line_start = text.ends_with('\n');
         Ok(())
+    }
+
+    /// Reasoning text, dimmed on stderr, only when stderr is a terminal (piped output and
+    /// `--json` carry the answer alone; `--jsonl` has the reasoning in its events).
+    fn reasoning(&mut self, text: &str) {
+        if text.is_empty() || !io::stderr().is_terminal() {
+            return;
+        }
+        self.clear_spinner();
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "\x1b[2m{text}\x1b[0m");
+        let _ = err.flush();
+        self.in_reasoning = true;
+    }
+
+    /// Closes the reasoning line before the answer begins.
+    fn end_reasoning(&mut self) {
+        if std::mem::take(&mut self.in_reasoning) {
+            eprintln!();
+        }
     }
 
     /// Member and step progress on stderr, only on a terminal.
@@ -191,6 +223,7 @@ impl TerminalSink {
     /// Ends the output: clears the spinner and closes an unfinished text line.
     pub fn finish(&mut self) -> io::Result<()> {
         self.clear_spinner();
+        self.end_reasoning();
         if self.mode == OutputMode::Text && !self.at_line_start && !self.pipe_closed {
             let mut lock = self.out.lock();
             writeln!(lock)?;

@@ -13,6 +13,9 @@
 //!   socket held open;
 //! - `huge`: an answer of [`HUGE_ANSWER_BYTES`] (`BEGIN word word … END`), streamed in 32
 //!   pieces;
+//! - `reason`: the answer is preceded by `Reasoning about '<message>'.`, streamed in two
+//!   halves as a `reasoning_content` and then a `reasoning` delta (non-streaming:
+//!   `message.reasoning_content`);
 //! - `paced`: 10 content chunks `paced-0 `, `paced-1 `, … 100 ms apart (non-streaming: a
 //!   1 s delay);
 //! - tool calls, when the request offers `tools` and the last message is from the user and
@@ -34,6 +37,10 @@
 //! - otherwise `Story for '<message>'. Starring <robot>. The end.`, where `<robot>` comes
 //!   from `robot's name is X` in the system message (the sentence is left out when there is
 //!   none), or a JSON object when the request asks for a `response_format`.
+//!
+//! `POST /v1/messages` is Anthropic's Messages API instead, answered by
+//! `fake_anthropic.rs`, so one fake can stand for both providers (and fallbacks between
+//! them).
 //!
 //! Every request body is logged and available through [`FakeModel::requests`]. Each
 //! connection is served by its own thread and kept alive for further requests (HTTP/1.1),
@@ -82,12 +89,26 @@ struct State {
     /// The headers of each logged request (names lowercased), parallel to `requests`.
     headers: Mutex<Vec<Vec<(String, String)>>>,
     next_id: AtomicU64,
-    /// How many times each message text asked for `ratelimit` so far.
+    /// How many times each message text asked for `ratelimit` (or an Anthropic
+    /// misbehaviour that happens once) so far.
     ratelimit_seen: Mutex<HashMap<String, u32>>,
     /// TCP connections accepted so far.
     connections: AtomicU64,
     /// The connection (numbered from 1) of each logged request, parallel to `requests`.
     request_connections: Mutex<Vec<u64>>,
+}
+
+impl State {
+    /// How many times `key` was counted, this time included.
+    fn count(&self, key: &str) -> u32 {
+        let mut counts = self
+            .ratelimit_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key.to_string()).or_insert(0);
+        *count += 1;
+        *count
+    }
 }
 
 impl FakeModel {
@@ -260,7 +281,7 @@ fn robot_name(system: &str) -> Option<String> {
 }
 
 /// Whether `text` contains `word` as a whole word (case-insensitive, punctuation ignored).
-fn has_word(text: &str, word: &str) -> bool {
+pub(crate) fn has_word(text: &str, word: &str) -> bool {
     text.split(|c: char| !c.is_alphanumeric())
         .any(|w| w.eq_ignore_ascii_case(word))
 }
@@ -443,7 +464,10 @@ fn handle_request(
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let path = request.path.split('?').next().unwrap_or("");
     let path = path.trim_end_matches('/');
-    if request.method != "POST" || !matches!(path, "/v1/chat/completions" | "/chat/completions") {
+    let anthropic = path == "/v1/messages";
+    if request.method != "POST"
+        || !(anthropic || matches!(path, "/v1/chat/completions" | "/chat/completions"))
+    {
         return write_json(
             stream,
             404,
@@ -477,6 +501,10 @@ fn handle_request(
             .unwrap_or_else(|e| e.into_inner())
             .push(connection);
         requests.push(body.clone());
+    }
+    if anthropic {
+        let seen = |key: &str| state.count(key);
+        return crate::fake_anthropic::respond(stream, &body, &request.headers, &seen);
     }
     respond(stream, state, &body)
 }
@@ -543,6 +571,8 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     let paced = word("paced");
     let stall = word("stall");
     let huge = word("huge");
+    // Reasoning first, as DeepSeek (`reasoning_content`) and OpenRouter (`reasoning`) send it.
+    let reasoning = word("reason").then(|| format!("Reasoning about '{user_text}'."));
     let answer = if huge {
         huge_answer()
     } else {
@@ -578,7 +608,8 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
             &json!({
                 "id": id, "object": "chat.completion", "created": CREATED, "model": model,
                 "choices": [{"index": 0,
-                             "message": {"role": "assistant", "content": content, "refusal": null},
+                             "message": {"role": "assistant", "content": content, "refusal": null,
+                                         "reasoning_content": reasoning},
                              "finish_reason": "stop", "logprobs": null}],
                 "usage": usage(), "system_fingerprint": "fp_fake",
             }),
@@ -605,6 +636,14 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         stream,
         &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
     )?;
+    if let Some(reasoning) = &reasoning {
+        let (first, rest) = reasoning.split_at(reasoning.len() / 2);
+        send_event(
+            stream,
+            &chunk(json!({"reasoning_content": first}), Value::Null),
+        )?;
+        send_event(stream, &chunk(json!({"reasoning": rest}), Value::Null))?;
+    }
     if stall {
         send_event(stream, &chunk(json!({"content": "partial "}), Value::Null))?;
         hold(state, Duration::from_secs(60));
@@ -1013,11 +1052,12 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        529 => "Overloaded",
         _ => "Unknown",
     }
 }
 
-fn write_head(
+pub(crate) fn write_head(
     stream: &mut TcpStream,
     status: u16,
     headers: &[(&str, &str)],
@@ -1031,7 +1071,7 @@ fn write_head(
     stream.flush()
 }
 
-fn write_json(
+pub(crate) fn write_json(
     stream: &mut TcpStream,
     status: u16,
     extra: &[(&str, &str)],
@@ -1049,7 +1089,7 @@ fn write_json(
     stream.flush()
 }
 
-fn write_chunk(stream: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_chunk(stream: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     let mut frame = format!("{:x}\r\n", data.len()).into_bytes();
     frame.extend_from_slice(data);
     frame.extend_from_slice(b"\r\n");

@@ -11,7 +11,10 @@ use std::ops::Range;
 use serde_json::Value;
 use toml::Spanned;
 
-use super::{Config, ConfigError, Ids, ProviderDef, Validator, line_of, parse_model_spec};
+use super::{
+    Config, ConfigError, Ids, ModelOptions, ProviderDef, RawModelKeys, RawThinking, Validator,
+    line_of, parse_model_spec,
+};
 use crate::expr::Expr;
 use crate::template;
 
@@ -41,6 +44,8 @@ pub struct TeamDef {
     pub tool_call_limit: usize,
     /// The longest answer the leader's run keeps, in bytes.
     pub max_answer_bytes: usize,
+    /// The leader's fallbacks, extended thinking and prompt caching.
+    pub model_options: ModelOptions,
 }
 
 /// A team member: an agent or another team (never the team itself, directly or not).
@@ -192,6 +197,9 @@ pub(super) struct RawTeam {
     dependencies: Option<Spanned<toml::Table>>,
     tool_call_limit: Option<Spanned<i64>>,
     max_answer_bytes: Option<Spanned<i64>>,
+    fallback_models: Option<Spanned<Vec<Spanned<String>>>>,
+    thinking: Option<Spanned<RawThinking>>,
+    cache_prompt: Option<Spanned<bool>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -417,6 +425,18 @@ impl Validator<'_> {
             dependencies: self.dependencies(raw.dependencies.as_ref(), &table)?,
             tool_call_limit: self.tool_call_limit(raw.tool_call_limit.as_ref(), &table)?,
             max_answer_bytes: self.max_answer_bytes(raw.max_answer_bytes.as_ref(), &table)?,
+            model_options: self.model_options(
+                RawModelKeys {
+                    model: &raw.model,
+                    temperature: raw.temperature.as_ref(),
+                    max_tokens: raw.max_tokens.as_ref(),
+                    fallback_models: raw.fallback_models.as_ref(),
+                    thinking: raw.thinking.as_ref(),
+                    cache_prompt: raw.cache_prompt.as_ref(),
+                },
+                &table,
+                providers,
+            )?,
         })
     }
 
@@ -857,6 +877,19 @@ impl Config {
             warnings.extend(self.check_model(&team.model, team.model_line, used, || {
                 format!("team `{}`", team.id)
             }));
+            let options = &team.model_options;
+            if !options.fallback_models.is_empty() {
+                out.push_str(&format!(
+                    "  {:id_width$}  fallbacks: {}\n",
+                    "",
+                    options.fallback_models.join(", ")
+                ));
+            }
+            for spec in &options.fallback_models {
+                warnings.extend(self.check_model(spec, options.fallback_line, used, || {
+                    format!("team `{}`: fallback", team.id)
+                }));
+            }
             let mut seen = BTreeSet::new();
             for name in team
                 .instructions
@@ -1084,6 +1117,7 @@ mode = "route"
                     .clone(),
                 tool_call_limit: 4,
                 max_answer_bytes: crate::limits::DEFAULT_MAX_ANSWER_BYTES,
+                model_options: ModelOptions::default(),
             }
         );
         let inner = config.team("inner").unwrap();

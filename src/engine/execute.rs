@@ -76,6 +76,9 @@ impl Totals {
             self.usage.input_tokens += u.input_tokens;
             self.usage.output_tokens += u.output_tokens;
             self.usage.total_tokens += u.total_tokens;
+            self.usage.reasoning_tokens += u.reasoning_tokens;
+            self.usage.cache_read_tokens += u.cache_read_tokens;
+            self.usage.cache_write_tokens += u.cache_write_tokens;
         }
     }
 
@@ -84,6 +87,10 @@ impl Totals {
             metrics.input_tokens = Some(self.usage.input_tokens);
             metrics.output_tokens = Some(self.usage.output_tokens);
             metrics.total_tokens = Some(self.usage.total_tokens);
+            let counted = |n: u64| (n > 0).then_some(n);
+            metrics.reasoning_tokens = counted(self.usage.reasoning_tokens);
+            metrics.cache_read_tokens = counted(self.usage.cache_read_tokens);
+            metrics.cache_write_tokens = counted(self.usage.cache_write_tokens);
             metrics.details = Some(MetricsDetails {
                 model: vec![ModelMetrics {
                     input_tokens: self.usage.input_tokens,
@@ -101,7 +108,7 @@ impl Totals {
 
 /// How one model request ended.
 enum Step {
-    Answer(ModelResponse),
+    Answer(Box<ModelResponse>),
     Paused,
     Cancelled,
     Failed(ModelError),
@@ -109,7 +116,7 @@ enum Step {
 
 /// How the call of one model request ended.
 enum Called {
-    Done(ModelResponse),
+    Done(Box<ModelResponse>),
     Cancelled,
     Failed(ModelError),
 }
@@ -161,11 +168,13 @@ impl Engine {
     ) -> Result<AnyRun, EngineError> {
         let PendingTurn {
             mut run,
-            model,
+            models,
             mut messages,
             schema,
             temperature,
             max_tokens,
+            reasoning_budget,
+            cache_prompt,
             stream,
             started,
             toolbox,
@@ -179,8 +188,10 @@ impl Engine {
         let run_id = run.run_id.clone();
         let content_type = run.content_type.clone();
         let session_state = run.session_state.clone();
-        let model_id = model.info().id.clone();
-        let provider = model.info().provider.clone();
+        // The model answering: the first, until a call fails and a fallback takes over.
+        let mut current = 0;
+        let mut model_id = models[0].info().id.clone();
+        let mut provider = models[0].info().provider.clone();
         // A step's own agent names the workflow run in its step fields, not as a parent.
         let parent_run_id = context.parent_run_id.clone().filter(|parent| {
             context
@@ -222,6 +233,9 @@ impl Engine {
             totals.usage.input_tokens = run.metrics.input_tokens.unwrap_or(0);
             totals.usage.output_tokens = run.metrics.output_tokens.unwrap_or(0);
             totals.usage.total_tokens = run.metrics.total_tokens.unwrap_or(0);
+            totals.usage.reasoning_tokens = run.metrics.reasoning_tokens.unwrap_or(0);
+            totals.usage.cache_read_tokens = run.metrics.cache_read_tokens.unwrap_or(0);
+            totals.usage.cache_write_tokens = run.metrics.cache_write_tokens.unwrap_or(0);
             totals.first_token = run.metrics.time_to_first_token;
         }
         let tools = run.tools.get_or_insert_with(Vec::new);
@@ -250,6 +264,7 @@ impl Engine {
 
         let mut tool_rounds = 0usize;
         let mut partial = String::new();
+        let mut reasoning = String::new();
         let mut provider_data: Option<Value> = None;
         let step = loop {
             out.emit(EventData::ModelRequestStarted {
@@ -257,15 +272,10 @@ impl Engine {
                 model_provider: provider.clone(),
             })
             .await;
-            let specs = if tool_rounds < tool_call_limit {
-                let mut specs = round.toolbox.specs();
-                if let Some(leader) = &leader {
-                    specs.extend(leader.specs());
-                }
-                specs
-            } else {
-                Vec::new()
-            };
+            let mut specs = round.toolbox.specs();
+            if let Some(leader) = &leader {
+                specs.extend(leader.specs());
+            }
             let request = ModelRequest {
                 messages: round.messages,
                 temperature,
@@ -273,29 +283,57 @@ impl Engine {
                 output: schema.as_ref().map(|s| &s.format),
                 stream,
                 tools: &specs,
+                allow_tools: tool_rounds < tool_call_limit,
+                reasoning_budget,
+                cache_prompt,
             };
             let model_started = Instant::now();
             partial.clear();
             let call = Call {
-                model: model.as_ref(),
+                model: models[current].as_ref(),
                 out: &out,
                 cancel,
                 max_answer_bytes,
                 workflow_agent,
             };
-            let called = Box::pin(call.run(request, &mut partial, &mut provider_data)).await;
+            let reasoned = reasoning.len();
+            let called =
+                Box::pin(call.run(request, &mut partial, &mut reasoning, &mut provider_data)).await;
             let elapsed = model_started.elapsed().as_secs_f64();
             let first_token = called
                 .1
                 .map(|t| t.duration_since(model_started).as_secs_f64());
-            if totals.first_token.is_none() {
+            let timed_first = totals.first_token.is_none();
+            if timed_first {
                 totals.first_token = first_token.or(Some(elapsed));
             }
             let response = match called.0 {
                 _ if cancel.is_cancelled() => break Step::Cancelled,
                 Called::Cancelled => break Step::Cancelled,
+                // Nothing of the answer was forwarded: the next model may try instead.
+                Called::Failed(error)
+                    if current + 1 < models.len()
+                        && partial.is_empty()
+                        && reasoning.len() == reasoned
+                        && !matches!(error, ModelError::AnswerTooLong(_)) =>
+                {
+                    current += 1;
+                    if timed_first {
+                        totals.first_token = None;
+                    }
+                    let next = models[current].info();
+                    tracing::info!(
+                        run_id = %run_id,
+                        "{provider} model {model_id} failed ({error}); falling back to {} model {}",
+                        next.provider,
+                        next.id
+                    );
+                    model_id.clone_from(&next.id);
+                    provider.clone_from(&next.provider);
+                    continue;
+                }
                 Called::Failed(error) => break Step::Failed(error),
-                Called::Done(response) => response,
+                Called::Done(response) => *response,
             };
             if response.provider_data.is_some() {
                 provider_data.clone_from(&response.provider_data);
@@ -349,6 +387,9 @@ impl Engine {
                 role: Role::Assistant,
                 tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
                 provider_data: provider_data.clone(),
+                reasoning_content: (!response.reasoning.is_empty())
+                    .then(|| response.reasoning.clone()),
+                reasoning_blocks: response.reasoning_blocks.clone(),
                 metrics: Some(message_metrics),
                 created_at: now_secs(),
                 ..Message::default()
@@ -356,7 +397,7 @@ impl Engine {
             round.own.push(assistant.clone());
             round.messages.push(assistant);
             if response.tool_calls.is_empty() {
-                break Step::Answer(response);
+                break Step::Answer(Box::new(response));
             }
             tool_rounds += 1;
             let mut calls: Vec<_> = response
@@ -400,13 +441,18 @@ impl Engine {
                     model_provider_data: None,
                 })
                 .await;
-                break Step::Answer(crate::model::ModelResponse {
+                break Step::Answer(Box::new(crate::model::ModelResponse {
                     content: answer,
                     ..Default::default()
-                });
+                }));
             }
         };
         let duration = started.elapsed().as_secs_f64();
+        // The run reports the model that answered (a fallback, if one took over).
+        run.model.clone_from(&model_id);
+        run.model_provider.clone_from(&provider);
+        let reasoning = (!reasoning.is_empty()).then_some(reasoning);
+        run.reasoning_content.clone_from(&reasoning);
 
         match step {
             Step::Answer(response) => {
@@ -422,6 +468,7 @@ impl Engine {
                 out.emit(EventData::RunCompleted {
                     content: Some(content),
                     content_type: content_type.clone(),
+                    reasoning_content: reasoning,
                     model_provider_data: provider_data,
                     session_state: leader.is_none().then(|| session_state.clone()),
                     metadata: run.metadata.clone(),
@@ -483,6 +530,7 @@ impl Engine {
                 out.emit(EventData::RunCompleted {
                     content: Some(Value::String(content)),
                     content_type: "str".into(),
+                    reasoning_content: reasoning,
                     model_provider_data: provider_data,
                     session_state: Some(if leader.is_some() {
                         json!({})
@@ -555,20 +603,22 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Calls the model, appending the answer's text to `partial` as it streams and keeping
-    /// the provider's metadata in `provider_data`. Returns how it ended and when the first
-    /// piece of the answer arrived. Cancelling drops the request at once.
+    /// Calls the model, appending the answer's text to `partial` and its reasoning to
+    /// `reasoning` as they stream and keeping the provider's metadata in `provider_data`.
+    /// Returns how it ended and when the first piece of the answer arrived. Cancelling
+    /// drops the request at once.
     async fn run(
         &self,
         request: ModelRequest<'_>,
         partial: &mut String,
+        reasoning: &mut String,
         provider_data: &mut Option<Value>,
     ) -> (Called, Option<Instant>) {
         let mut first: Option<Instant> = None;
         let called = tokio::select! {
             biased;
             () = self.cancel.cancelled() => Called::Cancelled,
-            called = self.stream(request, partial, provider_data, &mut first) => called,
+            called = self.stream(request, partial, reasoning, provider_data, &mut first) => called,
         };
         (called, first)
     }
@@ -577,6 +627,7 @@ impl Call<'_> {
         &self,
         request: ModelRequest<'_>,
         partial: &mut String,
+        reasoning: &mut String,
         provider_data: &mut Option<Value>,
         first: &mut Option<Instant>,
     ) -> Called {
@@ -607,6 +658,10 @@ impl Call<'_> {
                 }
                 Chunk::Reasoning(text) => {
                     first.get_or_insert_with(Instant::now);
+                    if reasoning.len() + text.len() > self.max_answer_bytes {
+                        return Called::Failed(ModelError::AnswerTooLong(self.max_answer_bytes));
+                    }
+                    reasoning.push_str(text);
                     if !self.out.keep_content {
                         self.content(Value::String(String::new()), text.clone(), provider_data)
                             .await;
@@ -622,11 +677,15 @@ impl Call<'_> {
                     }
                     *provider_data = Some(Value::Object(merged));
                 }
-                Chunk::ToolCall(_) | Chunk::Usage(_) | Chunk::Finish(_) => {}
+                Chunk::ToolCall(_)
+                | Chunk::Usage(_)
+                | Chunk::Finish(_)
+                | Chunk::ReasoningSignature(_)
+                | Chunk::RedactedReasoning(_) => {}
             }
             assembler.add(&chunk);
         }
-        Called::Done(assembler.finish())
+        Called::Done(Box::new(assembler.finish()))
     }
 
     async fn content(&self, content: Value, reasoning: String, provider_data: &Option<Value>) {

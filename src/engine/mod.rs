@@ -153,11 +153,14 @@ impl PendingRun {
 pub struct PendingTurn {
     /// The run object so far (status RUNNING, no content yet).
     pub run: RunOutput,
-    model: Arc<dyn Model>,
+    /// The models to call, in the order tried: the agent's, then its fallbacks.
+    models: Vec<Arc<dyn Model>>,
     messages: Vec<Message>,
     schema: Option<OutputSchema>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
+    reasoning_budget: Option<u32>,
+    cache_prompt: bool,
     stream: bool,
     started: Instant,
     toolbox: Toolbox,
@@ -176,7 +179,7 @@ pub struct PendingTurn {
 /// The prepared parts of a run, before the model is called.
 struct Prepared<'a> {
     agent: &'a AgentDef,
-    model: Arc<dyn Model>,
+    models: Vec<Arc<dyn Model>>,
     session: Session,
     session_state: Value,
     /// What is sent to the model: system prompt, history, the new user message.
@@ -216,6 +219,24 @@ impl Engine {
         let model = self.providers.model(&resolved);
         models.insert(spec.to_string(), model.clone());
         Ok(model)
+    }
+
+    /// The models a run of `agent` calls, in the order tried: its `model` and then its
+    /// `fallback_models`, or only `override_spec` when the request names a model.
+    fn models_for(
+        &self,
+        agent: &AgentDef,
+        override_spec: Option<&str>,
+    ) -> Result<Vec<Arc<dyn Model>>, ConfigError> {
+        if let Some(spec) = override_spec {
+            return Ok(vec![self.model(spec, None)?]);
+        }
+        let options = &agent.model_options;
+        let mut models = vec![self.model(&agent.model, Some(agent.model_line))?];
+        for spec in &options.fallback_models {
+            models.push(self.model(spec, Some(options.fallback_line))?);
+        }
+        Ok(models)
     }
 
     /// The tools `agent` may call.
@@ -323,7 +344,7 @@ impl Engine {
         let prepared = self.prepare(agent, &req, session_type).await?;
         let Prepared {
             agent,
-            model,
+            models,
             session,
             session_state,
             messages,
@@ -345,8 +366,9 @@ impl Engine {
             content: None,
             content_type,
             model_provider_data: None,
-            model: model.info().id.clone(),
-            model_provider: model.info().provider.clone(),
+            reasoning_content: None,
+            model: models[0].info().id.clone(),
+            model_provider: models[0].info().provider.clone(),
             session_state: session_state.clone(),
             created_at: now_secs(),
             status: RunStatus::Running,
@@ -378,11 +400,13 @@ impl Engine {
         }
         Ok(PendingTurn {
             run,
-            model,
+            models,
             messages,
             schema,
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
+            reasoning_budget: agent.model_options.thinking_budget,
+            cache_prompt: agent.model_options.cache_prompt,
             stream: req.stream,
             started,
             toolbox,
@@ -453,10 +477,7 @@ impl Engine {
         req: &RunRequest,
         session_type: Kind,
     ) -> Result<Prepared<'a>, EngineError> {
-        let model = match &req.model_override {
-            Some(spec) => self.model(spec, None)?,
-            None => self.model(&agent.model, Some(agent.model_line))?,
-        };
+        let models = self.models_for(agent, req.model_override.as_deref())?;
         let schema = match (&req.output_schema, &agent.output_schema) {
             (Some(schema), _) => Some(schema.clone()),
             (None, Some(raw)) => Some(
@@ -534,7 +555,7 @@ impl Engine {
         messages.push(user);
         Ok(Prepared {
             agent,
-            model,
+            models,
             session,
             session_state: Value::Object(state),
             messages,

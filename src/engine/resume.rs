@@ -58,7 +58,7 @@ impl Engine {
             .config
             .agent(agent_id)
             .ok_or_else(|| EngineError::AgentNotFound(agent_id.to_string()))?;
-        let model = self.model(&agent.model, Some(agent.model_line))?;
+        let models = self.models_for(agent, None)?;
         let toolbox = self.toolbox_for(agent).await?;
         let schema = match &agent.output_schema {
             Some(raw) => Some(
@@ -131,11 +131,13 @@ impl Engine {
         run.requirements = None;
         Ok(PendingRun::Turn(Box::new(PendingTurn {
             run,
-            model,
+            models,
             messages,
             schema,
             temperature: agent.temperature,
             max_tokens: agent.max_tokens,
+            reasoning_budget: agent.model_options.thinking_budget,
+            cache_prompt: agent.model_options.cache_prompt,
             stream,
             started: Instant::now(),
             toolbox,

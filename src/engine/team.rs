@@ -72,6 +72,7 @@ impl TeamLeader {
             model: run.model.clone(),
             model_provider: run.model_provider.clone(),
             model_provider_data: run.model_provider_data.clone(),
+            reasoning_content: run.reasoning_content.clone(),
             session_state: (run.status == RunStatus::Cancelled).then(|| json!({})),
             created_at: run.created_at,
             workflow_step_id: run.workflow_step_id.clone(),
@@ -362,6 +363,7 @@ impl Engine {
             tools: Vec::new(),
             tool_call_limit: team.tool_call_limit,
             max_answer_bytes: team.max_answer_bytes,
+            model_options: team.model_options.clone(),
         };
         let leader = Arc::new(TeamLeader {
             team_id: team.id.clone(),

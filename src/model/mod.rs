@@ -8,6 +8,7 @@
 //! - `openai`: OpenAI-compatible chat completions;
 //! - `test`: the offline `test` model.
 
+pub mod anthropic;
 pub mod openai;
 pub mod sse;
 pub mod test;
@@ -21,7 +22,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, ProviderKind, ResolvedModel};
-use crate::run::{Message, ToolCall};
+use crate::run::{Message, ReasoningBlock, ToolCall};
 use crate::schema::OutputFormat;
 use crate::tools::ToolSpec;
 
@@ -47,8 +48,18 @@ pub struct ModelRequest<'a> {
     pub output: Option<&'a OutputFormat>,
     /// Stream pieces as they are produced (true) or answer in one piece (false).
     pub stream: bool,
-    /// Functions the model may call; empty for none.
+    /// The functions of the run; empty for none.
     pub tools: &'a [ToolSpec],
+    /// Whether the model may call `tools` now. When false (the run's tool-call limit is
+    /// reached) the model must answer; providers that need the functions to read earlier
+    /// calls still list them.
+    pub allow_tools: bool,
+    /// Tokens the model may spend reasoning before it answers (extended thinking), for
+    /// providers that take a budget.
+    pub reasoning_budget: Option<u32>,
+    /// Mark the system prompt and the history as cacheable, for providers that cache
+    /// prompts only when asked.
+    pub cache_prompt: bool,
 }
 
 /// A piece of a model's answer, in the order the provider produced it.
@@ -58,6 +69,11 @@ pub enum Chunk {
     Text(String),
     /// Reasoning ("thinking") text.
     Reasoning(String),
+    /// The provider's signature over the reasoning since the last signature: that
+    /// reasoning is one block to send back unchanged.
+    ReasoningSignature(String),
+    /// Reasoning the provider sent encrypted, to send back unchanged.
+    RedactedReasoning(String),
     /// A piece of a function call; pieces with the same index make one call.
     ToolCall(ToolCallDelta),
     /// Token counts; a later report replaces an earlier one.
@@ -106,6 +122,8 @@ pub struct Usage {
 pub struct ModelResponse {
     pub content: String,
     pub reasoning: String,
+    /// Signed and redacted reasoning, in order, to replay in later turns.
+    pub reasoning_blocks: Vec<ReasoningBlock>,
     pub provider_data: Option<Value>,
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
@@ -170,6 +188,8 @@ pub async fn complete(
 #[derive(Default)]
 pub struct Assembler {
     response: ModelResponse,
+    /// Reasoning text not yet closed by a signature.
+    unsigned: String,
     provider_data: Map<String, Value>,
     /// `(index, call)` in order of first appearance.
     calls: Vec<(u64, ToolCall)>,
@@ -179,7 +199,22 @@ impl Assembler {
     pub fn add(&mut self, chunk: &Chunk) {
         match chunk {
             Chunk::Text(text) => self.response.content.push_str(text),
-            Chunk::Reasoning(text) => self.response.reasoning.push_str(text),
+            Chunk::Reasoning(text) => {
+                self.response.reasoning.push_str(text);
+                self.unsigned.push_str(text);
+            }
+            Chunk::ReasoningSignature(signature) => {
+                self.response
+                    .reasoning_blocks
+                    .push(ReasoningBlock::Thinking {
+                        thinking: std::mem::take(&mut self.unsigned),
+                        signature: signature.clone(),
+                    });
+            }
+            Chunk::RedactedReasoning(data) => self
+                .response
+                .reasoning_blocks
+                .push(ReasoningBlock::RedactedThinking { data: data.clone() }),
             Chunk::ToolCall(delta) => self.add_call(delta),
             Chunk::Usage(usage) => self.response.usage = Some(*usage),
             Chunk::ProviderData(data) => {
@@ -274,7 +309,8 @@ impl Model for Unavailable {
 pub fn describe(resolved: &ResolvedModel) -> ModelInfo {
     match resolved.provider.kind {
         ProviderKind::Test => test::info(&resolved.model),
-        ProviderKind::OpenAi | ProviderKind::Anthropic => openai::info(resolved),
+        ProviderKind::OpenAi => openai::info(resolved),
+        ProviderKind::Anthropic => anthropic::info(resolved),
     }
 }
 
@@ -326,7 +362,12 @@ impl Providers {
                     });
                 }
                 let transport = self.transport(&resolved.provider);
-                Arc::new(openai::OpenAiModel::new(resolved, transport))
+                match resolved.provider.kind {
+                    ProviderKind::Anthropic => {
+                        Arc::new(anthropic::AnthropicModel::new(resolved, transport))
+                    }
+                    _ => Arc::new(openai::OpenAiModel::new(resolved, transport)),
+                }
             }
         }
     }

@@ -32,7 +32,7 @@ use super::{
     ArgumentsPiece, Chunk, ChunkStream, Model, ModelError, ModelInfo, ModelRequest, ToolCallDelta,
     Usage,
 };
-use crate::config::{ProviderKind, ResolvedModel};
+use crate::config::ResolvedModel;
 use crate::run::{Message, Role, ToolCall};
 use crate::schema::OutputFormat;
 use crate::tools::ToolSpec;
@@ -47,10 +47,10 @@ const MAX_ERROR_MESSAGE_CHARS: usize = 500;
 /// How AgentOS names a model of this provider: `OpenAIChat` for OpenAI itself,
 /// `OpenAILike` for other compatible endpoints.
 pub fn info(resolved: &ResolvedModel) -> ModelInfo {
-    let class_name = match resolved.provider.kind {
-        ProviderKind::OpenAi if resolved.provider.name == "openai" => "OpenAIChat",
-        ProviderKind::Anthropic => "Claude",
-        _ => "OpenAILike",
+    let class_name = if resolved.provider.name == "openai" {
+        "OpenAIChat"
+    } else {
+        "OpenAILike"
     };
     ModelInfo {
         id: resolved.model.clone(),
@@ -62,7 +62,6 @@ pub fn info(resolved: &ResolvedModel) -> ModelInfo {
 /// A chat-completions endpoint and model.
 pub struct OpenAiModel {
     info: ModelInfo,
-    kind: ProviderKind,
     url: String,
     api_key: Option<String>,
     headers: Vec<(String, String)>,
@@ -74,7 +73,6 @@ impl OpenAiModel {
         let provider = &resolved.provider;
         OpenAiModel {
             info: info(resolved),
-            kind: provider.kind,
             url: format!(
                 "{}/chat/completions",
                 provider.base_url.trim_end_matches('/')
@@ -101,7 +99,9 @@ impl OpenAiModel {
             temperature: request.temperature,
             max_tokens: request.max_tokens,
             response_format: request.output.map(WireFormat),
-            tools: (!request.tools.is_empty()).then_some(WireTools(request.tools)),
+            // Past the run's tool-call limit no functions are offered, so the model answers.
+            tools: (request.allow_tools && !request.tools.is_empty())
+                .then_some(WireTools(request.tools)),
         };
         serde_json::to_vec(&body)
             .map(Bytes::from)
@@ -109,12 +109,6 @@ impl OpenAiModel {
     }
 
     async fn call(&self, request: ModelRequest<'_>) -> Result<ChunkStream, ModelError> {
-        if self.kind == ProviderKind::Anthropic {
-            return Err(ModelError::Protocol(format!(
-                "provider {}: the anthropic provider kind is not supported yet",
-                self.info.provider
-            )));
-        }
         let call = Call {
             url: &self.url,
             bearer: self.api_key.as_deref(),
@@ -729,7 +723,7 @@ mod tests {
                 &ResolvedModel {
                     provider: ProviderDef {
                         name: "fake".into(),
-                        kind: ProviderKind::OpenAi,
+                        kind: crate::config::ProviderKind::OpenAi,
                         base_url: self.base_url.clone(),
                         api_key_env: Some("FAKE_KEY".into()),
                         headers,
@@ -850,6 +844,9 @@ mod tests {
             output: None,
             stream,
             tools: &[],
+            allow_tools: true,
+            reasoning_budget: None,
+            cache_prompt: false,
         }
     }
 
@@ -1343,18 +1340,6 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-    }
-
-    #[tokio::test]
-    async fn anthropic_kind_is_refused() {
-        let server = FakeServer::start(vec![]);
-        let mut model = server.model();
-        model.kind = ProviderKind::Anthropic;
-        let msgs = messages();
-        assert!(matches!(
-            invoke(&model, request(&msgs, true)).await.0,
-            Err(ModelError::Protocol(_))
-        ));
     }
 
     fn wire(message: &Message) -> Value {

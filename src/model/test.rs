@@ -91,6 +91,15 @@ pub fn info(model: &str) -> ModelInfo {
     }
 }
 
+/// The functions the model may call now: none past the run's tool-call limit.
+fn offered_tools<'a>(request: &ModelRequest<'a>) -> &'a [ToolSpec] {
+    if request.allow_tools {
+        request.tools
+    } else {
+        &[]
+    }
+}
+
 impl TestModel {
     pub fn new(model: &str) -> Self {
         TestModel { info: info(model) }
@@ -105,7 +114,7 @@ impl TestModel {
                 message: "test model error (HTTP 500)".into(),
             });
         }
-        let tool_calls = requested_tool_calls(request.messages, request.tools);
+        let tool_calls = requested_tool_calls(request.messages, offered_tools(request));
         let content = if !tool_calls.is_empty() {
             String::new()
         } else {
@@ -661,7 +670,7 @@ fn input_hash(request: &ModelRequest<'_>) -> u64 {
             feed(id.as_bytes());
         }
     }
-    for tool in request.tools {
+    for tool in offered_tools(request) {
         feed(tool.name.as_bytes());
         feed(tool.parameters.to_string().as_bytes());
     }
@@ -700,6 +709,9 @@ mod tests {
             output: None,
             stream,
             tools: &[],
+            allow_tools: true,
+            reasoning_budget: None,
+            cache_prompt: false,
         }
     }
 

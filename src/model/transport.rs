@@ -155,14 +155,18 @@ impl Transport {
             if attempt >= self.options.max_retries {
                 return Err(error);
             }
-            let backoff = self
-                .options
-                .base_backoff
-                .saturating_mul(1 << attempt.min(16))
-                .min(MAX_BACKOFF);
+            let backoff = self.backoff(attempt);
             attempt += 1;
             tokio::time::sleep(retry_after.map_or(backoff, |d| d.min(MAX_RETRY_AFTER))).await;
         }
+    }
+
+    /// How long to wait before retry number `attempt + 1`: exponential, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.options
+            .base_backoff
+            .saturating_mul(1 << attempt.min(16))
+            .min(MAX_BACKOFF)
     }
 
     async fn send_once(&self, call: &Call<'_>) -> Result<Response<Incoming>, Failure> {

@@ -69,6 +69,13 @@ pub struct Metrics {
     pub output_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub total_tokens: Option<u64>,
+    /// Counted only when the provider reports them (left out when zero, as AgentOS).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cache_read_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cache_write_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reasoning_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub time_to_first_token: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -116,9 +123,25 @@ pub struct Message {
     pub tool_call_error: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider_data: Option<Value>,
+    /// The reasoning ("thinking") text of an assistant turn, as AgentOS names it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reasoning_content: Option<String>,
+    /// Reasoning the provider needs back unchanged in later turns (signed or redacted
+    /// thinking); empty for providers whose reasoning is display only.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasoning_blocks: Vec<ReasoningBlock>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub metrics: Option<Metrics>,
     pub created_at: i64,
+}
+
+/// A piece of a model's reasoning that must go back to the model as it came: thinking
+/// with the provider's signature over it, or thinking the provider sent only encrypted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReasoningBlock {
+    Thinking { thinking: String, signature: String },
+    RedactedThinking { data: String },
 }
 
 /// A function call a model asked for. Stored on the assistant message in AgentOS's shape,
@@ -221,6 +244,9 @@ pub struct RunOutput {
     pub content_type: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub model_provider_data: Option<Value>,
+    /// The reasoning text of the run's model calls, joined.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reasoning_content: Option<String>,
     pub model: String,
     pub model_provider: String,
     pub session_state: Value,

@@ -26,6 +26,9 @@ pub struct TeamRunOutput {
     pub model_provider: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub model_provider_data: Option<Value>,
+    /// The reasoning text of the leader's model calls, joined.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_state: Option<Value>,
     pub created_at: i64,

@@ -1020,6 +1020,7 @@ mod tests {
                         provider: "OpenAI Chat".into(),
                     }],
                 }),
+                ..Metrics::default()
             }
         };
         StoredRun {
@@ -1033,6 +1034,7 @@ mod tests {
                 content: Some(json!(format!("Story for '{input}'."))),
                 content_type: "str".into(),
                 model_provider_data: None,
+                reasoning_content: None,
                 model: "gpt-4o-mini".into(),
                 model_provider: "OpenAI".into(),
                 session_state: json!({}),
@@ -1443,6 +1445,7 @@ mod tests {
                 model: "gpt-4o-mini".into(),
                 model_provider: "OpenAI".into(),
                 model_provider_data: None,
+                reasoning_content: None,
                 session_state: None,
                 created_at: 1_795_915_420,
                 workflow_step_id: None,

@@ -585,6 +585,7 @@ mod tests {
             content: Some(json!(format!("answer {text}"))),
             content_type: "str".into(),
             model_provider_data: None,
+            reasoning_content: None,
             model: "test".into(),
             model_provider: "Test".into(),
             session_state: json!({}),

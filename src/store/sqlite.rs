@@ -1011,6 +1011,7 @@ mod tests {
             content: None,
             content_type: "str".into(),
             model_provider_data: None,
+            reasoning_content: None,
             model: "test".into(),
             model_provider: "Test".into(),
             session_state: json!({}),

@@ -180,6 +180,7 @@ impl TestEnv {
             "OPENAI_API_KEY",
             "OPENAI_BASE_URL",
             "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
             "OPENROUTER_API_KEY",
             "AGENTOS_LOG",
             "AGENTOS_READ_TIMEOUT_SECS",

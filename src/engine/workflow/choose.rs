@@ -133,6 +133,9 @@ impl Runner<'_> {
             output: Some(&format),
             stream: false,
             tools: &[],
+            allow_tools: true,
+            reasoning_budget: None,
+            cache_prompt: false,
         };
         let answer = tokio::select! {
             biased;

@@ -1,0 +1,435 @@
+//! Anthropic's Messages API, reasoning and fallback models, through the real binary
+//! against the fake server (`fake_anthropic.rs`): `agentos run`, `serve` streaming and
+//! not, a tool loop with extended thinking, an output schema, prompt caching, retries of
+//! an overloaded API, and fallbacks.
+//!
+//! See: issue 11 ("Anthropic as a native provider, reasoning content, and fallback models").
+
+use serde_json::{Value, json};
+
+use crate::fake_anthropic::{API_KEY, blocks, system, turns};
+use crate::fake_model::FakeModel;
+use crate::serve::{Server, get, parse_sse, post_form};
+use crate::util::TestEnv;
+
+/// Agents on the fake Anthropic API (`claude`), plus the OpenAI fake (`fake`) for
+/// fallbacks. `{FAKE}` is the fake's `/v1` base URL.
+const CONFIG: &str = r#"
+[providers.claude]
+kind = "anthropic"
+base_url = "{FAKE}"
+
+[providers.fake]
+kind = "openai"
+base_url = "{FAKE}"
+
+[tools.get_weather]
+description = "Get the current weather for a city."
+command = ["sh", "-c", "printf 'The weather in %s is sunny.' \"$AGENTOS_ARG_CITY\""]
+[tools.get_weather.parameters]
+type = "object"
+required = ["city"]
+[tools.get_weather.parameters.properties.city]
+type = "string"
+
+[[agents]]
+id = "writer"
+name = "Writer"
+model = "claude:claude-sonnet-4-5"
+instructions = "You write very short stories. The robot's name is Anna."
+
+[[agents]]
+id = "thinker"
+model = "claude:claude-sonnet-4-5"
+instructions = "Think, then answer weather questions with get_weather."
+tools = ["get_weather"]
+thinking = { budget_tokens = 2048 }
+
+[[agents]]
+id = "reporter"
+model = "claude:claude-haiku-4-5"
+max_tokens = 500
+[agents.output_schema]
+title = "Report"
+type = "object"
+required = ["headline", "score"]
+[agents.output_schema.properties.headline]
+type = "string"
+[agents.output_schema.properties.score]
+type = "integer"
+
+[[agents]]
+id = "cached"
+model = "claude:claude-sonnet-4-5"
+instructions = "You remember the conversation."
+add_history_to_context = true
+cache_prompt = true
+
+[[agents]]
+id = "resilient"
+model = "claude:claude-sonnet-4-5"
+fallback_models = ["fake:gpt-4o-mini"]
+
+[[agents]]
+id = "openai-first"
+model = "fake:gpt-4o-mini"
+fallback_models = ["claude:claude-haiku-4-5"]
+"#;
+
+fn env(fake: &FakeModel) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.write_config(&CONFIG.replace("{FAKE}", &fake.base_url()));
+    env.set_env("ANTHROPIC_API_KEY", API_KEY);
+    env.set_env("OPENAI_API_KEY", "sk-test");
+    env
+}
+
+fn server() -> Server {
+    Server::start_full(
+        Some(CONFIG),
+        &[],
+        &[
+            ("ANTHROPIC_API_KEY", API_KEY),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+    )
+}
+
+#[test]
+fn run_streams_an_answer_and_stores_anthropic_usage() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    let out = env.run(["run", "writer", "-m", "Tell me a story"]);
+    out.assert_success();
+    assert_eq!(
+        out.stdout().trim(),
+        "Claude Story for 'Tell me a story'. Starring Anna. The end."
+    );
+
+    let body = fake.single_request();
+    assert_eq!(body["model"], "claude-sonnet-4-5");
+    assert_eq!(body["max_tokens"], 8192, "the per-model default");
+    assert_eq!(body["stream"], true);
+    assert_eq!(
+        system(&body),
+        "You write very short stories. The robot's name is Anna."
+    );
+    assert_eq!(
+        turns(&body),
+        [json!({"role": "user", "content": [{"type": "text", "text": "Tell me a story"}]})]
+    );
+    assert_eq!(fake.header(0, "x-api-key").as_deref(), Some(API_KEY));
+    assert_eq!(
+        fake.header(0, "anthropic-version").as_deref(),
+        Some("2023-06-01")
+    );
+    assert_eq!(fake.header(0, "authorization"), None);
+
+    let out = env.run(["run", "writer", "-m", "Tell me a story", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["model"], "claude-sonnet-4-5");
+    assert_eq!(run["model_provider"], "claude");
+    assert_eq!(run["model_provider_data"]["id"], "msg_fake_1");
+    let metrics = &run["metrics"];
+    assert_eq!(metrics["input_tokens"], 20);
+    assert_eq!(metrics["output_tokens"], 3);
+    assert_eq!(metrics["total_tokens"], 23);
+}
+
+#[test]
+fn serve_streams_thinking_and_replays_it_through_a_tool_loop() {
+    let s = server();
+    let a = post_form(
+        &s.url("/agents/thinker/runs"),
+        &[
+            ("message", "What is the weather in Oslo?"),
+            ("stream", "true"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let events = parse_sse(&a.body);
+    let reasoning: String = events
+        .iter()
+        .filter(|(name, _)| name == "RunContent")
+        .filter_map(|(_, e)| e["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(
+        reasoning,
+        "Thinking about 'What is the weather in Oslo?'.Thinking about ''."
+    );
+    let (_, completed) = events
+        .iter()
+        .find(|(name, _)| name == "RunCompleted")
+        .expect("RunCompleted");
+    assert_eq!(
+        completed["content"],
+        "Tool result received: The weather in Oslo is sunny."
+    );
+    assert_eq!(completed["reasoning_content"], reasoning.as_str());
+    assert!(events.iter().any(|(name, _)| name == "ToolCallCompleted"));
+
+    // The second call sent the thinking block back, signed, before the tool_use, and the
+    // result in the next user turn.
+    let second = &s.fake.requests()[1];
+    assert_eq!(
+        second["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+    assert_eq!(second["max_tokens"], 2048 + 8192);
+    let turns = turns(second);
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    let assistant = blocks(&turns[1]);
+    assert_eq!(
+        assistant[0],
+        json!({"type": "thinking", "thinking": "Thinking about 'What is the weather in Oslo?'.",
+               "signature": "sig-46"})
+    );
+    assert_eq!(assistant[1]["type"], "tool_use");
+    assert_eq!(assistant[1]["input"], json!({"city": "Oslo"}));
+    let results = blocks(&turns[2]);
+    assert_eq!(
+        results,
+        [
+            json!({"type": "tool_result", "tool_use_id": assistant[1]["id"],
+                "content": "The weather in Oslo is sunny.", "is_error": false})
+        ]
+    );
+
+    // The stored run keeps the reasoning and the signed block.
+    let run_id = completed["run_id"].as_str().unwrap();
+    let session_id = completed["session_id"].as_str().unwrap();
+    let stored = get(&s.url(&format!("/sessions/{session_id}/runs/{run_id}")));
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    let stored = stored.json();
+    assert_eq!(stored["reasoning_content"], reasoning.as_str());
+    let messages = stored["messages"].as_array().unwrap();
+    let with_blocks = messages
+        .iter()
+        .find(|m| m.get("reasoning_blocks").is_some())
+        .expect("an assistant message with its thinking block");
+    assert_eq!(with_blocks["reasoning_blocks"][0]["signature"], "sig-46");
+
+    // Not streaming: the run object carries the reasoning too.
+    let a = post_form(
+        &s.url("/agents/thinker/runs"),
+        &[("message", "Tell me a joke"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let run = a.json();
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["reasoning_content"], "Thinking about 'Tell me a joke'.");
+    assert_eq!(
+        run["content"],
+        "Claude Story for 'Tell me a joke'. The end."
+    );
+}
+
+#[test]
+fn output_schema_history_caching_and_agent_info() {
+    let s = server();
+    let a = post_form(
+        &s.url("/agents/reporter/runs"),
+        &[("message", "Report on robots"), ("stream", "false")],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let run = a.json();
+    assert_eq!(run["content_type"], "Report");
+    assert!(run["content"]["headline"].is_string(), "{run}");
+    assert!(run["content"]["score"].is_i64(), "{run}");
+    let body = s.fake.single_request();
+    assert_eq!(body["max_tokens"], 500);
+    assert_eq!(
+        body["output_config"]["format"]["type"], "json_schema",
+        "{body}"
+    );
+    assert_eq!(
+        body["output_config"]["format"]["schema"]["required"],
+        json!(["headline", "score"])
+    );
+
+    // Prompt caching: the system prompt and the last history turn are marked.
+    let first = post_form(
+        &s.url("/agents/cached/runs"),
+        &[
+            ("message", "My name is Ada"),
+            ("stream", "false"),
+            ("session_id", "s1"),
+        ],
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = post_form(
+        &s.url("/agents/cached/runs"),
+        &[
+            ("message", "What is my name?"),
+            ("stream", "false"),
+            ("session_id", "s1"),
+        ],
+    );
+    assert_eq!(second.status, 200, "{}", second.body);
+    let body = s.fake.requests().last().cloned().unwrap();
+    assert_eq!(
+        body["system"],
+        json!([{"type": "text", "text": "You remember the conversation.",
+                "cache_control": {"type": "ephemeral"}}])
+    );
+    let turns = turns(&body);
+    assert_eq!(turns.len(), 3);
+    assert_eq!(
+        blocks(&turns[1])[0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
+    assert!(blocks(&turns[2])[0].get("cache_control").is_none());
+    let metrics = &second.json()["metrics"];
+    assert_eq!(
+        metrics["input_tokens"], 20,
+        "uncached input only: {metrics}"
+    );
+    assert_eq!(metrics["cache_read_tokens"], 50);
+    assert_eq!(metrics["cache_write_tokens"], 10);
+    assert_eq!(metrics["output_tokens"], 1, "one block, not streamed");
+    assert_eq!(metrics["total_tokens"], 20 + 1 + 50 + 10);
+
+    // /agents names the model as AgentOS does for Claude.
+    let agents = get(&s.url("/agents")).json();
+    let writer = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "writer")
+        .unwrap();
+    assert_eq!(
+        writer["model"],
+        json!({"name": "Claude", "model": "claude-sonnet-4-5", "provider": "claude"})
+    );
+}
+
+#[test]
+fn an_overloaded_api_is_retried_and_refusals_end_the_run() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    // An `error` event before any content: asked again, and answered.
+    let out = env.run(["run", "writer", "-m", "overloaded story", "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["status"], "COMPLETED", "{}", out.describe());
+    assert_eq!(fake.request_count(), 2);
+    // HTTP 529 with retry-after: 0, then an answer.
+    let out = env.run(["run", "writer", "-m", "busy story", "--json"]);
+    assert_eq!(out.json()["status"], "COMPLETED", "{}", out.describe());
+    assert_eq!(fake.request_count(), 4);
+    // A 400 is not retried: the run ends ERROR with Anthropic's message.
+    let out = env.run(["run", "writer", "-m", "badrequest story", "--json"]);
+    let run = out.json();
+    assert_eq!(run["status"], "ERROR");
+    assert_eq!(run["content"], "fake invalid request (HTTP 400)");
+    assert_eq!(fake.request_count(), 5);
+    // An error after content has streamed keeps the partial answer.
+    let out = env.run(["run", "writer", "-m", "midstream story", "--json"]);
+    let run = out.json();
+    assert_eq!(run["status"], "ERROR");
+    assert_eq!(
+        run["content"], "fake failure mid-stream (api_error)",
+        "{run}"
+    );
+    let stored = env.stored_runs(run["session_id"].as_str().unwrap());
+    let last = stored.last().unwrap();
+    let partial = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .expect("the partial answer is stored");
+    assert_eq!(partial["content"], "partial ");
+    assert_eq!(fake.request_count(), 6);
+}
+
+#[test]
+fn fallback_models_answer_when_a_model_fails_before_streaming() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    let out = env.run(["run", "resilient", "-m", "badrequest story", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["content"], "Story for 'badrequest story'. The end.");
+    assert_eq!(
+        run["model"], "gpt-4o-mini",
+        "the run names the model that answered"
+    );
+    assert_eq!(run["model_provider"], "fake");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].get("max_tokens").is_some(), "Anthropic first");
+    assert!(requests[1].get("max_tokens").is_none(), "then OpenAI");
+
+    // OpenAI first, Anthropic as the fallback, streamed to the terminal.
+    let out = env.run(["run", "openai-first", "-m", "fail story"]);
+    out.assert_success();
+    assert_eq!(
+        out.stdout().trim(),
+        "Claude Story for 'fail story'. The end."
+    );
+
+    // Content already streamed: no fallback, the run keeps what it had.
+    let before = fake.request_count();
+    let out = env.run(["run", "resilient", "-m", "midstream story", "--json"]);
+    assert_eq!(out.json()["status"], "ERROR");
+    assert_eq!(
+        fake.request_count(),
+        before + 1,
+        "no fallback after content"
+    );
+
+    // agentos check names each agent's fallbacks.
+    let check = env.run(["check"]);
+    check.assert_success();
+    check.assert_stdout_contains("fallbacks: fake:gpt-4o-mini");
+}
+
+#[test]
+fn openai_compatible_reasoning_reaches_events_and_the_run() {
+    let fake = FakeModel::start();
+    let mut env = TestEnv::with_fake(&fake);
+    env.set_env("OPENAI_API_KEY", "sk-test");
+    let out = env.run([
+        "run",
+        "story-writer",
+        "-m",
+        "reason about robots",
+        "--jsonl",
+    ]);
+    out.assert_success();
+    let events = out.json_lines();
+    let reasoning: String = events
+        .iter()
+        .filter(|e| e["event"] == "RunContent")
+        .filter_map(|e| e["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(reasoning, "Reasoning about 'reason about robots'.");
+    let completed = events
+        .iter()
+        .find(|e| e["event"] == "RunCompleted")
+        .unwrap();
+    assert_eq!(
+        completed["reasoning_content"],
+        "Reasoning about 'reason about robots'."
+    );
+
+    // Piped, the answer is the text alone.
+    let out = env.run(["run", "story-writer", "-m", "reason about robots"]);
+    out.assert_success();
+    assert!(!out.stdout().contains("Reasoning"), "{}", out.describe());
+    assert!(!out.stderr().contains("Reasoning"), "{}", out.describe());
+    let runs: Vec<Value> = env
+        .sessions()
+        .iter()
+        .flat_map(|s| env.stored_runs(s["session_id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        runs.iter()
+            .all(|r| r["reasoning_content"] == "Reasoning about 'reason about robots'."),
+        "{runs:?}"
+    );
+}
