@@ -33,6 +33,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
             [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents, teams and workflows, or show one')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List, show, rename or delete stored sessions')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a run, whichever process executes it')
+            [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs of every process sharing the store, or follow one as it goes')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -202,6 +204,60 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;sessions;help;help' {
             break
         }
+        'agentos;cancel' {
+            [CompletionResult]::new('--wait-secs', '--wait-secs', [CompletionResultType]::ParameterName, 'How long to wait for the run to stop (0: only ask)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'agentos;runs' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List runs, newest first, with the process executing each live one')
+            [CompletionResult]::new('follow', 'follow', [CompletionResultType]::ParameterValue, 'Print a run''s answer (or events) as it goes, from any process; ends with the run')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'agentos;runs;list' {
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Only runs with this status (running, pending, completed, paused, cancelled, error); repeatable')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'How many to show')
+            [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many to show')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Team members'' and workflow steps'' runs too')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'agentos;runs;follow' {
+            [CompletionResult]::new('--after', '--after', [CompletionResultType]::ParameterName, 'Start after this event index (as the API''s `last_event_index`); default: from the start')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
+            [CompletionResult]::new('--jsonl', '--jsonl', [CompletionResultType]::ParameterName, 'Print every event as one JSON line (with its `event_index`) instead of the answer')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'agentos;runs;help' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List runs, newest first, with the process executing each live one')
+            [CompletionResult]::new('follow', 'follow', [CompletionResultType]::ParameterValue, 'Print a run''s answer (or events) as it goes, from any process; ends with the run')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'agentos;runs;help;list' {
+            break
+        }
+        'agentos;runs;help;follow' {
+            break
+        }
+        'agentos;runs;help;help' {
+            break
+        }
         'agentos;completions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'SQLite file holding sessions and runs')
@@ -216,6 +272,8 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate an agents file and print what it defines')
             [CompletionResult]::new('agents', 'agents', [CompletionResultType]::ParameterValue, 'List agents, teams and workflows, or show one')
             [CompletionResult]::new('sessions', 'sessions', [CompletionResultType]::ParameterValue, 'List, show, rename or delete stored sessions')
+            [CompletionResult]::new('cancel', 'cancel', [CompletionResultType]::ParameterValue, 'Cancel a run, whichever process executes it')
+            [CompletionResult]::new('runs', 'runs', [CompletionResultType]::ParameterValue, 'List the runs of every process sharing the store, or follow one as it goes')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -260,6 +318,20 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             break
         }
         'agentos;help;sessions;rename' {
+            break
+        }
+        'agentos;help;cancel' {
+            break
+        }
+        'agentos;help;runs' {
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List runs, newest first, with the process executing each live one')
+            [CompletionResult]::new('follow', 'follow', [CompletionResultType]::ParameterValue, 'Print a run''s answer (or events) as it goes, from any process; ends with the run')
+            break
+        }
+        'agentos;help;runs;list' {
+            break
+        }
+        'agentos;help;runs;follow' {
             break
         }
         'agentos;help;completions' {

@@ -19,6 +19,9 @@ _agentos() {
             agentos,agents)
                 cmd="agentos__subcmd__agents"
                 ;;
+            agentos,cancel)
+                cmd="agentos__subcmd__cancel"
+                ;;
             agentos,check)
                 cmd="agentos__subcmd__check"
                 ;;
@@ -33,6 +36,9 @@ _agentos() {
                 ;;
             agentos,run)
                 cmd="agentos__subcmd__run"
+                ;;
+            agentos,runs)
+                cmd="agentos__subcmd__runs"
                 ;;
             agentos,serve)
                 cmd="agentos__subcmd__serve"
@@ -61,6 +67,9 @@ _agentos() {
             agentos__subcmd__help,agents)
                 cmd="agentos__subcmd__help__subcmd__agents"
                 ;;
+            agentos__subcmd__help,cancel)
+                cmd="agentos__subcmd__help__subcmd__cancel"
+                ;;
             agentos__subcmd__help,check)
                 cmd="agentos__subcmd__help__subcmd__check"
                 ;;
@@ -76,6 +85,9 @@ _agentos() {
             agentos__subcmd__help,run)
                 cmd="agentos__subcmd__help__subcmd__run"
                 ;;
+            agentos__subcmd__help,runs)
+                cmd="agentos__subcmd__help__subcmd__runs"
+                ;;
             agentos__subcmd__help,serve)
                 cmd="agentos__subcmd__help__subcmd__serve"
                 ;;
@@ -88,6 +100,12 @@ _agentos() {
             agentos__subcmd__help__subcmd__agents,show)
                 cmd="agentos__subcmd__help__subcmd__agents__subcmd__show"
                 ;;
+            agentos__subcmd__help__subcmd__runs,follow)
+                cmd="agentos__subcmd__help__subcmd__runs__subcmd__follow"
+                ;;
+            agentos__subcmd__help__subcmd__runs,list)
+                cmd="agentos__subcmd__help__subcmd__runs__subcmd__list"
+                ;;
             agentos__subcmd__help__subcmd__sessions,delete)
                 cmd="agentos__subcmd__help__subcmd__sessions__subcmd__delete"
                 ;;
@@ -99,6 +117,24 @@ _agentos() {
                 ;;
             agentos__subcmd__help__subcmd__sessions,show)
                 cmd="agentos__subcmd__help__subcmd__sessions__subcmd__show"
+                ;;
+            agentos__subcmd__runs,follow)
+                cmd="agentos__subcmd__runs__subcmd__follow"
+                ;;
+            agentos__subcmd__runs,help)
+                cmd="agentos__subcmd__runs__subcmd__help"
+                ;;
+            agentos__subcmd__runs,list)
+                cmd="agentos__subcmd__runs__subcmd__list"
+                ;;
+            agentos__subcmd__runs__subcmd__help,follow)
+                cmd="agentos__subcmd__runs__subcmd__help__subcmd__follow"
+                ;;
+            agentos__subcmd__runs__subcmd__help,help)
+                cmd="agentos__subcmd__runs__subcmd__help__subcmd__help"
+                ;;
+            agentos__subcmd__runs__subcmd__help,list)
+                cmd="agentos__subcmd__runs__subcmd__help__subcmd__list"
                 ;;
             agentos__subcmd__sessions,delete)
                 cmd="agentos__subcmd__sessions__subcmd__delete"
@@ -137,7 +173,7 @@ _agentos() {
 
     case "${cmd}" in
         agentos)
-            opts="-h -V --config --db --help --version run continue serve check agents sessions completions help"
+            opts="-h -V --config --db --help --version run continue serve check agents sessions cancel runs completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -280,6 +316,32 @@ _agentos() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        agentos__subcmd__cancel)
+            opts="-h --wait-secs --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --wait-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         agentos__subcmd__check)
             opts="-h --config --db --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -351,7 +413,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__help)
-            opts="run continue serve check agents sessions completions help"
+            opts="run continue serve check agents sessions cancel runs completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -395,6 +457,20 @@ _agentos() {
         agentos__subcmd__help__subcmd__agents__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__help__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -465,6 +541,48 @@ _agentos() {
         agentos__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__help__subcmd__runs)
+            opts="list follow"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__help__subcmd__runs__subcmd__follow)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__help__subcmd__runs__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -608,6 +726,144 @@ _agentos() {
                     return 0
                     ;;
                 --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs)
+            opts="-h --config --db --help list follow help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__follow)
+            opts="-h --jsonl --after --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__help)
+            opts="list follow help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__help__subcmd__follow)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        agentos__subcmd__runs__subcmd__list)
+            opts="-n -h --status --all --limit --json --config --db --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --status)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

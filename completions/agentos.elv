@@ -30,6 +30,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand check 'Validate an agents file and print what it defines'
             cand agents 'List agents, teams and workflows, or show one'
             cand sessions 'List, show, rename or delete stored sessions'
+            cand cancel 'Cancel a run, whichever process executes it'
+            cand runs 'List the runs of every process sharing the store, or follow one as it goes'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -176,6 +178,52 @@ set edit:completion:arg-completer[agentos] = {|@words|
         }
         &'agentos;sessions;help;help'= {
         }
+        &'agentos;cancel'= {
+            cand --wait-secs 'How long to wait for the run to stop (0: only ask)'
+            cand --config 'Agents file to use'
+            cand --db 'SQLite file holding sessions and runs'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'agentos;runs'= {
+            cand --config 'Agents file to use'
+            cand --db 'SQLite file holding sessions and runs'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand list 'List runs, newest first, with the process executing each live one'
+            cand follow 'Print a run''s answer (or events) as it goes, from any process; ends with the run'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'agentos;runs;list'= {
+            cand --status 'Only runs with this status (running, pending, completed, paused, cancelled, error); repeatable'
+            cand -n 'How many to show'
+            cand --limit 'How many to show'
+            cand --config 'Agents file to use'
+            cand --db 'SQLite file holding sessions and runs'
+            cand --all 'Team members'' and workflow steps'' runs too'
+            cand --json 'Print a JSON array instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'agentos;runs;follow'= {
+            cand --after 'Start after this event index (as the API''s `last_event_index`); default: from the start'
+            cand --config 'Agents file to use'
+            cand --db 'SQLite file holding sessions and runs'
+            cand --jsonl 'Print every event as one JSON line (with its `event_index`) instead of the answer'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'agentos;runs;help'= {
+            cand list 'List runs, newest first, with the process executing each live one'
+            cand follow 'Print a run''s answer (or events) as it goes, from any process; ends with the run'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'agentos;runs;help;list'= {
+        }
+        &'agentos;runs;help;follow'= {
+        }
+        &'agentos;runs;help;help'= {
+        }
         &'agentos;completions'= {
             cand --config 'Agents file to use'
             cand --db 'SQLite file holding sessions and runs'
@@ -189,6 +237,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand check 'Validate an agents file and print what it defines'
             cand agents 'List agents, teams and workflows, or show one'
             cand sessions 'List, show, rename or delete stored sessions'
+            cand cancel 'Cancel a run, whichever process executes it'
+            cand runs 'List the runs of every process sharing the store, or follow one as it goes'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -221,6 +271,16 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;help;sessions;delete'= {
         }
         &'agentos;help;sessions;rename'= {
+        }
+        &'agentos;help;cancel'= {
+        }
+        &'agentos;help;runs'= {
+            cand list 'List runs, newest first, with the process executing each live one'
+            cand follow 'Print a run''s answer (or events) as it goes, from any process; ends with the run'
+        }
+        &'agentos;help;runs;list'= {
+        }
+        &'agentos;help;runs;follow'= {
         }
         &'agentos;help;completions'= {
         }

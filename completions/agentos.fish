@@ -34,6 +34,8 @@ complete -c agentos -n "__fish_agentos_needs_command" -f -a "serve" -d 'Serve th
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "check" -d 'Validate an agents file and print what it defines'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "agents" -d 'List agents, teams and workflows, or show one'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
+complete -c agentos -n "__fish_agentos_needs_command" -f -a "cancel" -d 'Cancel a run, whichever process executes it'
+complete -c agentos -n "__fish_agentos_needs_command" -f -a "runs" -d 'List the runs of every process sharing the store, or follow one as it goes'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand run" -s m -l message -d 'The message to send' -r
@@ -118,20 +120,49 @@ complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_see
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a session and its runs'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "rename" -d 'Give a session a name'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l wait-secs -d 'How long to wait for the run to stop (0: only ask)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l config -d 'Agents file to use' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l db -d 'SQLite file holding sessions and runs' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand cancel" -s h -l help -d 'Print help'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l config -d 'Agents file to use' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l db -d 'SQLite file holding sessions and runs' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -s h -l help -d 'Print help'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -f -a "list" -d 'List runs, newest first, with the process executing each live one'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -f -a "follow" -d 'Print a run\'s answer (or events) as it goes, from any process; ends with the run'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l status -d 'Only runs with this status (running, pending, completed, paused, cancelled, error); repeatable' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -s n -l limit -d 'How many to show' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db -d 'SQLite file holding sessions and runs' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l all -d 'Team members\' and workflow steps\' runs too'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l json -d 'Print a JSON array instead of a table'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l after -d 'Start after this event index (as the API\'s `last_event_index`); default: from the start' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l config -d 'Agents file to use' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l db -d 'SQLite file holding sessions and runs' -r -F
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l jsonl -d 'Print every event as one JSON line (with its `event_index`) instead of the answer'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -s h -l help -d 'Print help'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from help" -f -a "list" -d 'List runs, newest first, with the process executing each live one'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from help" -f -a "follow" -d 'Print a run\'s answer (or events) as it goes, from any process; ends with the run'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l db -d 'SQLite file holding sessions and runs' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "serve" -d 'Serve the AgentOS HTTP API'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "check" -d 'Validate an agents file and print what it defines'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "agents" -d 'List agents, teams and workflows, or show one'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "continue" -d 'Continue a run paused for a tool confirmation'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "serve" -d 'Serve the AgentOS HTTP API'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "check" -d 'Validate an agents file and print what it defines'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "agents" -d 'List agents, teams and workflows, or show one'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "sessions" -d 'List, show, rename or delete stored sessions'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "cancel" -d 'Cancel a run, whichever process executes it'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "runs" -d 'List the runs of every process sharing the store, or follow one as it goes'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "list" -d 'One line per agent, team and workflow (the default)'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from agents" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "list" -d 'List sessions, newest first'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "show" -d 'Print a session\'s conversation'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "delete" -d 'Delete a session and its runs'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from sessions" -f -a "rename" -d 'Give a session a name'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from runs" -f -a "list" -d 'List runs, newest first, with the process executing each live one'
+complete -c agentos -n "__fish_agentos_using_subcommand help; and __fish_seen_subcommand_from runs" -f -a "follow" -d 'Print a run\'s answer (or events) as it goes, from any process; ends with the run'

@@ -44,6 +44,11 @@ pub enum Command {
     /// List, show, rename or delete stored sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Cancel a run, whichever process executes it.
+    Cancel(CancelArgs),
+    /// List the runs of every process sharing the store, or follow one as it goes.
+    #[command(subcommand)]
+    Runs(RunsCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -235,6 +240,58 @@ pub struct SessionsListArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 when the run is now CANCELLED, 1 when there is no such run, it had already \
+ended, or its process did not stop it within --wait-secs.")]
+pub struct CancelArgs {
+    /// The run to cancel.
+    pub run_id: String,
+    /// How long to wait for the run to stop (0: only ask).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub wait_secs: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first, with the process executing each live one.
+    List(RunsListArgs),
+    /// Print a run's answer (or events) as it goes, from any process; ends with the run.
+    Follow(RunsFollowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// Only runs with this status (running, pending, completed, paused, cancelled, error);
+    /// repeatable.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Vec<String>,
+    /// Team members' and workflow steps' runs too.
+    #[arg(long)]
+    pub all: bool,
+    /// How many to show.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status as `agentos run`: 0 when the run completed, 1 when it failed, 3 when it paused, \
+130 when it was cancelled.")]
+pub struct RunsFollowArgs {
+    /// The run to follow.
+    pub run_id: String,
+    /// Print every event as one JSON line (with its `event_index`) instead of the answer.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Start after this event index (as the API's `last_event_index`); default: from the start.
+    #[arg(long, value_name = "N")]
+    pub after: Option<u64>,
 }
 
 #[derive(Debug, Args)]

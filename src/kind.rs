@@ -5,7 +5,8 @@
 //! listings. Agents, teams and workflows share one id namespace in `agents.toml`.
 
 /// An agent, a team or a workflow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     Agent,
     Team,

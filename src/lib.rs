@@ -16,6 +16,7 @@ pub mod kind;
 pub mod limits;
 pub mod logging;
 pub mod model;
+pub mod presence;
 pub mod render;
 pub mod run;
 pub mod schema;
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => commands::check::run(args.path.as_deref(), &ctx),
         Command::Agents(args) => commands::agents::run(args.command, &ctx),
         Command::Sessions(cmd) => commands::sessions::run(cmd, &ctx),
+        Command::Cancel(args) => commands::runs::cancel(args, &ctx),
+        Command::Runs(cmd) => commands::runs::run(cmd, &ctx),
         Command::Completions(args) => commands::completions::run(args.shell),
     }
 }

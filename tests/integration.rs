@@ -10,7 +10,8 @@
 //! - `config_files`: `agents.toml` errors, the repository's example file and README blocks;
 //! - `completions`: the committed completion scripts match the binary;
 //! - `serve`, `serve_sessions`, `serve_teams`: `agentos serve` compared with the captures;
-//! - `openapi`: `/openapi.json` against the router and the server.
+//! - `openapi`: `/openapi.json` against the router and the server;
+//! - `processes`: many processes on one store: crashes, cancel and follow across them.
 
 mod anthropic;
 mod cli;
@@ -21,6 +22,7 @@ mod connections;
 mod fake_anthropic;
 mod fake_model;
 mod openapi;
+mod processes;
 mod robustness;
 mod self_contained;
 mod serve;

@@ -158,6 +158,12 @@ impl Server {
         self.dir.path().join("agentos.db")
     }
 
+    /// Kills the server as a crash would (SIGKILL): nothing of it runs after this.
+    pub fn terminate_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill")

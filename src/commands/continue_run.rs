@@ -12,7 +12,7 @@ use crate::run::AnyRun;
 pub fn run(args: ContinueArgs, ctx: &Context) -> anyhow::Result<()> {
     let config = Arc::new(ctx.config()?);
     let engine = Engine::new(config, ctx.store()?);
-    super::block_on(continue_run(&engine, &args))
+    super::block_on(super::as_owner(&engine, continue_run(&engine, &args)))
 }
 
 async fn continue_run(engine: &Engine, args: &ContinueArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod completions;
 pub mod continue_run;
 pub mod run;
+pub mod runs;
 pub mod serve;
 pub mod sessions;
 
@@ -45,6 +46,23 @@ impl Context {
         };
         Store::open(&path).with_context(|| format!("could not open the store {}", path.display()))
     }
+}
+
+/// Runs `work` with this process registered as the owner of the runs it executes (see
+/// `presence`), and leaves the store's list of processes when it is done, however it ends.
+pub async fn as_owner<T>(
+    engine: &crate::engine::Engine,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let settings = crate::presence::Settings::from_env()
+        .map_err(|e| anyhow::Error::new(crate::error::UsageError(e)))?;
+    let presence = crate::presence::Presence::start(engine.store().clone(), "run", None, settings)
+        .await
+        .context("could not register this process in the store")?;
+    engine.set_presence(presence.clone());
+    let result = work.await;
+    presence.stop().await;
+    result
 }
 
 /// Runs `future` to its end on a single-threaded runtime: how the commands other than

@@ -25,10 +25,10 @@ pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
     let mode = OutputMode::from_flags(args.json, args.jsonl);
     let terminal = Terminal::new(&engine, &request.agent_id, mode)?;
     let stream = request.stream;
-    super::block_on(async {
+    super::block_on(super::as_owner(&engine, async {
         let pending = engine.start_any(request).await?;
         terminal.drive(pending, stream).await
-    })
+    }))
 }
 
 /// Runs in the terminal: output, Ctrl-C, confirmation prompts and exit codes.

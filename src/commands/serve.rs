@@ -46,6 +46,8 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         .into());
     }
 
+    let presence_settings =
+        crate::presence::Settings::from_env().map_err(|e| anyhow::Error::new(UsageError(e)))?;
     raise_open_files_limit();
     let config = ctx.config()?;
     let store = ctx.store()?;
@@ -78,10 +80,23 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         if !loopback && state.options.security_key.is_none() {
             eprintln!("agentos: warning: serving on a non-loopback address without a security key");
         }
+        // Registered before the address is announced: from then on other processes can
+        // cancel and follow this server's runs, and its own are safe from a crash.
+        let presence = crate::presence::Presence::start(
+            state.engine.store().clone(),
+            "serve",
+            Some(display_addr(addr)),
+            presence_settings,
+        )
+        .await
+        .context("could not register this server in the store")?;
+        state.engine.set_presence(presence.clone());
         eprintln!("agentos: serving on http://{}", display_addr(addr));
-        server::serve(listener, state, shutdown)
+        let served = server::serve(listener, state, shutdown)
             .await
-            .context("the server stopped with an error")
+            .context("the server stopped with an error");
+        presence.stop().await;
+        served
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result

@@ -149,13 +149,38 @@ impl Engine {
         cancel: &CancelToken,
         sink: &dyn EventSink,
     ) -> Result<AnyRun, EngineError> {
+        // A top-level run is journaled and can be cancelled from other processes.
+        let presence = self.presence().filter(|_| pending.is_top_level());
+        let (_tracked, journal) = match presence {
+            Some(p) => (
+                Some(p.track(pending.run_id(), cancel)),
+                p.journal(pending.run_id()),
+            ),
+            None => (None, None),
+        };
+        let journaled;
+        let sink: &dyn EventSink = match &journal {
+            Some(journal) => {
+                journaled = crate::presence::JournalSink {
+                    journal,
+                    inner: sink,
+                };
+                &journaled
+            }
+            None => sink,
+        };
         // Boxed, so a run in flight holds the state of its own kind only.
-        match pending {
+        let result = match pending {
             PendingRun::Turn(turn) => Box::pin(self.execute_turn(*turn, cancel, sink)).await,
             PendingRun::Workflow(workflow) => {
                 Box::pin(self.execute_workflow(*workflow, cancel, sink)).await
             }
+        };
+        if let (Some(presence), Some(journal)) = (presence, &journal) {
+            journal.finish();
+            presence.close_journal(journal);
         }
+        result
     }
 
     /// Calls the model for a started agent or team run, emitting events, and stores the

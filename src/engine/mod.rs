@@ -123,6 +123,8 @@ pub struct Engine {
     providers: Providers,
     models: Mutex<HashMap<String, Arc<dyn Model>>>,
     tools: crate::tools::Registry,
+    /// This process in the store, once registered: journals and cross-process cancel.
+    presence: std::sync::OnceLock<Arc<crate::presence::Presence>>,
 }
 
 /// A run that passed validation and is stored as RUNNING; [`Engine::execute`] runs it.
@@ -145,6 +147,14 @@ impl PendingRun {
         match self {
             PendingRun::Turn(t) => &t.run.session_id,
             PendingRun::Workflow(w) => &w.run.session_id,
+        }
+    }
+
+    /// A run of its own, not a team member's or a workflow step's.
+    pub fn is_top_level(&self) -> bool {
+        match self {
+            PendingRun::Turn(t) => t.run.parent_run_id.is_none() && t.context.persist,
+            PendingRun::Workflow(_) => true,
         }
     }
 }
@@ -198,7 +208,18 @@ impl Engine {
             providers: Providers::default(),
             models: Mutex::new(HashMap::new()),
             tools,
+            presence: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Journals the top-level runs executed from now on and lets other processes cancel
+    /// them.
+    pub fn set_presence(&self, presence: Arc<crate::presence::Presence>) {
+        let _ = self.presence.set(presence);
+    }
+
+    pub fn presence(&self) -> Option<&Arc<crate::presence::Presence>> {
+        self.presence.get()
     }
 
     pub fn config(&self) -> &Config {

@@ -32,6 +32,7 @@ use crate::event::{Discard, Event, EventSink};
 use crate::kind::Kind;
 use crate::run::{AnyRun, RunRecord, RunStatus, new_id};
 use crate::schema::OutputSchema;
+use crate::store::CancelOutcome;
 
 /// What the run endpoints need to know about a kind of component beyond [`Kind`] itself.
 /// Agents, teams and workflows share one id namespace, but each route only reaches its own
@@ -307,9 +308,11 @@ fn spawn_execution(
 }
 
 /// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel`: always 200 `{}` for a
-/// known component; an unknown run id is remembered so the run is cancelled if it starts
-/// later. A team's members and a workflow's steps run under the run's cancel token, so
-/// they stop with it.
+/// known component. A run this server executes is cancelled at once; one another process
+/// executes is asked to stop through the store (its owner sees the request within
+/// [`crate::presence::CANCEL_POLL`]); a PAUSED run is stored CANCELLED; an unknown run id
+/// is remembered so the run is cancelled if it starts here later. A team's members and a
+/// workflow's steps run under the run's cancel token, so they stop with it.
 pub async fn cancel(
     state: Arc<AppState>,
     _req: Req,
@@ -319,8 +322,17 @@ pub async fn cancel(
 ) -> ApiResult {
     component.require(state.engine.config(), id)?;
     if !state.runs.cancel(run_id) {
-        // A paused run waits in the store, not in memory: cancel it there.
-        cancel_paused(state.engine.store(), component, id, run_id).await?;
+        let store = state.engine.store();
+        match store.request_cancel(run_id).await? {
+            CancelOutcome::Requested { owner, .. } => {
+                tracing::debug!(run_id, owner = ?owner, "cancel requested from the run's owner");
+            }
+            // A paused run waits in the store, not in memory: cancel it there.
+            CancelOutcome::Ended(RunStatus::Paused) => {
+                cancel_paused(store, component, id, run_id).await?;
+            }
+            CancelOutcome::Ended(_) | CancelOutcome::Unknown => {}
+        }
     }
     Ok(ok(&json!({})))
 }
@@ -420,7 +432,8 @@ pub async fn resume(
         return Ok(event_stream(Body::stream(rx, None)));
     }
 
-    let stored = state.engine.store().get_run(run_id).await?;
+    let store = state.engine.store();
+    let stored = store.get_run(run_id).await?;
     let Some(stored) = stored.filter(|s| {
         s.run.kind() == component
             && s.run.component_id() == id
@@ -432,6 +445,48 @@ pub async fn resume(
         && !session_visible(&state, stored.run.session_id(), user).await?
     {
         return Err(ApiError::not_found("Run not found"));
+    }
+    // Executing elsewhere (or inline here): follow its journal in the store.
+    let from = u64::try_from(last.saturating_add(1)).unwrap_or(0);
+    let start = crate::presence::follow::start(store, run_id, from).await?;
+    let live = matches!(stored.run.status(), RunStatus::Running | RunStatus::Pending);
+    if live || start.journaled {
+        let status = start.status.unwrap_or(stored.run.status()).as_str();
+        let message = format!(
+            "Run {status}. Replaying {} missed events (of {} total).",
+            start.missed, start.total
+        );
+        let replay = python_json(&[
+            ("event", json!("replay")),
+            ("run_id", json!(run_id)),
+            ("status", json!(status)),
+            ("total_events", json!(start.missed)),
+            ("total_buffered", json!(start.total)),
+            ("last_event_index_requested", json!(last)),
+            ("message", json!(message)),
+        ]);
+        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+        let first = Bytes::from(format!("event: replay\ndata: {replay}\n\n"));
+        let (store, run_id) = (store.clone(), run_id.to_string());
+        tokio::spawn(async move {
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            let (events_tx, mut events) = mpsc::channel(STREAM_FRAMES);
+            let following = tokio::spawn(crate::presence::follow::follow(
+                store, run_id, from, events_tx,
+            ));
+            while let Some((seq, mut event)) = events.recv().await {
+                event["event_index"] = json!(seq);
+                let name = event["event"].as_str().unwrap_or("message").to_string();
+                let frame = format!("event: {name}\ndata: {event}\n\n");
+                if tx.send(Bytes::from(frame)).await.is_err() {
+                    break;
+                }
+            }
+            following.abort();
+        });
+        return Ok(event_stream(Body::stream(rx, None)));
     }
     let status = stored.run.status().as_str();
     let replay = python_json(&[

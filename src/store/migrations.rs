@@ -69,6 +69,40 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_session_seq ON runs (session_id, seq);
     CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
     "#,
+    // 2: processes own runs; journals make live runs durable and followable.
+    //
+    // `processes` has one row per agentos process that executes runs (a server, an
+    // `agentos run`), kept fresh by its heartbeat (`heartbeat_at`, fractional Unix
+    // seconds). `runs.owner` is the process executing a RUNNING run (NULL once it ended);
+    // `cancel_requested` is set by a cancel from another process and read by the owner.
+    //
+    // `run_journal` holds the events of runs still going (and, for a minute, of runs just
+    // ended), in batches: `first_seq` is the position of the batch's first event in the
+    // run's event stream, `events` the `count` events as JSON lines.
+    r#"
+    CREATE TABLE processes (
+        process_id   TEXT    NOT NULL PRIMARY KEY,
+        kind         TEXT    NOT NULL,
+        pid          INTEGER NOT NULL,
+        host         TEXT    NOT NULL,
+        address      TEXT,
+        started_at   INTEGER NOT NULL,
+        heartbeat_at REAL    NOT NULL
+    ) STRICT;
+
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_owner ON runs (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX runs_live ON runs (status) WHERE status IN ('RUNNING', 'PENDING');
+
+    CREATE TABLE run_journal (
+        run_id    TEXT    NOT NULL,
+        first_seq INTEGER NOT NULL,
+        count     INTEGER NOT NULL,
+        events    TEXT    NOT NULL,
+        PRIMARY KEY (run_id, first_seq)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this binary writes and understands.

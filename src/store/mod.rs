@@ -24,6 +24,7 @@
 
 mod codec;
 mod migrations;
+mod ownership;
 mod pool;
 mod sqlite;
 
@@ -33,6 +34,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+pub use ownership::{
+    CancelOutcome, JournalBatch, JournalRead, Orphan, ProcessInfo, RunListing, RunQuery,
+};
 pub use pool::Pending;
 
 /// A session's summary and every run of it, oldest first.

@@ -78,6 +78,8 @@ const SESSION_STATS_SQL: &str = "SELECT COALESCE(SUM(parent_run_id IS NULL), 0),
 /// One connection to the sessions and runs database. See the module documentation.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The process whose runs this connection begins (see `presence.rs`), once known.
+    owner: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -158,7 +160,17 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            owner: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the process that owns the runs begun from now on.
+    pub fn set_owner(&self, process_id: &str) {
+        let _ = self.owner.set(process_id.to_string());
+    }
+
+    fn owner(&self) -> Option<&str> {
+        self.owner.get().map(String::as_str)
     }
 
     /// The connection. A panic while it was held cannot leave a transaction open (the
@@ -453,8 +465,8 @@ impl SqliteStore {
                 .prepare_cached(
                     "INSERT INTO runs (run_id, session_id, parent_run_id, component_id, user_id, \
                      status, input, content, run, events, input_tokens, output_tokens, \
-                     total_tokens, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     total_tokens, created_at, updated_at, owner) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?
                 .execute(params![
                     run.run_id(),
@@ -472,6 +484,7 @@ impl SqliteStore {
                     columns.total_tokens,
                     run.created_at(),
                     now,
+                    self.owner(),
                 ]);
             match inserted {
                 Ok(_) => Ok(()),
@@ -498,7 +511,7 @@ impl SqliteStore {
                 .prepare_cached(
                     "UPDATE runs SET status = ?2, content = ?3, run = ?4, events = ?5, \
                      input_tokens = ?6, output_tokens = ?7, total_tokens = ?8, \
-                     updated_at = max(updated_at, ?9) \
+                     updated_at = max(updated_at, ?9), owner = NULL, cancel_requested = 0 \
                      WHERE run_id = ?1 RETURNING session_id",
                 )?
                 .query_row(
@@ -557,9 +570,22 @@ impl SqliteStore {
                 .prepare_cached(
                     "UPDATE runs SET status = ?3, \
                      run = json_set(run, '$.status', ?3, '$.cancellation_stage', ?4), \
-                     updated_at = max(updated_at, ?5) WHERE run_id = ?1 AND status = ?2",
+                     updated_at = max(updated_at, ?5), owner = ?6, cancel_requested = 0 \
+                     WHERE run_id = ?1 AND status = ?2",
                 )?
-                .execute(params![run_id, from, to, stage, now_secs()])?;
+                .execute(params![
+                    run_id,
+                    from,
+                    to,
+                    stage,
+                    now_secs(),
+                    // A run taken up again is this process's; one that stops is nobody's.
+                    if to == RunStatus::Running {
+                        self.owner()
+                    } else {
+                        None
+                    },
+                ])?;
             Ok(changed > 0)
         })
     }
@@ -976,6 +1002,9 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+mod journal;
+mod ownership;
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -1000,7 +1029,7 @@ mod tests {
         }
     }
 
-    fn run(session_id: &str, run_id: &str, input: &str) -> RunOutput {
+    pub(super) fn run(session_id: &str, run_id: &str, input: &str) -> RunOutput {
         RunOutput {
             run_id: run_id.into(),
             agent_id: "writer".into(),

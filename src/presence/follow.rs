@@ -1,0 +1,95 @@
+//! Following a run from the store, wherever it executes: its journal from a position on,
+//! then each new batch as it is written, until the event that ends the run.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::recover::is_terminal;
+use crate::run::RunStatus;
+use crate::store::{Store, StoreResult};
+
+/// How often a follower looks for new events.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// How long a follower waits, after the run ended, for its last batch to arrive.
+const LAST_BATCH_WAIT: Duration = Duration::from_secs(2);
+
+/// What the store has of a run when a follower starts.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The run's status; `None` when there is no such run.
+    pub status: Option<RunStatus>,
+    /// How many events the journal has from the position asked for on.
+    pub missed: usize,
+    /// The position after the journal's last event (or the one asked for).
+    pub total: u64,
+    pub journaled: bool,
+}
+
+/// Looks at the journal of `run_id` from position `from` on.
+pub async fn start(store: &Store, run_id: &str, from: u64) -> StoreResult<Start> {
+    let read = store.read_journal(run_id, from).await?;
+    let total = read.events.last().map_or(from, |(seq, _)| seq + 1);
+    Ok(Start {
+        status: read.status,
+        missed: read.events.len(),
+        total,
+        journaled: read.journaled,
+    })
+}
+
+/// Sends `(position, event)` for the events of `run_id` from position `from` on, as
+/// they are journaled, until the run's own terminal event (sent too) or the receiver
+/// goes away. A run that ends without a journal (it ended within its first flush
+/// interval) ends the stream with the last event the store kept for it, when that is its
+/// terminal event.
+pub async fn follow(
+    store: Store,
+    run_id: String,
+    mut from: u64,
+    tx: mpsc::Sender<(u64, Value)>,
+) -> StoreResult<()> {
+    let mut ended_at: Option<tokio::time::Instant> = None;
+    loop {
+        let read = store.read_journal(&run_id, from).await?;
+        for (seq, line) in read.events {
+            if seq < from {
+                continue;
+            }
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                from = seq + 1;
+                continue;
+            };
+            from = seq + 1;
+            let terminal = is_terminal(&event, &run_id);
+            if tx.send((seq, event)).await.is_err() || terminal {
+                return Ok(());
+            }
+        }
+        let live = matches!(read.status, Some(RunStatus::Running | RunStatus::Pending));
+        if read.status.is_none() {
+            return Ok(());
+        }
+        if !live {
+            if !read.journaled {
+                // Never journaled: what the run stored is all there is.
+                if let Some(stored) = store.get_run(&run_id).await?
+                    && let Some(last) = stored.events.last()
+                    && is_terminal(last, &run_id)
+                {
+                    let _ = tx.send((from, last.clone())).await;
+                }
+                return Ok(());
+            }
+            let since = *ended_at.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() > LAST_BATCH_WAIT {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            () = tx.closed() => return Ok(()),
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What the store knows about the processes executing runs: who owns which run, cancel
+//! requests between processes, the journals of live runs, and runs left behind by a
+//! process that stopped. The rules these serve are in `presence.rs`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Pending, Store, StoredRun};
+use crate::kind::Kind;
+use crate::run::RunStatus;
+
+/// An agentos process that executes runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessInfo {
+    pub process_id: String,
+    /// `serve` or `run`.
+    pub kind: String,
+    pub pid: u32,
+    pub host: String,
+    /// Where a server listens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub started_at: i64,
+    /// Fractional Unix seconds of its last heartbeat.
+    pub heartbeat_at: f64,
+}
+
+impl ProcessInfo {
+    /// `agentos serve (pid 4242 on host, 127.0.0.1:7777)`.
+    pub fn describe(&self) -> String {
+        let address = self
+            .address
+            .as_deref()
+            .map_or_else(String::new, |a| format!(", {a}"));
+        format!(
+            "agentos {} (pid {} on {}{address})",
+            self.kind, self.pid, self.host
+        )
+    }
+}
+
+/// A run left RUNNING by a process that stopped.
+#[derive(Debug)]
+pub struct Orphan {
+    pub run: StoredRun,
+    /// The process id the run names as its owner.
+    pub owner_id: Option<String>,
+    /// That process, when its row is still there.
+    pub owner: Option<ProcessInfo>,
+    /// The journal of the top-level run it belongs to, as JSON lines.
+    pub journal: Vec<String>,
+}
+
+/// What a cancel request found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CancelOutcome {
+    /// No run has this id.
+    Unknown,
+    /// The run had already ended with this status.
+    Ended(RunStatus),
+    /// The run is live; its owner was asked to cancel it.
+    Requested {
+        status: RunStatus,
+        owner: Option<String>,
+    },
+}
+
+/// Which runs [`Store::list_all_runs`] lists.
+#[derive(Clone, Debug)]
+pub struct RunQuery {
+    /// Any status when empty.
+    pub statuses: Vec<RunStatus>,
+    /// Team members' and workflow steps' runs too.
+    pub include_members: bool,
+    pub limit: usize,
+}
+
+/// A run as `agentos runs list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunListing {
+    pub run_id: String,
+    pub kind: Kind,
+    pub component_id: String,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    pub status: RunStatus,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The process running it (live runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<ProcessInfo>,
+}
+
+/// Events of one run to append to its journal.
+#[derive(Clone, Debug)]
+pub struct JournalBatch {
+    pub run_id: String,
+    /// The position of the first event in the run's event stream.
+    pub first_seq: u64,
+    pub count: u64,
+    /// The events as JSON lines.
+    pub events: String,
+}
+
+/// What a follower finds in the store.
+#[derive(Clone, Debug)]
+pub struct JournalRead {
+    /// `(position, JSON)` of the journal's events from the position asked for on.
+    pub events: Vec<(u64, String)>,
+    /// Whether the run has a journal at all (it lived past its first flush).
+    pub journaled: bool,
+    /// The run's status; `None` when there is no such run.
+    pub status: Option<RunStatus>,
+}
+
+impl Store {
+    /// Runs begun through this store from now on are owned by `process_id`.
+    pub fn set_owner(&self, process_id: &str) -> Pending<()> {
+        let id = process_id.to_string();
+        self.write(move |db| {
+            db.set_owner(&id);
+            Ok(())
+        })
+    }
+
+    pub fn register_process(&self, info: ProcessInfo) -> Pending<()> {
+        self.write(move |db| db.register_process(&info))
+    }
+
+    /// False when the process's row is gone (it was taken for dead).
+    pub fn heartbeat(&self, process_id: &str, now: f64) -> Pending<bool> {
+        let id = process_id.to_string();
+        self.write(move |db| db.heartbeat(&id, now))
+    }
+
+    pub fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
+        self.write(move |db| db.forget_processes(&ids))
+    }
+
+    /// Processes silent since `cutoff` (other than `alive`) and the runs they left live.
+    pub fn orphans(&self, alive: &str, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
+        let alive = alive.to_string();
+        self.read(move |db| db.orphans(&alive, cutoff))
+    }
+
+    /// Stores a settled orphan unless it stopped being a live run of `owner` meanwhile.
+    pub fn settle_orphan(
+        &self,
+        run: StoredRun,
+        events: Vec<Value>,
+        owner: Option<String>,
+    ) -> Pending<bool> {
+        self.write(move |db| db.settle_orphan(&run, &events, owner.as_deref()))
+    }
+
+    pub fn request_cancel(&self, run_id: &str) -> Pending<CancelOutcome> {
+        let id = run_id.to_string();
+        self.write(move |db| db.request_cancel(&id))
+    }
+
+    /// The runs of `owner` that another process asked to cancel.
+    pub fn cancel_requests(&self, owner: &str) -> Pending<Vec<String>> {
+        let owner = owner.to_string();
+        self.read(move |db| db.cancel_requests(&owner))
+    }
+
+    pub fn list_all_runs(&self, query: RunQuery) -> Pending<Vec<super::RunListing>> {
+        self.read(move |db| db.list_all_runs(&query))
+    }
+
+    pub fn append_journal(&self, batches: Vec<JournalBatch>) -> Pending<()> {
+        self.write(move |db| db.append_journal(&batches))
+    }
+
+    pub fn reset_journal(&self, run_id: &str) -> Pending<()> {
+        let id = run_id.to_string();
+        self.write(move |db| db.reset_journal(&id))
+    }
+
+    pub fn read_journal(&self, run_id: &str, from: u64) -> Pending<JournalRead> {
+        let id = run_id.to_string();
+        self.read(move |db| db.read_journal(&id, from))
+    }
+
+    /// Drops journals of runs that ended before `cutoff` (Unix seconds).
+    pub fn clean_journals(&self, cutoff: i64) -> Pending<u64> {
+        self.write(move |db| db.clean_journals(cutoff))
+    }
+}

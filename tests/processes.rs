@@ -1,0 +1,471 @@
+//! One store, many processes: runs survive a `kill -9` of the process running them, and
+//! any process can see, cancel and follow any run. Real servers and `agentos run`
+//! processes on one SQLite file, against the fake model's `slow` answer (30 pieces
+//! `slow-0 ` … `slow-29 `, 0.3 s apart).
+//!
+//! See: issue 12 ("One store, many processes").
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::serve::{Server, agent, get, post_form};
+use crate::util::TestEnv;
+
+/// Processes take each other for dead after one silent second.
+const FAST_TAKEOVER: (&str, &str) = ("AGENTOS_OWNER_TIMEOUT_SECS", "1");
+
+/// Another `agentos serve` on a server's agents file and database.
+struct Peer {
+    child: Child,
+    base: String,
+}
+
+impl Peer {
+    fn start(of: &Server, env: &[(&str, &str)]) -> Peer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentos"));
+        cmd.args(["serve", "--port", "0"])
+            .env("AGENTOS_CONFIG", of.dir.path().join("agents.toml"))
+            .env("AGENTOS_DB", of.db_path())
+            .env_remove("OS_SECURITY_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn agentos serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("the peer prints its address");
+            if let Some(at) = line.find("http://") {
+                break line[at..].trim().to_string();
+            }
+        };
+        // Keep draining stderr so the peer never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Peer { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SSE stream read on a thread of its own: each event as it arrives.
+struct Stream {
+    events: mpsc::Receiver<(String, Value)>,
+    seen: Vec<(String, Value)>,
+}
+
+impl Stream {
+    fn open(url: &str, fields: &[(&str, &str)]) -> Stream {
+        let (tx, rx) = mpsc::channel();
+        let url = url.to_string();
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            let resp = agent()
+                .post(&url)
+                .send_form(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .expect("POST stream");
+            let mut reader = BufReader::new(resp.into_body().into_reader());
+            let mut name = String::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let l = line.trim_end();
+                if let Some(n) = l.strip_prefix("event: ") {
+                    name = n.to_string();
+                } else if let Some(d) = l.strip_prefix("data: ") {
+                    let value = serde_json::from_str(d).expect("SSE data is JSON");
+                    if tx.send((name.clone(), value)).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Stream {
+            events: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until an event `pred` accepts (returned), failing after `timeout`.
+    fn until(&mut self, timeout: Duration, pred: impl Fn(&str, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok((name, value)) => {
+                    self.seen.push((name.clone(), value.clone()));
+                    if pred(&name, &value) {
+                        return value;
+                    }
+                }
+                Err(_) => panic!(
+                    "no such event within {timeout:?}; seen: {:?}",
+                    self.seen.iter().map(|(n, _)| n).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Every further event until the stream closes.
+    fn rest(&mut self, timeout: Duration) -> Vec<(String, Value)> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => out.push(event),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return out,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("the stream did not end"),
+            }
+        }
+    }
+}
+
+fn content_piece(name: &str, event: &Value, piece: &str) -> bool {
+    name == "RunContent" && event["content"].as_str() == Some(piece)
+}
+
+/// Polls a stored run until `pred` accepts it.
+fn wait_stored(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let a = get(url);
+        if a.status == 200 {
+            let run = a.json();
+            if pred(&run) {
+                return run;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never got there: {}",
+            a.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The text of the last assistant message of a stored run.
+fn last_assistant(run: &Value) -> String {
+    run["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_killed_server_s_runs_end_interrupted_with_their_partial_content() {
+    let a = Server::start_with(&[], &[FAST_TAKEOVER]);
+    let url = a.url("/agents/story-writer/runs");
+    let mut streamed = Stream::open(
+        &url,
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "s-stream"),
+        ],
+    );
+    let started = streamed.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let streamed_id = started["run_id"].as_str().unwrap().to_string();
+    // A non-streaming run in flight too (its client blocks until the server dies).
+    let non_stream_url = url.clone();
+    std::thread::spawn(move || {
+        let _ = agent().post(&non_stream_url).send_form([
+            ("message", "slow other story"),
+            ("stream", "false"),
+            ("session_id", "s-plain"),
+        ]);
+    });
+    streamed.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-3 ")
+    });
+    // Past a flush interval, so the pieces seen so far are in the journal.
+    std::thread::sleep(Duration::from_millis(400));
+    let mut a = a;
+    a.terminate_hard();
+
+    let b = Peer::start(&a, &[FAST_TAKEOVER]);
+    let run = wait_stored(
+        &b.url(&format!("/sessions/s-stream/runs/{streamed_id}")),
+        Duration::from_secs(15),
+        |r| r["status"] != "RUNNING",
+    );
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let message = run["content"].as_str().unwrap();
+    assert!(
+        message.starts_with("Run interrupted: agentos serve (pid "),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("stopped before the run finished"),
+        "{message}"
+    );
+    let partial = last_assistant(&run);
+    assert!(
+        partial.starts_with("slow-0 slow-1 slow-2 slow-3 "),
+        "the partial answer is kept: {partial:?}"
+    );
+    let events = run["events"].as_array().unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "RunError");
+    assert_eq!(last["error_type"], "interrupted");
+
+    let runs = get(&b.url("/sessions/s-plain/runs")).json();
+    assert_eq!(runs[0]["status"], "ERROR", "{runs}");
+    assert!(
+        runs[0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Run interrupted")
+    );
+}
+
+#[test]
+fn a_killed_agentos_run_is_settled_by_the_next_process() {
+    let fake = crate::fake_model::FakeModel::start();
+    let mut env = TestEnv::with_fake(&fake);
+    env.set_env(FAST_TAKEOVER.0, FAST_TAKEOVER.1);
+    env.set_env("OPENAI_API_KEY", "sk-test");
+    let mut running = env.spawn(["run", "story-writer", "-m", "slow story", "-s", "s1"]);
+    running.wait_for_stdout("slow-3 ", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(400));
+    let killed = Command::new("kill")
+        .args(["-KILL", &running.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let _ = running.wait(Duration::from_secs(10));
+
+    // Another process finds it once the owner is a second silent.
+    std::thread::sleep(Duration::from_millis(1500));
+    let listed = env.run(["runs", "list", "--json"]);
+    listed.assert_success();
+    let runs = listed.json();
+    assert_eq!(runs[0]["status"], "ERROR", "{runs}");
+    let stored = env.stored_runs("s1");
+    let run = &stored[0];
+    assert_eq!(run["status"], "ERROR");
+    assert!(
+        run["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Run interrupted: agentos run (pid "),
+        "{run}"
+    );
+    assert!(
+        last_assistant(run).starts_with("slow-0 slow-1 slow-2 slow-3 "),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_cancel_on_one_server_stops_a_run_on_another() {
+    let a = Server::start_with(&[], &[]);
+    let b = Peer::start(&a, &[]);
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "s1"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    stream.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-1 ")
+    });
+
+    // B does not run it; it records the request and A's run stops.
+    let cancelled_at = Instant::now();
+    let answer = post_form(
+        &b.url(&format!("/agents/story-writer/runs/{run_id}/cancel")),
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json(), json!({}));
+    stream.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(2),
+        "cancelled well before the answer would have ended"
+    );
+    let run = wait_stored(
+        &b.url(&format!("/sessions/s1/runs/{run_id}")),
+        Duration::from_secs(5),
+        |r| r["status"] != "RUNNING",
+    );
+    assert_eq!(run["status"], "CANCELLED");
+    assert!(last_assistant(&run).starts_with("slow-0 slow-1 "), "{run}");
+
+    // `agentos cancel` from the command line, on the same database.
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "slow story two"),
+            ("stream", "true"),
+            ("session_id", "s2"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    stream.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-0 ")
+    });
+    let mut env = TestEnv::new();
+    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
+    let out = env.run(["cancel", &run_id]);
+    out.assert_success();
+    assert_eq!(out.stdout().trim(), format!("cancelled run {run_id}"));
+    stream.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    // The truth about runs that are not running.
+    let again = env.run(["cancel", &run_id]);
+    assert_eq!(again.code(), Some(1));
+    again.assert_stderr_contains("already ended (CANCELLED)");
+    let unknown = env.run(["cancel", "no-such-run"]);
+    assert_eq!(unknown.code(), Some(1));
+    unknown.assert_stderr_contains("no run no-such-run");
+}
+
+#[test]
+fn resume_on_another_server_follows_a_run_to_its_end() {
+    let a = Server::start_with(&[], &[]);
+    let b = Peer::start(&a, &[]);
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "s1"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    stream.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-2 ")
+    });
+    // The client has seen some events; it asks B for everything after the fourth.
+    let last_seen = 3;
+    let mut resumed = Stream::open(
+        &b.url(&format!("/agents/story-writer/runs/{run_id}/resume")),
+        &[
+            ("last_event_index", &last_seen.to_string()),
+            ("session_id", "s1"),
+        ],
+    );
+    let replay = resumed.until(Duration::from_secs(5), |n, _| n == "replay");
+    assert_eq!(replay["status"], "RUNNING", "{replay}");
+    let followed = resumed.rest(Duration::from_secs(30));
+    let mut original = stream.seen.clone();
+    original.extend(stream.rest(Duration::from_secs(30)));
+
+    // Exactly the events after index 3, in order, each once, ending with one RunCompleted.
+    let expected: Vec<&(String, Value)> = original.iter().skip(last_seen + 1).collect();
+    assert_eq!(followed.len(), expected.len(), "{followed:?}");
+    for (i, ((name, event), (want_name, want))) in followed.iter().zip(expected).enumerate() {
+        assert_eq!(name, want_name);
+        assert_eq!(event["event_index"], json!(last_seen + 1 + i));
+        let mut event = event.clone();
+        event.as_object_mut().unwrap().remove("event_index");
+        assert_eq!(&event, want);
+    }
+    let terminal: Vec<_> = followed
+        .iter()
+        .filter(|(n, _)| n == "RunCompleted")
+        .collect();
+    assert_eq!(terminal.len(), 1);
+    assert_eq!(followed.last().unwrap().0, "RunCompleted");
+}
+
+#[test]
+fn runs_list_and_follow_from_the_command_line() {
+    let a = Server::start_with(&[], &[]);
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "s1"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    stream.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-1 ")
+    });
+
+    let mut env = TestEnv::new();
+    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
+    let listed = env.run(["runs", "list", "--status", "running", "--json"]);
+    listed.assert_success();
+    let runs = listed.json();
+    let ours = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .expect("the running run is listed");
+    assert_eq!(ours["status"], "RUNNING");
+    assert_eq!(ours["component_id"], "story-writer");
+    assert_eq!(ours["owner"]["kind"], "serve");
+    assert_eq!(
+        ours["owner"]["address"]
+            .as_str()
+            .map(|a| format!("http://{a}")),
+        Some(a.base.clone())
+    );
+    let table = env.run(["runs", "list"]);
+    table.assert_success();
+    table.assert_stdout_contains(&run_id);
+    table.assert_stdout_contains("agentos serve (pid ");
+
+    let followed = env.run(["runs", "follow", &run_id]);
+    followed.assert_success();
+    let text = followed.stdout();
+    let expected: String = (0..30).map(|i| format!("slow-{i} ")).collect();
+    assert_eq!(text.trim_end(), expected.trim_end());
+
+    let events = env.run(["runs", "follow", &run_id, "--jsonl", "--after", "2"]);
+    events.assert_success();
+    let lines = events.json_lines();
+    assert_eq!(lines[0]["event_index"], 3);
+    assert_eq!(lines.last().unwrap()["event"], "RunCompleted");
+    let listed = env.run(["runs", "list", "--status", "bogus"]);
+    assert_eq!(listed.code(), Some(2));
+}
