@@ -173,7 +173,7 @@ _agentos() {
 
     case "${cmd}" in
         agentos)
-            opts="-h -V --config --db --help --version run continue serve check agents sessions cancel runs completions help"
+            opts="-h -V --config --db --db-pool --help --version run continue serve check agents sessions cancel runs completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -187,6 +187,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -195,7 +199,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__agents)
-            opts="-h --config --db --help list show help"
+            opts="-h --config --db --db-pool --help list show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -206,6 +210,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -273,7 +281,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__agents__subcmd__list)
-            opts="-h --config --db --help"
+            opts="-h --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -284,6 +292,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -295,7 +307,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__agents__subcmd__show)
-            opts="-h --config --db --help"
+            opts="-h --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -309,6 +321,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -317,7 +333,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__cancel)
-            opts="-h --wait-secs --config --db --help"
+            opts="-h --wait-secs --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -335,6 +351,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -343,7 +363,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__check)
-            opts="-h --config --db --help"
+            opts="-h --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +374,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -365,7 +389,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__completions)
-            opts="-h --config --db --help bash zsh fish elvish powershell"
+            opts="-h --config --db --db-pool --help bash zsh fish elvish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -379,6 +403,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -387,7 +415,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__continue)
-            opts="-h --approve --reject --note --json --jsonl --config --db --help"
+            opts="-h --approve --reject --note --json --jsonl --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -402,6 +430,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -679,7 +711,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__run)
-            opts="-m -s -u -h --message --session --user --dependencies --session-state --metadata --output-schema --model --no-stream --json --jsonl --config --db --help"
+            opts="-m -s -u -h --message --session --user --dependencies --session-state --metadata --output-schema --model --no-stream --json --jsonl --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -737,6 +769,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -745,7 +781,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__runs)
-            opts="-h --config --db --help list follow help"
+            opts="-h --config --db --db-pool --help list follow help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -759,6 +795,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -767,7 +807,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__runs__subcmd__follow)
-            opts="-h --jsonl --after --config --db --help"
+            opts="-h --jsonl --after --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -782,6 +822,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -849,7 +893,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__runs__subcmd__list)
-            opts="-n -h --status --all --limit --json --config --db --help"
+            opts="-n -h --status --all --limit --json --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -875,6 +919,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -883,7 +931,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__serve)
-            opts="-h --host --port --security-key --insecure --cors-origin --max-runs --max-body-bytes --max-connections --body-timeout-secs --config --db --help"
+            opts="-h --host --port --security-key --insecure --cors-origin --max-runs --max-body-bytes --max-connections --body-timeout-secs --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -929,6 +977,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -937,7 +989,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__sessions)
-            opts="-h --config --db --help list show delete rename help"
+            opts="-h --config --db --db-pool --help list show delete rename help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -951,6 +1003,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -959,7 +1015,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__sessions__subcmd__delete)
-            opts="-h --config --db --help"
+            opts="-h --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -970,6 +1026,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1065,7 +1125,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__sessions__subcmd__list)
-            opts="-u -n -h --agent --user --limit --json --config --db --help"
+            opts="-u -n -h --agent --user --limit --json --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1099,6 +1159,10 @@ _agentos() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --db-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1107,7 +1171,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__sessions__subcmd__rename)
-            opts="-h --config --db --help"
+            opts="-h --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1118,6 +1182,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1129,7 +1197,7 @@ _agentos() {
             return 0
             ;;
         agentos__subcmd__sessions__subcmd__show)
-            opts="-h --json --config --db --help"
+            opts="-h --json --config --db --db-pool --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1140,6 +1208,10 @@ _agentos() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -19,7 +19,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
     var completions = [
         &'agentos'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -48,7 +49,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --output-schema 'JSON Schema the answer must follow (JSON text, or @FILE)'
             cand --model 'Use this model instead of the agent''s (`provider:model`, or `test`)'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --no-stream 'Ask the model for the whole answer at once instead of streaming it'
             cand --json 'Print the final run object as JSON (the API''s shape) instead of the text'
             cand --jsonl 'Print every event as one JSON object per line, as it happens'
@@ -58,7 +60,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;continue'= {
             cand --note 'Why; given to the model with a rejection'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --approve 'Let the paused tool calls run'
             cand --reject 'Refuse the paused tool calls; the model is told (with --note)'
             cand --json 'Print the final run object as JSON instead of the text'
@@ -76,20 +79,23 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --max-connections 'Most client connections open at once; more are answered 503 and closed'
             cand --body-timeout-secs 'Seconds a client has to send its whole request body; slower ones get 408'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --insecure 'Allow listening on a non-loopback address without a security key'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;check'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;agents'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'One line per agent, team and workflow (the default)'
@@ -98,13 +104,15 @@ set edit:completion:arg-completer[agentos] = {|@words|
         }
         &'agentos;agents;list'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;agents;show'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -121,7 +129,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
         }
         &'agentos;sessions'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'List sessions, newest first'
@@ -137,27 +146,31 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand -n 'How many to show'
             cand --limit 'How many to show'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --json 'Print JSON lines instead of a table'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;sessions;show'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --json 'Print the stored runs as JSON instead'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;sessions;delete'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;sessions;rename'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -181,13 +194,15 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;cancel'= {
             cand --wait-secs 'How long to wait for the run to stop (0: only ask)'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;runs'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'List runs, newest first, with the process executing each live one'
@@ -199,7 +214,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand -n 'How many to show'
             cand --limit 'How many to show'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --all 'Team members'' and workflow steps'' runs too'
             cand --json 'Print a JSON array instead of a table'
             cand -h 'Print help'
@@ -208,7 +224,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;runs;follow'= {
             cand --after 'Start after this event index (as the API''s `last_event_index`); default: from the start'
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand --jsonl 'Print every event as one JSON line (with its `event_index`) instead of the answer'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -226,7 +243,8 @@ set edit:completion:arg-completer[agentos] = {|@words|
         }
         &'agentos;completions'= {
             cand --config 'Agents file to use'
-            cand --db 'SQLite file holding sessions and runs'
+            cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
+            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }

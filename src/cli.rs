@@ -7,8 +7,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const ENV_HELP: &str = "\
 Environment:
   AGENTOS_CONFIG   agents file (else ./agents.toml, then the user config dir)
-  AGENTOS_DB       SQLite store (else agentos.db in the user data dir)
+  AGENTOS_DB       the store: a SQLite file (else agentos.db in the user data dir) or a
+                   postgres://user@host/db URL
+  AGENTOS_DB_POOL  PostgreSQL connections per process (16)
   OPENAI_API_KEY   key of the built-in `openai` provider (OPENAI_BASE_URL overrides its URL)
+  ANTHROPIC_API_KEY  key of the built-in `anthropic` provider (ANTHROPIC_BASE_URL overrides
+                   its URL)
+  AGENTOS_LOG      log filter (e.g. `agentos=debug`)
+  AGENTOS_OWNER_TIMEOUT_SECS  silence after which a process's runs are taken over (5)
+  AGENTOS_FLUSH_INTERVAL_MS   how often live runs' events are journaled (100; 0: never)
 
 Exit codes: 0 success, 1 the run failed, 2 usage or config error, 3 paused for a tool
 confirmation (`agentos continue RUN_ID --approve|--reject`), 130 cancelled (Ctrl-C).";
@@ -21,9 +28,20 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENTOS_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// SQLite file holding sessions and runs.
-    #[arg(long, global = true, env = "AGENTOS_DB", value_name = "PATH")]
+    /// Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://user@host:5432/db`, `?sslmode=require` for TLS).
+    #[arg(long, global = true, env = "AGENTOS_DB", value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
+
+    /// PostgreSQL connections each process keeps (reads; writes have one of their own).
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTOS_DB_POOL",
+        value_name = "N",
+        default_value_t = 16
+    )]
+    pub db_pool: usize,
 
     #[command(subcommand)]
     pub command: Command,

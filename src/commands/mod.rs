@@ -22,6 +22,7 @@ use crate::store::Store;
 pub struct Context {
     pub config_path: Option<PathBuf>,
     pub db_path: Option<PathBuf>,
+    pub db_pool: usize,
 }
 
 impl Context {
@@ -29,6 +30,7 @@ impl Context {
         Context {
             config_path: cli.config.clone(),
             db_path: cli.db.clone(),
+            db_pool: cli.db_pool,
         }
     }
 
@@ -38,12 +40,25 @@ impl Context {
         Ok(Config::load(&path)?)
     }
 
-    /// Opens the store at `--db`, `AGENTOS_DB` or the default path.
+    /// Opens the store at `--db`, `AGENTOS_DB` or the default path: a SQLite file, or a
+    /// PostgreSQL database for a `postgres://` URL.
     pub fn store(&self) -> anyhow::Result<Store> {
         let path = match &self.db_path {
             Some(p) => p.clone(),
             None => Store::default_path(),
         };
+        let location = path.to_string_lossy();
+        if crate::store::postgres::is_url(&location) {
+            if self.db_pool == 0 {
+                return Err(crate::error::UsageError("--db-pool must be at least 1".into()).into());
+            }
+            return Store::open_postgres(&location, self.db_pool).with_context(|| {
+                format!(
+                    "could not open the store {}",
+                    crate::store::postgres::redact(&location)
+                )
+            });
+        }
         Store::open(&path).with_context(|| format!("could not open the store {}", path.display()))
     }
 }

@@ -91,10 +91,12 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         .await
         .context("could not register this server in the store")?;
         state.engine.set_presence(presence.clone());
+        let queue = tokio::spawn(server::queue::worker(state.clone(), presence.clone()));
         eprintln!("agentos: serving on http://{}", display_addr(addr));
         let served = server::serve(listener, state, shutdown)
             .await
             .context("the server stopped with an error");
+        queue.abort();
         presence.stop().await;
         served
     });

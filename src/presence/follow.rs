@@ -8,10 +8,14 @@ use tokio::sync::mpsc;
 
 use super::recover::is_terminal;
 use crate::run::RunStatus;
+use crate::store::backend::Notice;
 use crate::store::{Store, StoreResult};
+use tokio::sync::broadcast::error::RecvError;
 
 /// How often a follower looks for new events.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
+/// The same, as a fallback beside the notices of a database that pushes them.
+const NOTICED_POLL: Duration = Duration::from_secs(1);
 /// How long a follower waits, after the run ended, for its last batch to arrive.
 const LAST_BATCH_WAIT: Duration = Duration::from_secs(2);
 
@@ -51,6 +55,14 @@ pub async fn follow(
     tx: mpsc::Sender<(u64, Value)>,
 ) -> StoreResult<()> {
     let mut ended_at: Option<tokio::time::Instant> = None;
+    // Where the database pushes notices, a batch wakes the follower at once; the poll
+    // stays as the fallback for a lost notice.
+    let mut notices = store.notices();
+    let poll = if notices.is_some() {
+        NOTICED_POLL
+    } else {
+        FOLLOW_POLL
+    };
     loop {
         let read = store.read_journal(&run_id, from).await?;
         for (seq, line) in read.events {
@@ -67,8 +79,16 @@ pub async fn follow(
                 return Ok(());
             }
         }
-        let live = matches!(read.status, Some(RunStatus::Running | RunStatus::Pending));
-        if read.status.is_none() {
+        // Not begun yet: a queued background run is waited for (it leaves the queue only
+        // once its row exists).
+        let live = matches!(
+            read.status,
+            None | Some(RunStatus::Running | RunStatus::Pending)
+        );
+        if read.status.is_none()
+            && store.queued_run(&run_id).await?.is_none()
+            && store.get_run(&run_id).await?.is_none()
+        {
             return Ok(());
         }
         if !live {
@@ -87,9 +107,30 @@ pub async fn follow(
                 return Ok(());
             }
         }
-        tokio::select! {
-            () = tx.closed() => return Ok(()),
-            () = tokio::time::sleep(FOLLOW_POLL) => {}
+        let wait = if ended_at.is_some() {
+            FOLLOW_POLL
+        } else {
+            poll
+        };
+        let sleep = tokio::time::sleep(wait);
+        tokio::pin!(sleep);
+        loop {
+            let noticed = async {
+                match notices.as_mut() {
+                    Some(rx) => Some(rx.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tx.closed() => return Ok(()),
+                () = &mut sleep => break,
+                notice = noticed => match notice {
+                    Some(Ok(Notice::Journal(id))) if id == run_id => break,
+                    Some(Ok(Notice::Resync) | Err(RecvError::Lagged(_))) => break,
+                    Some(Err(RecvError::Closed)) => notices = None,
+                    _ => {}
+                },
+            }
         }
     }
 }

@@ -15,8 +15,8 @@
 //!   window, and other processes follow the run from there (`journal.rs`). A run that
 //!   ends within its first interval is never journaled.
 //! - **Cancel from anywhere.** A cancel for a run this process does not execute is
-//!   recorded on the run; its owner looks for such requests every
-//!   [`CANCEL_POLL`] and cancels the run as a local cancel would.
+//!   recorded on the run; its owner cancels the run as a local cancel would, woken by
+//!   the database's notice (PostgreSQL) or by looking every [`CANCEL_POLL`] (SQLite).
 
 pub mod follow;
 mod journal;
@@ -30,10 +30,13 @@ pub use journal::{Journal, JournalSink};
 pub use recover::{INTERRUPTED, is_terminal};
 
 use crate::cancel::CancelToken;
+use crate::store::backend::Notice;
 use crate::store::{ProcessInfo, Store, StoreResult};
 
 /// How often the owner of runs looks for cancel requests from other processes.
 pub const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// The same, as a fallback beside the notices of a database that pushes them.
+const NOTICED_POLL: Duration = Duration::from_secs(1);
 /// How long a finished run's journal stays for late followers.
 const JOURNAL_KEEP_SECS: i64 = 60;
 
@@ -280,31 +283,65 @@ impl Presence {
         }
     }
 
+    /// Cancels tracked runs that another process asked to cancel: on the database's
+    /// notices where it pushes them, with a slow poll beside them in case one is lost;
+    /// by polling every [`CANCEL_POLL`] otherwise.
     async fn cancel_watch(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(CANCEL_POLL);
+        let mut notices = self.store.notices();
+        let poll = if notices.is_some() {
+            NOTICED_POLL
+        } else {
+            CANCEL_POLL
+        };
+        let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let noticed = async {
+                match notices.as_mut() {
+                    Some(rx) => Some(rx.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let check = tokio::select! {
                 () = self.stopped.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if lock(&self.tokens).is_empty() {
-                continue;
-            }
-            match self.store.cancel_requests(&self.info.process_id).await {
-                Ok(ids) => {
-                    let tokens = lock(&self.tokens);
-                    for id in ids {
-                        if let Some(token) = tokens.get(&id)
-                            && !token.is_cancelled()
-                        {
-                            tracing::info!(run_id = %id, "cancelled from another process");
-                            token.cancel();
-                        }
+                _ = tick.tick() => None,
+                notice = noticed => notice,
+            };
+            match check {
+                // One run, by name: no need to read the store.
+                Some(Ok(Notice::Cancel(run_id))) => {
+                    if let Some(token) = lock(&self.tokens).get(&run_id)
+                        && !token.is_cancelled()
+                    {
+                        tracing::info!(run_id = %run_id, "cancelled from another process");
+                        token.cancel();
                     }
                 }
-                Err(err) => tracing::warn!("could not read cancel requests: {err}"),
+                Some(Ok(Notice::Journal(_) | Notice::Queued(_))) => {}
+                Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => notices = None,
+                // Missed notices (a reconnect, or too many at once), or the poll: look.
+                Some(Ok(Notice::Resync) | Err(_)) | None => self.poll_cancels().await,
             }
+        }
+    }
+
+    async fn poll_cancels(&self) {
+        if lock(&self.tokens).is_empty() {
+            return;
+        }
+        match self.store.cancel_requests(&self.info.process_id).await {
+            Ok(ids) => {
+                let tokens = lock(&self.tokens);
+                for id in ids {
+                    if let Some(token) = tokens.get(&id)
+                        && !token.is_cancelled()
+                    {
+                        tracing::info!(run_id = %id, "cancelled from another process");
+                        token.cancel();
+                    }
+                }
+            }
+            Err(err) => tracing::warn!("could not read cancel requests: {err}"),
         }
     }
 

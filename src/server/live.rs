@@ -33,6 +33,8 @@ const KEEP_EARLY_CANCELS: usize = 4096;
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Woken when a run ends (a place under `--max-runs` came free).
+    freed: Notify,
 }
 
 #[derive(Default)]
@@ -150,6 +152,11 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Resolves when a run ends.
+    pub async fn freed(&self) {
+        self.freed.notified().await;
+    }
+
     /// Runs executing now.
     pub fn in_flight(&self) -> usize {
         self.inner().live.len()
@@ -199,6 +206,7 @@ impl Registry {
     /// Takes a run out of the in-flight set; background runs stay resumable for a while.
     pub fn finish(&self, live: &Arc<LiveRun>, status: RunStatus) {
         live.close(status);
+        self.freed.notify_one();
         let mut inner = self.inner();
         inner.live.remove(&live.run_id);
         if live.background {

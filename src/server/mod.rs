@@ -10,6 +10,7 @@ pub mod error;
 pub mod form;
 pub mod info;
 pub mod live;
+pub mod queue;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -67,10 +67,10 @@ impl Kind {
 }
 
 /// What the form asks of a run besides the engine request.
-struct Delivery {
-    stream: bool,
-    background: bool,
-    stream_events: bool,
+pub(super) struct Delivery {
+    pub(super) stream: bool,
+    pub(super) background: bool,
+    pub(super) stream_events: bool,
 }
 
 /// `POST /agents/{id}/runs`, `POST /teams/{id}/runs` and `POST /workflows/{id}/runs`.
@@ -90,6 +90,13 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
     component.require(state.engine.config(), id)?;
     let mut request = run_request(&form, id, message, delivery.stream)?;
     let run_id = request.run_id.get_or_insert_with(new_id).clone();
+    // A background run is accepted into the store's queue, so any server can run it.
+    if delivery.background
+        && let Some(presence) = state.engine.presence().cloned()
+    {
+        return super::queue::accept(state, presence, form, (component, id), request, delivery)
+            .await;
+    }
 
     let slot = reserve(&state)?;
     let engine = state.engine.clone();
@@ -103,7 +110,7 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
 /// Starts (or continues) a run in a task of its own. Starting stores the run RUNNING, so
 /// if the client leaves before the run is handed over, the run is executed already
 /// cancelled: it is stored CANCELLED instead of staying RUNNING forever.
-async fn start_detached(
+pub(super) async fn start_detached(
     state: &Arc<AppState>,
     start: impl Future<Output = Result<PendingRun, EngineError>> + Send + 'static,
 ) -> Result<PendingRun, ApiError> {
@@ -124,7 +131,7 @@ async fn start_detached(
 
 /// Executes a started (or continued) run and answers as the form asked: a JSON run
 /// object, an inline SSE stream, or a background run (202, or a stream with `event_index`).
-async fn deliver(
+pub(super) async fn deliver(
     state: Arc<AppState>,
     slot: Slot,
     pending: PendingRun,
@@ -187,7 +194,7 @@ async fn deliver(
 }
 
 /// Takes a place under `--max-runs`, or answers 429.
-fn reserve(state: &AppState) -> Result<Slot, ApiError> {
+pub(super) fn reserve(state: &AppState) -> Result<Slot, ApiError> {
     let limit = state.options.max_runs_in_flight;
     state.runs.reserve(limit).ok_or_else(|| {
         ApiError::retry_later(
@@ -465,28 +472,8 @@ pub async fn resume(
             ("last_event_index_requested", json!(last)),
             ("message", json!(message)),
         ]);
-        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
         let first = Bytes::from(format!("event: replay\ndata: {replay}\n\n"));
-        let (store, run_id) = (store.clone(), run_id.to_string());
-        tokio::spawn(async move {
-            if tx.send(first).await.is_err() {
-                return;
-            }
-            let (events_tx, mut events) = mpsc::channel(STREAM_FRAMES);
-            let following = tokio::spawn(crate::presence::follow::follow(
-                store, run_id, from, events_tx,
-            ));
-            while let Some((seq, mut event)) = events.recv().await {
-                event["event_index"] = json!(seq);
-                let name = event["event"].as_str().unwrap_or("message").to_string();
-                let frame = format!("event: {name}\ndata: {event}\n\n");
-                if tx.send(Bytes::from(frame)).await.is_err() {
-                    break;
-                }
-            }
-            following.abort();
-        });
-        return Ok(event_stream(Body::stream(rx, None)));
+        return Ok(journal_stream(store, run_id, from, Some(first)));
     }
     let status = stored.run.status().as_str();
     let replay = python_json(&[
@@ -504,6 +491,40 @@ pub async fn resume(
     Ok(event_stream(Body::full(Bytes::from(format!(
         "event: replay\ndata: {replay}\n\n"
     )))))
+}
+
+/// An SSE stream of a run's events from the store's journal, from position `from` on,
+/// each with its `event_index`, following the run wherever it executes (after `first`,
+/// when given).
+pub(super) fn journal_stream(
+    store: &crate::store::Store,
+    run_id: &str,
+    from: u64,
+    first: Option<Bytes>,
+) -> hyper::Response<Body> {
+    let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+    let (store, run_id) = (store.clone(), run_id.to_string());
+    tokio::spawn(async move {
+        if let Some(first) = first
+            && tx.send(first).await.is_err()
+        {
+            return;
+        }
+        let (events_tx, mut events) = mpsc::channel(STREAM_FRAMES);
+        let following = tokio::spawn(crate::presence::follow::follow(
+            store, run_id, from, events_tx,
+        ));
+        while let Some((seq, mut event)) = events.recv().await {
+            event["event_index"] = json!(seq);
+            let name = event["event"].as_str().unwrap_or("message").to_string();
+            let frame = format!("event: {name}\ndata: {event}\n\n");
+            if tx.send(Bytes::from(frame)).await.is_err() {
+                break;
+            }
+        }
+        following.abort();
+    });
+    event_stream(Body::stream(rx, None))
 }
 
 /// Whether `user_id` may see the session ([`crate::store::Session::visible_to`]).
@@ -525,7 +546,7 @@ fn python_json(pairs: &[(&str, Value)]) -> String {
     format!("{{{}}}", fields.join(", "))
 }
 
-fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiError> {
+pub(super) fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiError> {
     form.get(name)
         .map(|v| form::parse_bool(name, v))
         .transpose()
@@ -560,7 +581,7 @@ pub(super) fn not_too_deep(field: &str, value: &Value) -> Result<(), ApiError> {
 }
 
 /// The engine request from the form's fields (spec §4.1 conversions).
-fn run_request(
+pub(super) fn run_request(
     form: &Form,
     id: &str,
     message: String,

@@ -442,6 +442,12 @@ pub async fn component_run(
     let store = state.engine.store();
     let not_found = || ApiError::not_found("Run not found");
     if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
+        // A background run still queued has no session yet.
+        if let Some(queued) = store.queued_run(run_id).await?.filter(|q| {
+            q.session_id == session_id && q.kind == component && q.component_id == id
+        }) {
+            return Ok(ok(&queued_run(&queued)));
+        }
         return Err(not_found());
     }
     let stored = store
@@ -455,6 +461,22 @@ pub async fn component_run(
         .ok_or_else(not_found)?;
     let run = schemas::polled_run(&stored);
     Ok(ok(&run))
+}
+
+/// A queued background run as polling shows it: its ids and `PENDING`.
+fn queued_run(queued: &crate::store::QueuedRun) -> Value {
+    let component_key = match queued.kind {
+        Kind::Agent => "agent_id",
+        Kind::Team => "team_id",
+        Kind::Workflow => "workflow_id",
+    };
+    serde_json::json!({
+        "run_id": queued.run_id,
+        component_key: queued.component_id,
+        "session_id": queued.session_id,
+        "status": "PENDING",
+        "created_at": queued.accepted_at as i64,
+    })
 }
 
 /// Whether the session exists, belongs to this component and may be seen by `user_id`.

@@ -103,6 +103,23 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, first_seq)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: background runs waiting for a process to execute them. `request` is the run's
+    // form fields as a JSON object; `claimed_by` the process that took it up (the row
+    // goes once the run has begun, or comes back to the queue if that process stops).
+    r#"
+    CREATE TABLE run_queue (
+        run_id       TEXT NOT NULL PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        component_id TEXT NOT NULL,
+        session_id   TEXT NOT NULL,
+        request      TEXT NOT NULL,
+        accepted_by  TEXT,
+        accepted_at  REAL NOT NULL,
+        claimed_by   TEXT,
+        claimed_at   REAL
+    ) STRICT;
+    CREATE INDEX run_queue_accepted ON run_queue (accepted_at);
+    "#,
 ];
 
 /// The schema version this binary writes and understands.

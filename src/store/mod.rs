@@ -22,10 +22,12 @@
 //! is never reused), are kept in a bounded in-memory cache: the next run of a long session
 //! reads only the runs it has not seen, rather than parsing its whole history again.
 
+pub mod backend;
 mod codec;
 mod migrations;
 mod ownership;
 mod pool;
+pub mod postgres;
 mod sqlite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,8 +36,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use backend::Backend;
 pub use ownership::{
-    CancelOutcome, JournalBatch, JournalRead, Orphan, ProcessInfo, RunListing, RunQuery,
+    CancelOutcome, JournalBatch, JournalRead, Orphan, ProcessInfo, QueuedRun, RunListing, RunQuery,
 };
 pub use pool::Pending;
 
@@ -161,6 +164,10 @@ pub enum StoreError {
     InvalidRun(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     #[error("could not open database {path}: {source}")]
     Open {
         path: String,
@@ -189,7 +196,7 @@ pub struct Store {
 }
 
 struct Inner {
-    pool: pool::Pool,
+    backend: Box<dyn Backend>,
     history: Mutex<HistoryCache>,
 }
 
@@ -214,6 +221,14 @@ impl Store {
         Ok(Store::with_pool(pool::Pool::new(writer, path, readers)))
     }
 
+    /// The PostgreSQL database at `url`, its schema brought up to date, with `pool_size`
+    /// connections for reads.
+    pub fn open_postgres(url: &str, pool_size: usize) -> StoreResult<Store> {
+        Ok(Store::with_backend(Box::new(postgres::PgStore::open(
+            url, pool_size,
+        )?)))
+    }
+
     /// A private database that lives as long as the store (tests, `--db :memory:`). Reads
     /// and writes share its one connection.
     pub fn open_in_memory() -> StoreResult<Store> {
@@ -226,9 +241,13 @@ impl Store {
     }
 
     fn with_pool(pool: pool::Pool) -> Store {
+        Store::with_backend(Box::new(pool))
+    }
+
+    fn with_backend(backend: Box<dyn Backend>) -> Store {
         Store {
             inner: Arc::new(Inner {
-                pool,
+                backend,
                 history: Mutex::new(HistoryCache::default()),
             }),
         }
@@ -244,39 +263,37 @@ impl Store {
         )
     }
 
-    fn read<T, F>(&self, f: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
-    {
-        self.inner.pool.read(f)
+    fn backend(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
     }
 
-    fn write<T, F>(&self, f: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
-    {
-        self.inner.pool.write(f)
+    /// What the store is, for messages: `SQLite /path` or `PostgreSQL host/db`.
+    pub fn describe(&self) -> String {
+        self.backend().describe()
+    }
+
+    /// Notices pushed by the database when another process cancels a run or a journal
+    /// grows (PostgreSQL); `None` when they must be polled for (SQLite).
+    pub fn notices(&self) -> Option<tokio::sync::broadcast::Receiver<backend::Notice>> {
+        self.backend().notices()
     }
 
     // ----- sessions -----
 
     /// The session with this id.
     pub fn get_session(&self, session_id: &str) -> Pending<Option<Session>> {
-        let id = session_id.to_string();
-        self.read(move |db| db.get_session(&id))
+        self.backend().get_session(session_id.to_string())
     }
 
     /// Inserts a new session; [`StoreError::SessionExists`] if the id is taken.
     pub fn create_session(&self, session: Session) -> Pending<()> {
-        self.write(move |db| db.create_session(&session))
+        self.backend().create_session(session)
     }
 
     /// Sets a session's name. False if there is no such session.
     pub fn rename_session(&self, session_id: &str, name: &str) -> Pending<bool> {
-        let (id, name) = (session_id.to_string(), name.to_string());
-        self.write(move |db| db.rename_session(&id, &name))
+        self.backend()
+            .rename_session(session_id.to_string(), name.to_string())
     }
 
     /// Replaces the given parts of a session (`None` keeps the stored value) and returns
@@ -288,21 +305,17 @@ impl Store {
         session_state: Option<Value>,
         metadata: Option<Value>,
     ) -> Pending<Option<Session>> {
-        let id = session_id.to_string();
-        self.write(move |db| {
-            db.update_session(
-                &id,
-                session_name.as_deref(),
-                session_state.as_ref(),
-                metadata.as_ref(),
-            )
-        })
+        self.backend().update_session(
+            session_id.to_string(),
+            session_name,
+            session_state,
+            metadata,
+        )
     }
 
     /// Deletes a session and its runs. False if there was no such session.
     pub fn delete_session(&self, session_id: &str) -> Pending<bool> {
-        let id = session_id.to_string();
-        self.write(move |db| db.delete_session(&id))
+        self.backend().delete_session(session_id.to_string())
     }
 
     /// Deletes the sessions with these ids (and their runs), keeping those whose type is
@@ -312,18 +325,17 @@ impl Store {
         session_ids: Vec<String>,
         types: Option<Vec<Kind>>,
     ) -> Pending<u64> {
-        self.write(move |db| db.delete_sessions(&session_ids, types.as_deref()))
+        self.backend().delete_sessions(session_ids, types)
     }
 
     /// One session with its display name and run figures.
     pub fn session_summary(&self, session_id: &str) -> Pending<Option<SessionSummary>> {
-        let id = session_id.to_string();
-        self.read(move |db| db.session_summary(&id))
+        self.backend().session_summary(session_id.to_string())
     }
 
     /// A page of sessions matching `query`, and how many match in all.
     pub fn list_sessions(&self, query: SessionQuery) -> Pending<(Vec<SessionSummary>, u64)> {
-        self.read(move |db| db.list_sessions(&query))
+        self.backend().list_sessions(query)
     }
 
     /// A page of sessions with every run of each (oldest first), in one snapshot, and
@@ -332,41 +344,34 @@ impl Store {
         &self,
         query: SessionQuery,
     ) -> Pending<(Vec<SessionWithRuns>, u64)> {
-        self.read(move |db| {
-            let (summaries, total) = db.list_sessions(&query)?;
-            let mut out = Vec::with_capacity(summaries.len());
-            for summary in summaries {
-                let runs = db.list_runs(&summary.session.session_id)?;
-                out.push((summary, runs));
-            }
-            Ok((out, total))
-        })
+        self.backend().list_sessions_with_runs(query)
     }
 
     // ----- runs -----
 
     /// Records the start of a run: creates its session unless it exists (otherwise bumps
     /// its `updated_at`) and inserts the run with the status it carries, in one
-    /// transaction. [`StoreError::RunExists`] if the run id is taken.
+    /// transaction, owned by this process (see `presence`). [`StoreError::RunExists`] if
+    /// the run id is taken.
     pub fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
-        self.write(move |db| db.begin_run(&session, &run, kind))
+        self.backend().begin_run(session, run, kind)
     }
 
     /// Records the end of a run begun with [`Store::begin_run`]: its final object, events
     /// and token counts, plus its session's state, in one transaction.
     pub fn finish_run(&self, run: AnyRun, events: Vec<Value>, session_state: Value) -> Pending<()> {
-        self.write(move |db| db.finish_run(&run, &events, &session_state))
+        self.backend().finish_run(run, events, session_state)
     }
 
     /// Sets a run's status (in its column and its stored object). False if there is no
     /// such run.
     pub fn update_run_status(&self, run_id: &str, status: RunStatus) -> Pending<bool> {
-        let id = run_id.to_string();
-        self.write(move |db| db.update_run_status(&id, status))
+        self.backend().update_run_status(run_id.to_string(), status)
     }
 
     /// Moves a run from `from` to `to` only if it is still `from` (compare and set).
-    /// `stage` sets the run object's `cancellation_stage`.
+    /// `stage` sets the run object's `cancellation_stage`. A run moved to RUNNING is this
+    /// process's to execute.
     pub fn transition_run(
         &self,
         run_id: &str,
@@ -374,20 +379,19 @@ impl Store {
         to: RunStatus,
         stage: Option<&str>,
     ) -> Pending<bool> {
-        let (id, stage) = (run_id.to_string(), stage.map(str::to_string));
-        self.write(move |db| db.transition_run(&id, from, to, stage.as_deref()))
+        self.backend()
+            .transition_run(run_id.to_string(), from, to, stage.map(str::to_string))
     }
 
     /// The run with this id.
     pub fn get_run(&self, run_id: &str) -> Pending<Option<StoredRun>> {
-        let id = run_id.to_string();
-        self.read(move |db| db.get_run(&id))
+        self.backend().get_run(run_id.to_string())
     }
 
     /// Every run of a session (member runs included), oldest first.
     pub fn list_runs(&self, session_id: &str) -> Pending<Vec<StoredRun>> {
-        let id = session_id.to_string();
-        self.read(move |db| db.list_runs(&id))
+        self.backend()
+            .list_runs_filtered(session_id.to_string(), Vec::new(), None, None)
     }
 
     /// A session and every run of it, in one snapshot.
@@ -395,13 +399,7 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Pending<Option<(Session, Vec<StoredRun>)>> {
-        let id = session_id.to_string();
-        self.read(move |db| {
-            let Some(session) = db.get_session(&id)? else {
-                return Ok(None);
-            };
-            Ok(Some((session, db.list_runs(&id)?)))
-        })
+        self.backend().session_with_runs(session_id.to_string())
     }
 
     /// The runs of a session with one of `statuses` (any when empty), created within the
@@ -413,8 +411,12 @@ impl Store {
         created_after: Option<i64>,
         created_before: Option<i64>,
     ) -> Pending<Vec<StoredRun>> {
-        let id = session_id.to_string();
-        self.read(move |db| db.list_runs_filtered(&id, &statuses, created_after, created_before))
+        self.backend().list_runs_filtered(
+            session_id.to_string(),
+            statuses,
+            created_after,
+            created_before,
+        )
     }
 
     /// The last `num_runs` COMPLETED top-level runs of a session, oldest first, leaving
@@ -425,8 +427,11 @@ impl Store {
         num_runs: usize,
         exclude_run_id: Option<&str>,
     ) -> Pending<Vec<AnyRun>> {
-        let (id, exclude) = (session_id.to_string(), exclude_run_id.map(str::to_string));
-        self.read(move |db| db.history(&id, num_runs, exclude.as_deref()))
+        self.backend().history(
+            session_id.to_string(),
+            num_runs,
+            exclude_run_id.map(str::to_string),
+        )
     }
 
     /// The conversation of the runs [`Store::history`] selects, oldest first, without
@@ -447,18 +452,14 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .seqs(session_id);
-        let (id, exclude) = (session_id.to_string(), exclude_run_id.map(str::to_string));
         let (seqs, fetched) = self
-            .read(move |db| {
-                let seqs = db.history_seqs(&id, num_runs, exclude.as_deref())?;
-                let missing: Vec<i64> = seqs
-                    .iter()
-                    .copied()
-                    .filter(|s| known.binary_search(s).is_err())
-                    .collect();
-                let fetched = db.run_messages(&id, &missing)?;
-                Ok((seqs, fetched))
-            })
+            .backend()
+            .history_fetch(
+                session_id.to_string(),
+                num_runs,
+                exclude_run_id.map(str::to_string),
+                known,
+            )
             .await?;
         let mut cache = self.inner.history.lock().unwrap_or_else(|e| e.into_inner());
         for (seq, messages) in fetched {

@@ -105,6 +105,20 @@ pub struct JournalBatch {
     pub events: String,
 }
 
+/// A background run accepted and not yet begun.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedRun {
+    pub run_id: String,
+    pub kind: Kind,
+    pub component_id: String,
+    pub session_id: String,
+    /// The run's form fields, as a JSON object of strings.
+    pub request: Value,
+    /// The process that accepted it.
+    pub accepted_by: Option<String>,
+    pub accepted_at: f64,
+}
+
 /// What a follower finds in the store.
 #[derive(Clone, Debug)]
 pub struct JournalRead {
@@ -119,31 +133,25 @@ pub struct JournalRead {
 impl Store {
     /// Runs begun through this store from now on are owned by `process_id`.
     pub fn set_owner(&self, process_id: &str) -> Pending<()> {
-        let id = process_id.to_string();
-        self.write(move |db| {
-            db.set_owner(&id);
-            Ok(())
-        })
+        self.backend().set_owner(process_id.to_string())
     }
 
     pub fn register_process(&self, info: ProcessInfo) -> Pending<()> {
-        self.write(move |db| db.register_process(&info))
+        self.backend().register_process(info)
     }
 
     /// False when the process's row is gone (it was taken for dead).
     pub fn heartbeat(&self, process_id: &str, now: f64) -> Pending<bool> {
-        let id = process_id.to_string();
-        self.write(move |db| db.heartbeat(&id, now))
+        self.backend().heartbeat(process_id.to_string(), now)
     }
 
     pub fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
-        self.write(move |db| db.forget_processes(&ids))
+        self.backend().forget_processes(ids)
     }
 
     /// Processes silent since `cutoff` (other than `alive`) and the runs they left live.
     pub fn orphans(&self, alive: &str, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
-        let alive = alive.to_string();
-        self.read(move |db| db.orphans(&alive, cutoff))
+        self.backend().orphans(alive.to_string(), cutoff)
     }
 
     /// Stores a settled orphan unless it stopped being a live run of `owner` meanwhile.
@@ -153,40 +161,63 @@ impl Store {
         events: Vec<Value>,
         owner: Option<String>,
     ) -> Pending<bool> {
-        self.write(move |db| db.settle_orphan(&run, &events, owner.as_deref()))
+        self.backend().settle_orphan(run, events, owner)
     }
 
     pub fn request_cancel(&self, run_id: &str) -> Pending<CancelOutcome> {
-        let id = run_id.to_string();
-        self.write(move |db| db.request_cancel(&id))
+        self.backend().request_cancel(run_id.to_string())
     }
 
     /// The runs of `owner` that another process asked to cancel.
     pub fn cancel_requests(&self, owner: &str) -> Pending<Vec<String>> {
-        let owner = owner.to_string();
-        self.read(move |db| db.cancel_requests(&owner))
+        self.backend().cancel_requests(owner.to_string())
     }
 
-    pub fn list_all_runs(&self, query: RunQuery) -> Pending<Vec<super::RunListing>> {
-        self.read(move |db| db.list_all_runs(&query))
+    pub fn list_all_runs(&self, query: RunQuery) -> Pending<Vec<RunListing>> {
+        self.backend().list_all_runs(query)
     }
 
     pub fn append_journal(&self, batches: Vec<JournalBatch>) -> Pending<()> {
-        self.write(move |db| db.append_journal(&batches))
+        self.backend().append_journal(batches)
     }
 
     pub fn reset_journal(&self, run_id: &str) -> Pending<()> {
-        let id = run_id.to_string();
-        self.write(move |db| db.reset_journal(&id))
+        self.backend().reset_journal(run_id.to_string())
     }
 
     pub fn read_journal(&self, run_id: &str, from: u64) -> Pending<JournalRead> {
-        let id = run_id.to_string();
-        self.read(move |db| db.read_journal(&id, from))
+        self.backend().read_journal(run_id.to_string(), from)
+    }
+
+    /// Puts a background run in the queue for any process to take up.
+    pub fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
+        self.backend().enqueue_run(run)
+    }
+
+    /// Takes up a queued run for `claimer`: `run_id`, or the oldest one. A run claimed by
+    /// a process silent since `cutoff` (or gone) can be claimed again.
+    pub fn claim_run(
+        &self,
+        claimer: &str,
+        run_id: Option<&str>,
+        cutoff: f64,
+    ) -> Pending<Option<QueuedRun>> {
+        self.backend()
+            .claim_run(claimer.to_string(), run_id.map(str::to_string), cutoff)
+    }
+
+    /// Takes a run out of the queue (it has begun).
+    pub fn dequeue_run(&self, run_id: &str) -> Pending<()> {
+        self.backend().dequeue_run(run_id.to_string())
+    }
+
+    /// The queued run with this id.
+    pub fn queued_run(&self, run_id: &str) -> Pending<Option<QueuedRun>> {
+        self.backend().queued_run(run_id.to_string())
     }
 
     /// Drops journals of runs that ended before `cutoff` (Unix seconds).
     pub fn clean_journals(&self, cutoff: i64) -> Pending<u64> {
-        self.write(move |db| db.clean_journals(cutoff))
+        self.backend().clean_journals(cutoff)
     }
 }

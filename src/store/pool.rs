@@ -16,7 +16,8 @@ use super::{SqliteStore, StoreError, StoreResult};
 
 type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
 
-pub(super) struct Pool {
+pub(crate) struct Pool {
+    path: std::path::PathBuf,
     writer: Sender<Job>,
     /// `None` when reads share the writer's connection (an in-memory database).
     readers: Option<Sender<Job>>,
@@ -45,9 +46,15 @@ impl Pool {
             tx
         });
         Pool {
+            path: path.to_path_buf(),
             writer: writer_tx,
             readers,
         }
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Queues `f` for a reader connection.
@@ -86,8 +93,27 @@ where
     }
 }
 
-/// The result of a store call, once its thread has run it.
+/// The result of a store call, once its thread (or task) has run it.
 pub struct Pending<T>(Option<oneshot::Receiver<StoreResult<T>>>);
+
+impl<T> Pending<T> {
+    /// The result a queued call will send.
+    pub(crate) fn from_receiver(rx: oneshot::Receiver<StoreResult<T>>) -> Self {
+        Pending(Some(rx))
+    }
+
+    /// A call that could not be queued: it fails with "stopped".
+    pub(crate) fn stopped() -> Self {
+        Pending(None)
+    }
+
+    /// A result known already.
+    pub(crate) fn ready(result: StoreResult<T>) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(result);
+        Pending(Some(rx))
+    }
+}
 
 impl<T> std::future::Future for Pending<T> {
     type Output = StoreResult<T>;

@@ -1002,8 +1002,10 @@ fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+mod backend;
 mod journal;
 mod ownership;
+mod queue;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,226 @@
+//! The PostgreSQL store as a [`Backend`]: reads on pooled connections, writes queued for
+//! the writer (see `mod.rs`).
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::{PgStore, queries as q};
+use crate::kind::Kind;
+use crate::run::{AnyRun, RunStatus};
+use crate::store::backend::{Backend, HistoryFetch, Notice};
+use crate::store::{
+    CancelOutcome, JournalBatch, JournalRead, Orphan, Pending, ProcessInfo, QueuedRun, RunListing,
+    RunQuery, Session, SessionQuery, SessionSummary, SessionWithRuns, StoredRun,
+};
+
+impl Backend for PgStore {
+    fn describe(&self) -> String {
+        PgStore::describe(self)
+    }
+
+    fn notices(&self) -> Option<broadcast::Receiver<Notice>> {
+        Some(PgStore::notices(self))
+    }
+
+    fn get_session(&self, id: String) -> Pending<Option<Session>> {
+        self.read(move |c| Box::pin(async move { q::get_session(&*c, &id).await }))
+    }
+
+    fn create_session(&self, session: Session) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::create_session(&*c, &session).await }))
+    }
+
+    fn rename_session(&self, id: String, name: String) -> Pending<bool> {
+        self.write(move |c| Box::pin(async move { q::rename_session(&*c, &id, &name).await }))
+    }
+
+    fn update_session(
+        &self,
+        id: String,
+        name: Option<String>,
+        state: Option<Value>,
+        metadata: Option<Value>,
+    ) -> Pending<Option<Session>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                q::update_session(&*c, &id, name.as_deref(), state.as_ref(), metadata.as_ref())
+                    .await
+            })
+        })
+    }
+
+    fn delete_session(&self, id: String) -> Pending<bool> {
+        self.write(move |c| Box::pin(async move { q::delete_session(&*c, &id).await }))
+    }
+
+    fn delete_sessions(&self, ids: Vec<String>, types: Option<Vec<Kind>>) -> Pending<u64> {
+        self.write(move |c| {
+            Box::pin(async move { q::delete_sessions(c, &ids, types.as_deref()).await })
+        })
+    }
+
+    fn session_summary(&self, id: String) -> Pending<Option<SessionSummary>> {
+        self.read(move |c| Box::pin(async move { q::session_summary(c, &id).await }))
+    }
+
+    fn list_sessions(&self, query: SessionQuery) -> Pending<(Vec<SessionSummary>, u64)> {
+        self.read(move |c| Box::pin(async move { q::list_sessions(c, &query).await }))
+    }
+
+    fn list_sessions_with_runs(&self, query: SessionQuery) -> Pending<(Vec<SessionWithRuns>, u64)> {
+        self.read(move |c| Box::pin(async move { q::list_sessions_with_runs(c, &query).await }))
+    }
+
+    fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
+        let owner = self.owner();
+        self.write(move |c| {
+            Box::pin(async move { q::begin_run(c, &session, &run, kind, owner.as_deref()).await })
+        })
+    }
+
+    fn finish_run(&self, run: AnyRun, events: Vec<Value>, state: Value) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::finish_run(c, &run, &events, &state).await }))
+    }
+
+    fn update_run_status(&self, id: String, status: RunStatus) -> Pending<bool> {
+        self.write(move |c| Box::pin(async move { q::update_run_status(c, &id, status).await }))
+    }
+
+    fn transition_run(
+        &self,
+        id: String,
+        from: RunStatus,
+        to: RunStatus,
+        stage: Option<String>,
+    ) -> Pending<bool> {
+        let owner = self.owner();
+        self.write(move |c| {
+            Box::pin(async move {
+                q::transition_run(c, &id, from, to, stage.as_deref(), owner.as_deref()).await
+            })
+        })
+    }
+
+    fn get_run(&self, id: String) -> Pending<Option<StoredRun>> {
+        self.read(move |c| Box::pin(async move { q::get_run(&*c, &id).await }))
+    }
+
+    fn list_runs_filtered(
+        &self,
+        id: String,
+        statuses: Vec<RunStatus>,
+        after: Option<i64>,
+        before: Option<i64>,
+    ) -> Pending<Vec<StoredRun>> {
+        self.read(move |c| {
+            Box::pin(async move { q::list_runs_filtered(&*c, &id, &statuses, after, before).await })
+        })
+    }
+
+    fn session_with_runs(&self, id: String) -> Pending<Option<(Session, Vec<StoredRun>)>> {
+        self.read(move |c| Box::pin(async move { q::session_with_runs(c, &id).await }))
+    }
+
+    fn history(&self, id: String, n: usize, exclude: Option<String>) -> Pending<Vec<AnyRun>> {
+        self.read(move |c| {
+            Box::pin(async move { q::history(&*c, &id, n, exclude.as_deref()).await })
+        })
+    }
+
+    fn history_fetch(
+        &self,
+        id: String,
+        n: usize,
+        exclude: Option<String>,
+        known: Vec<i64>,
+    ) -> Pending<HistoryFetch> {
+        self.read(move |c| {
+            Box::pin(async move { q::history_fetch(c, &id, n, exclude.as_deref(), &known).await })
+        })
+    }
+
+    fn set_owner(&self, id: String) -> Pending<()> {
+        PgStore::set_owner(self, id);
+        Pending::ready(Ok(()))
+    }
+
+    fn register_process(&self, info: ProcessInfo) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::register_process(&*c, &info).await }))
+    }
+
+    fn heartbeat(&self, id: String, now: f64) -> Pending<bool> {
+        self.write(move |c| Box::pin(async move { q::heartbeat(&*c, &id, now).await }))
+    }
+
+    fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::forget_processes(&*c, &ids).await }))
+    }
+
+    fn orphans(&self, alive: String, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
+        self.read(move |c| Box::pin(async move { q::orphans(c, &alive, cutoff).await }))
+    }
+
+    fn settle_orphan(
+        &self,
+        run: StoredRun,
+        events: Vec<Value>,
+        owner: Option<String>,
+    ) -> Pending<bool> {
+        self.write(move |c| {
+            Box::pin(async move { q::settle_orphan(c, &run, &events, owner.as_deref()).await })
+        })
+    }
+
+    fn request_cancel(&self, id: String) -> Pending<CancelOutcome> {
+        self.write(move |c| Box::pin(async move { q::request_cancel(c, &id).await }))
+    }
+
+    fn cancel_requests(&self, owner: String) -> Pending<Vec<String>> {
+        self.read(move |c| Box::pin(async move { q::cancel_requests(&*c, &owner).await }))
+    }
+
+    fn list_all_runs(&self, query: RunQuery) -> Pending<Vec<RunListing>> {
+        self.read(move |c| Box::pin(async move { q::list_all_runs(&*c, &query).await }))
+    }
+
+    fn append_journal(&self, batches: Vec<JournalBatch>) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::append_journal(c, &batches).await }))
+    }
+
+    fn reset_journal(&self, id: String) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::reset_journal(&*c, &id).await }))
+    }
+
+    fn read_journal(&self, id: String, from: u64) -> Pending<JournalRead> {
+        self.read(move |c| Box::pin(async move { q::read_journal(c, &id, from).await }))
+    }
+
+    fn clean_journals(&self, cutoff: i64) -> Pending<u64> {
+        self.write(move |c| Box::pin(async move { q::clean_journals(&*c, cutoff).await }))
+    }
+
+    fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::enqueue_run(c, &run).await }))
+    }
+
+    /// On a pooled connection rather than the writer: a claim is one statement, and
+    /// claims from many servers should not wait behind this one's writes.
+    fn claim_run(
+        &self,
+        claimer: String,
+        run_id: Option<String>,
+        cutoff: f64,
+    ) -> Pending<Option<QueuedRun>> {
+        self.read(move |c| {
+            Box::pin(async move { q::claim_run(&*c, &claimer, run_id.as_deref(), cutoff).await })
+        })
+    }
+
+    fn dequeue_run(&self, run_id: String) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::dequeue_run(&*c, &run_id).await }))
+    }
+
+    fn queued_run(&self, run_id: String) -> Pending<Option<QueuedRun>> {
+        self.read(move |c| Box::pin(async move { q::queued_run(&*c, &run_id).await }))
+    }
+}
