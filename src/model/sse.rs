@@ -307,7 +307,8 @@ mod tests {
 
     #[test]
     fn decoder_gives_the_same_events_however_the_bytes_are_split() {
-        let input = b"event: a\r\ndata: 1\r\n\r\n: c\ndata: 2\rdata: 3\r\rdata: \xc3\xa9\n\ndata: tail";
+        let input =
+            b"event: a\r\ndata: 1\r\n\r\n: c\ndata: 2\rdata: 3\r\rdata: \xc3\xa9\n\ndata: tail";
         let whole = {
             let mut d = SseDecoder::new();
             let mut out = Vec::new();
