@@ -2,7 +2,7 @@
 //! their CEL expressions), tools, MCP servers and providers.
 //!
 //! Input: the file's text. Properties: nothing panics; every error names a line of the
-//! file; a file that loads has ids that are unique and usable as one URL path segment, and
+//! file; a file that loads has model lines inside the file, ids that are unique and usable as one URL path segment, and
 //! `agentos check`'s report of it can be written.
 #![no_main]
 
@@ -35,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
             for id in all {
                 assert!(is_name(id), "id {id:?}");
                 assert!(ids.insert(id.clone()), "duplicate id {id:?}");
+            }
+            let lines = text.matches('\n').count() + 1;
+            let model_lines = config.agents.iter().map(|a| a.model_line);
+            for line in model_lines.chain(config.teams.iter().map(|t| t.model_line)) {
+                assert!((1..=lines).contains(&line), "model line {line} of {lines}");
             }
             for workflow in &config.workflows {
                 assert!(!workflow.steps.is_empty());

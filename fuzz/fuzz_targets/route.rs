@@ -6,9 +6,13 @@
 //! nothing panics; the normalised path is `/` or has no trailing slash; the query pairs
 //! survive being encoded again; a route, written back as a path with its ids
 //! percent-encoded, resolves to the same route; a refusal is a 404, or a 405 naming the
-//! allowed methods; decoding an encoded segment gives it back.
+//! allowed methods; decoding an encoded segment gives it back; a request that a server with
+//! a security key lets through without one (public paths, `OPTIONS`) reaches no route but
+//! `/`, `/health`, `/info` and `/openapi.json`.
 #![no_main]
 
+use agentos::server::ServerOptions;
+use agentos::server::auth;
 use agentos::server::request::Req;
 use agentos::server::router::{Route, percent_decode, resolve};
 use agentos::server::runs::Component;
@@ -53,7 +57,22 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     assert_eq!(again, req.query);
 
-    match resolve(&req.method, &req.path) {
+    let resolved = resolve(&req.method, &req.path);
+    let options = ServerOptions {
+        security_key: Some("secret".into()),
+        ..ServerOptions::default()
+    };
+    if auth::check(&options, &method, uri.path(), &HeaderMap::new()).is_ok() {
+        assert!(
+            matches!(
+                resolved,
+                Err(_) | Ok(Route::Root | Route::Health | Route::Info | Route::OpenApi)
+            ),
+            "reached {resolved:?} without the key"
+        );
+    }
+
+    match resolved {
         Ok(route) => {
             let path = path_of(&route);
             assert_eq!(resolve(&method, &path).as_ref(), Ok(&route), "{path}");
