@@ -110,6 +110,16 @@ impl OutputSchema {
     }
 }
 
+/// A model's answer to a run with an output schema, as the run's `content`: the JSON object
+/// it holds, or the text itself when it is not a JSON object or nests deeper than agentos
+/// stores ([`crate::limits::MAX_JSON_DEPTH`]).
+pub fn structured_answer(text: &str) -> Value {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(|v| v.is_object() && crate::limits::check_depth(v).is_ok())
+        .unwrap_or_else(|| Value::String(text.to_string()))
+}
+
 /// A JSON Schema format named after `title`. Strict mode is asked for only when the schema
 /// already meets its rules (every property required), so an optional property is never
 /// silently made mandatory.
@@ -232,6 +242,15 @@ mod tests {
                 .0
                 .contains("root must declare")
         );
+    }
+
+    #[test]
+    fn structured_answers_are_objects_or_the_text() {
+        assert_eq!(structured_answer(r#"{"a": [1]}"#), json!({"a": [1]}));
+        assert_eq!(structured_answer("[1]"), json!("[1]"));
+        assert_eq!(structured_answer("not json"), json!("not json"));
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+        assert_eq!(structured_answer(&deep), Value::String(deep.clone()));
     }
 
     #[test]

@@ -35,10 +35,10 @@ agent = "offline"
 
 type Routes = BTreeMap<String, BTreeSet<String>>;
 
-/// The routes `router::route` matches, as OpenAPI paths with their methods, read from the
-/// router's source: each slice pattern of `match seg.as_slice()` becomes a path (`id` after
-/// `agents` is `{agent_id}`, and so on) and each `get(m)`, `post(m)` or `Method::X` in its
-/// arm (or in a helper of the router it calls) a method.
+/// The routes `router::resolve` matches, as OpenAPI paths with their methods, read from the
+/// router's source: each slice pattern of `match seg.as_slice()` becomes a path (`agent`,
+/// or `target` after `agents`, is `{agent_id}`, and so on) and each `get(m)`, `post(m)` or
+/// `Method::X` in its arm (or in a helper of the router it calls) a method.
 fn router_routes() -> Routes {
     let open = "match seg.as_slice() {";
     let start = ROUTER
@@ -47,7 +47,7 @@ fn router_routes() -> Routes {
         + open.len();
     let end = start
         + ROUTER[start..]
-            .find("_ => Err(ApiError::route_not_found())")
+            .find("_ => return Err(ApiError::route_not_found())")
             .expect("router ends with the 404 arm");
     let arms = &ROUTER[start..end];
     let mut patterns = Vec::new();
@@ -103,10 +103,10 @@ fn expand(pattern: &str) -> Vec<String> {
                 .into_iter()
                 .map(|(path, last)| {
                     let name = match (element, last.as_str()) {
-                        ("id", "agents") => "agent_id".to_string(),
-                        ("id", "teams") => "team_id".to_string(),
-                        ("id", "workflows") => "workflow_id".to_string(),
-                        ("id", "sessions") => "session_id".to_string(),
+                        ("agent", _) | ("target", "agents") => "agent_id".to_string(),
+                        ("team", _) | ("target", "teams") => "team_id".to_string(),
+                        ("workflow", _) | ("target", "workflows") => "workflow_id".to_string(),
+                        ("session", _) => "session_id".to_string(),
                         (other, _) => other.to_string(),
                     };
                     (format!("{path}/{{{name}}}"), last)

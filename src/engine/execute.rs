@@ -132,15 +132,6 @@ fn floor_char_boundary(text: &str, max: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// A structured answer as an object; text that is not a JSON object, or nests deeper than
-/// agentos stores, stays text.
-fn structured(text: &str) -> Value {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .filter(|v| v.is_object() && crate::limits::check_depth(v).is_ok())
-        .unwrap_or_else(|| Value::String(text.to_string()))
-}
-
 impl Engine {
     /// Executes a started run to its end, emitting events, and stores the outcome.
     pub async fn execute(
@@ -370,7 +361,7 @@ impl Engine {
                 // A structured answer is one RunContent with the whole object, before
                 // ModelRequestCompleted (as AgentOS).
                 out.emit(EventData::RunContent {
-                    content: structured(&response.content),
+                    content: crate::schema::structured_answer(&response.content),
                     workflow_agent,
                     content_type: schema.content_type.clone(),
                     reasoning_content: String::new(),
@@ -482,7 +473,7 @@ impl Engine {
         match step {
             Step::Answer(response) => {
                 let content = match &schema {
-                    Some(_) => structured(&response.content),
+                    Some(_) => crate::schema::structured_answer(&response.content),
                     None => Value::String(response.content.clone()),
                 };
                 out.emit(EventData::RunContentCompleted {}).await;

@@ -162,6 +162,12 @@ impl Registry {
         self.inner().live.len()
     }
 
+    /// Whether a place under the in-flight limit is free now (without taking it).
+    pub fn has_room(&self, limit: usize) -> bool {
+        let inner = self.inner();
+        inner.live.len() + inner.reserved < limit
+    }
+
     /// Takes a place under the in-flight limit; `None` when none is left. The place is
     /// given back when the [`Slot`] is dropped before [`Registry::admit`] takes it over.
     pub fn reserve(self: &Arc<Self>, limit: usize) -> Option<Slot> {

@@ -132,9 +132,11 @@ pub async fn worker(state: Arc<AppState>, presence: Arc<Presence>) {
 /// Claims and starts queued runs, oldest first, while there is room.
 async fn take_up(state: &Arc<AppState>, presence: &Arc<Presence>) {
     loop {
-        let Ok(slot) = reserve(state) else {
+        // Looked at, not taken: a place held while the queue is read would turn requests
+        // away for nothing.
+        if !state.runs.has_room(state.options.max_runs_in_flight) {
             return;
-        };
+        }
         let cutoff = unix_now() - presence.settings().owner_timeout.as_secs_f64();
         let claimed = state
             .engine
@@ -150,6 +152,11 @@ async fn take_up(state: &Arc<AppState>, presence: &Arc<Presence>) {
             }
         };
         let run_id = queued.run_id.clone();
+        let Ok(slot) = reserve(state) else {
+            // Filled up meanwhile: the run goes back for another server (or a later try).
+            let _ = state.engine.store().release_run(&run_id).await;
+            return;
+        };
         if let Err(err) = start_queued(state, slot, queued).await {
             tracing::warn!(run_id = %run_id, "a queued run could not start: {}", err.detail);
             let _ = state.engine.store().dequeue_run(&run_id).await;

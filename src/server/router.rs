@@ -1,4 +1,6 @@
-//! Every route of the API on one screen.
+//! Every route of the API on one screen: [`resolve`] matches a method and path to a
+//! [`Route`] (or the 404/405 they deserve) without touching any state, and [`route`]
+//! dispatches it to its handler.
 
 use std::sync::Arc;
 
@@ -10,101 +12,156 @@ use super::error::{ApiError, ApiResult};
 use super::request::Req;
 use super::{AppState, info, runs, sessions};
 
-/// Dispatches a request to its handler.
-pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
-    let segments: Vec<String> = req.path.split('/').skip(1).map(percent_decode).collect();
+/// What a request asks for, with the percent-decoded ids of its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Root,
+    Health,
+    Info,
+    Config,
+    OpenApi,
+    Agents,
+    Agent(String),
+    Teams,
+    Team(String),
+    Workflows,
+    Workflow(String),
+    /// `POST /{kind}/{id}/runs`.
+    CreateRun(Kind, String),
+    /// `GET /{kind}/{id}/runs`.
+    ComponentRuns(Kind, String),
+    /// `GET /{kind}/{id}/runs/{run_id}`.
+    ComponentRun(Kind, String, String),
+    /// `POST /{kind}/{id}/runs/{run_id}/cancel`.
+    CancelRun(Kind, String, String),
+    /// `POST /{kind}/{id}/runs/{run_id}/resume`.
+    ResumeRun(Kind, String, String),
+    /// `POST /agents/{id}/runs/{run_id}/continue`.
+    ContinueAgentRun(String, String),
+    /// `POST /workflows/{id}/runs/{run_id}/continue`.
+    ContinueWorkflowRun(String, String),
+    ListSessions,
+    CreateSession,
+    DeleteSessions,
+    GetSession(String),
+    UpdateSession(String),
+    DeleteSession(String),
+    RenameSession(String),
+    SessionRuns(String),
+    SessionRunPreviews(String),
+    /// `GET /sessions/{id}/runs/{run_id}`.
+    SessionRun(String, String),
+}
+
+/// Matches a method and a path (as [`Req::new`] normalises it) to its route: 404 for a path
+/// no route has, 405 with the allowed methods for a known path asked with another method.
+pub fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<String> = path.split('/').skip(1).map(percent_decode).collect();
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let m = &req.method;
-    match seg.as_slice() {
-        [""] => get(m).and_then(|()| info::root(&state)),
-        ["health"] => get(m).and_then(|()| info::health(&state)),
-        ["info"] => get(m).and_then(|()| info::info(&state)),
-        ["config"] => get(m).and_then(|()| info::config(&state)),
-        ["openapi.json"] => get(m).and_then(|()| info::openapi(&state)),
-        ["agents"] => get(m).and_then(|()| info::agents(&state)),
-        ["agents", id] => get(m).and_then(|()| info::agent(&state, id)),
-        ["teams"] => get(m).and_then(|()| info::teams(&state)),
-        ["teams", id] => get(m).and_then(|()| info::team(&state, id)),
-        ["workflows"] => get(m).and_then(|()| info::workflows(&state)),
-        ["workflows", id] => get(m).and_then(|()| info::workflow(&state, id)),
-        ["agents", id, "runs"] => runs_route(state, req, Kind::Agent, id).await,
-        ["teams", id, "runs"] => runs_route(state, req, Kind::Team, id).await,
-        ["workflows", id, "runs"] => runs_route(state, req, Kind::Workflow, id).await,
+    let m = method;
+    let id = |s: &str| s.to_string();
+    Ok(match seg.as_slice() {
+        [""] => get(m).map(|()| Route::Root)?,
+        ["health"] => get(m).map(|()| Route::Health)?,
+        ["info"] => get(m).map(|()| Route::Info)?,
+        ["config"] => get(m).map(|()| Route::Config)?,
+        ["openapi.json"] => get(m).map(|()| Route::OpenApi)?,
+        ["agents"] => get(m).map(|()| Route::Agents)?,
+        ["agents", agent] => get(m).map(|()| Route::Agent(id(agent)))?,
+        ["teams"] => get(m).map(|()| Route::Teams)?,
+        ["teams", team] => get(m).map(|()| Route::Team(id(team)))?,
+        ["workflows"] => get(m).map(|()| Route::Workflows)?,
+        ["workflows", workflow] => get(m).map(|()| Route::Workflow(id(workflow)))?,
+        [kind @ ("agents" | "teams" | "workflows"), target, "runs"] => match *m {
+            Method::POST => Route::CreateRun(component(kind), id(target)),
+            Method::GET | Method::HEAD => Route::ComponentRuns(component(kind), id(target)),
+            _ => return Err(ApiError::method_not_allowed("GET, POST")),
+        },
         [
             kind @ ("agents" | "teams" | "workflows"),
-            id,
+            target,
             "runs",
             run_id,
-        ] => {
-            get(m)?;
-            sessions::component_run(state, req, component(kind), id, run_id).await
-        }
+        ] => get(m).map(|()| Route::ComponentRun(component(kind), id(target), id(run_id)))?,
         [
             kind @ ("agents" | "teams" | "workflows"),
-            id,
+            target,
             "runs",
             run_id,
             "cancel",
-        ] => {
-            post(m)?;
-            runs::cancel(state, req, component(kind), id, run_id).await
-        }
+        ] => post(m).map(|()| Route::CancelRun(component(kind), id(target), id(run_id)))?,
         [
             kind @ ("agents" | "teams" | "workflows"),
-            id,
+            target,
             "runs",
             run_id,
             "resume",
-        ] => {
-            post(m)?;
-            runs::resume(state, req, component(kind), id, run_id).await
+        ] => post(m).map(|()| Route::ResumeRun(component(kind), id(target), id(run_id)))?,
+        ["agents", agent, "runs", run_id, "continue"] => {
+            post(m).map(|()| Route::ContinueAgentRun(id(agent), id(run_id)))?
         }
-        ["agents", id, "runs", run_id, "continue"] => {
-            post(m)?;
-            runs::continue_run(state, req, id, run_id).await
-        }
-        ["workflows", id, "runs", run_id, "continue"] => {
-            post(m)?;
-            runs::continue_workflow(state, req, id, run_id).await
+        ["workflows", workflow, "runs", run_id, "continue"] => {
+            post(m).map(|()| Route::ContinueWorkflowRun(id(workflow), id(run_id)))?
         }
         ["sessions"] => match *m {
-            Method::GET => sessions::list(state, req).await,
-            Method::POST => sessions::create(state, req).await,
-            Method::DELETE => sessions::delete_many(state, req).await,
-            _ => Err(ApiError::method_not_allowed("GET, POST, DELETE")),
+            Method::GET => Route::ListSessions,
+            Method::POST => Route::CreateSession,
+            Method::DELETE => Route::DeleteSessions,
+            _ => return Err(ApiError::method_not_allowed("GET, POST, DELETE")),
         },
-        ["sessions", id] => match *m {
-            Method::GET => sessions::get(state, req, id).await,
-            Method::PATCH => sessions::update(state, req, id).await,
-            Method::DELETE => sessions::delete(state, req, id).await,
-            _ => Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
+        ["sessions", session] => match *m {
+            Method::GET => Route::GetSession(id(session)),
+            Method::PATCH => Route::UpdateSession(id(session)),
+            Method::DELETE => Route::DeleteSession(id(session)),
+            _ => return Err(ApiError::method_not_allowed("GET, PATCH, DELETE")),
         },
-        ["sessions", id, "rename"] => {
-            post(m)?;
-            sessions::rename(state, req, id).await
+        ["sessions", session, "rename"] => post(m).map(|()| Route::RenameSession(id(session)))?,
+        ["sessions", session, "runs"] => get(m).map(|()| Route::SessionRuns(id(session)))?,
+        ["sessions", session, "run-previews"] => {
+            get(m).map(|()| Route::SessionRunPreviews(id(session)))?
         }
-        ["sessions", id, "runs"] => {
-            get(m)?;
-            sessions::runs(state, req, id).await
+        ["sessions", session, "runs", run_id] => {
+            get(m).map(|()| Route::SessionRun(id(session), id(run_id)))?
         }
-        ["sessions", id, "run-previews"] => {
-            get(m)?;
-            sessions::run_previews(state, req, id).await
-        }
-        ["sessions", id, "runs", run_id] => {
-            get(m)?;
-            sessions::run(state, req, id, run_id).await
-        }
-        _ => Err(ApiError::route_not_found()),
-    }
+        _ => return Err(ApiError::route_not_found()),
+    })
 }
 
-/// `POST` starts a run, `GET` lists the component's runs in a session.
-async fn runs_route(state: Arc<AppState>, req: Req, component: Kind, id: &str) -> ApiResult {
-    match req.method {
-        Method::POST => runs::create(state, req, component, id).await,
-        Method::GET | Method::HEAD => sessions::component_runs(state, req, component, id).await,
-        _ => Err(ApiError::method_not_allowed("GET, POST")),
+/// Dispatches a request to its handler.
+pub async fn route(state: Arc<AppState>, req: Req) -> ApiResult {
+    match resolve(&req.method, &req.path)? {
+        Route::Root => info::root(&state),
+        Route::Health => info::health(&state),
+        Route::Info => info::info(&state),
+        Route::Config => info::config(&state),
+        Route::OpenApi => info::openapi(&state),
+        Route::Agents => info::agents(&state),
+        Route::Agent(id) => info::agent(&state, &id),
+        Route::Teams => info::teams(&state),
+        Route::Team(id) => info::team(&state, &id),
+        Route::Workflows => info::workflows(&state),
+        Route::Workflow(id) => info::workflow(&state, &id),
+        Route::CreateRun(kind, id) => runs::create(state, req, kind, &id).await,
+        Route::ComponentRuns(kind, id) => sessions::component_runs(state, req, kind, &id).await,
+        Route::ComponentRun(kind, id, run_id) => {
+            sessions::component_run(state, req, kind, &id, &run_id).await
+        }
+        Route::CancelRun(kind, id, run_id) => runs::cancel(state, req, kind, &id, &run_id).await,
+        Route::ResumeRun(kind, id, run_id) => runs::resume(state, req, kind, &id, &run_id).await,
+        Route::ContinueAgentRun(id, run_id) => runs::continue_run(state, req, &id, &run_id).await,
+        Route::ContinueWorkflowRun(id, run_id) => {
+            runs::continue_workflow(state, req, &id, &run_id).await
+        }
+        Route::ListSessions => sessions::list(state, req).await,
+        Route::CreateSession => sessions::create(state, req).await,
+        Route::DeleteSessions => sessions::delete_many(state, req).await,
+        Route::GetSession(id) => sessions::get(state, req, &id).await,
+        Route::UpdateSession(id) => sessions::update(state, req, &id).await,
+        Route::DeleteSession(id) => sessions::delete(state, req, &id).await,
+        Route::RenameSession(id) => sessions::rename(state, req, &id).await,
+        Route::SessionRuns(id) => sessions::runs(state, req, &id).await,
+        Route::SessionRunPreviews(id) => sessions::run_previews(state, req, &id).await,
+        Route::SessionRun(id, run_id) => sessions::run(state, req, &id, &run_id).await,
     }
 }
 
@@ -166,7 +223,86 @@ fn hex(b: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::*;
+    use hyper::StatusCode;
+
+    #[test]
+    fn resolve_matches_routes_and_methods() {
+        let id = |s: &str| s.to_string();
+        let ok = [
+            (Method::GET, "/", Route::Root),
+            (Method::HEAD, "/health", Route::Health),
+            (Method::GET, "/agents/a%20b", Route::Agent(id("a b"))),
+            (
+                Method::POST,
+                "/teams/t/runs",
+                Route::CreateRun(Kind::Team, id("t")),
+            ),
+            (
+                Method::HEAD,
+                "/workflows/w/runs",
+                Route::ComponentRuns(Kind::Workflow, id("w")),
+            ),
+            (
+                Method::POST,
+                "/agents/a/runs/r%2Fs/cancel",
+                Route::CancelRun(Kind::Agent, id("a"), id("r/s")),
+            ),
+            (
+                Method::POST,
+                "/workflows/w/runs/r/continue",
+                Route::ContinueWorkflowRun(id("w"), id("r")),
+            ),
+            (Method::DELETE, "/sessions", Route::DeleteSessions),
+            (Method::PATCH, "/sessions/s", Route::UpdateSession(id("s"))),
+            (
+                Method::GET,
+                "/sessions/s/runs/r",
+                Route::SessionRun(id("s"), id("r")),
+            ),
+        ];
+        for (method, path, want) in ok {
+            assert_eq!(resolve(&method, path), Ok(want), "{method} {path}");
+        }
+        let refused = [
+            (
+                Method::POST,
+                "/health",
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("GET"),
+            ),
+            (
+                Method::PUT,
+                "/agents/a/runs",
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("GET, POST"),
+            ),
+            (
+                Method::GET,
+                "/agents/a/runs/r/cancel",
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("POST"),
+            ),
+            (
+                Method::HEAD,
+                "/sessions",
+                StatusCode::METHOD_NOT_ALLOWED,
+                Some("GET, POST, DELETE"),
+            ),
+            (
+                Method::POST,
+                "/teams/t/runs/r/continue",
+                StatusCode::NOT_FOUND,
+                None,
+            ),
+            (Method::GET, "/agents/a/b", StatusCode::NOT_FOUND, None),
+            (Method::GET, "//agents", StatusCode::NOT_FOUND, None),
+        ];
+        for (method, path, status, allow) in refused {
+            let err = resolve(&method, path).unwrap_err();
+            assert_eq!((err.status, err.allow), (status, allow), "{method} {path}");
+        }
+    }
 
     #[test]
     fn decodes_escapes_and_never_panics() {

@@ -443,9 +443,11 @@ pub async fn component_run(
     let not_found = || ApiError::not_found("Run not found");
     if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
         // A background run still queued has no session yet.
-        if let Some(queued) = store.queued_run(run_id).await?.filter(|q| {
-            q.session_id == session_id && q.kind == component && q.component_id == id
-        }) {
+        if let Some(queued) = store
+            .queued_run(run_id)
+            .await?
+            .filter(|q| q.session_id == session_id && q.kind == component && q.component_id == id)
+        {
             return Ok(ok(&queued_run(&queued)));
         }
         return Err(not_found());

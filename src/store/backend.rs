@@ -122,6 +122,7 @@ pub trait Backend: Send + Sync {
         run_id: Option<String>,
         cutoff: f64,
     ) -> Pending<Option<QueuedRun>>;
+    fn release_run(&self, run_id: String) -> Pending<()>;
     fn dequeue_run(&self, run_id: String) -> Pending<()>;
     fn queued_run(&self, run_id: String) -> Pending<Option<QueuedRun>>;
 }

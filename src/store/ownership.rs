@@ -206,6 +206,11 @@ impl Store {
             .claim_run(claimer.to_string(), run_id.map(str::to_string), cutoff)
     }
 
+    /// Gives a claimed run back to the queue.
+    pub fn release_run(&self, run_id: &str) -> Pending<()> {
+        self.backend().release_run(run_id.to_string())
+    }
+
     /// Takes a run out of the queue (it has begun).
     pub fn dequeue_run(&self, run_id: &str) -> Pending<()> {
         self.backend().dequeue_run(run_id.to_string())

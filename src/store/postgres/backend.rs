@@ -216,6 +216,10 @@ impl Backend for PgStore {
         })
     }
 
+    fn release_run(&self, run_id: String) -> Pending<()> {
+        self.write(move |c| Box::pin(async move { q::release_run(c, &run_id).await }))
+    }
+
     fn dequeue_run(&self, run_id: String) -> Pending<()> {
         self.write(move |c| Box::pin(async move { q::dequeue_run(&*c, &run_id).await }))
     }

@@ -1155,6 +1155,18 @@ pub(super) async fn claim_run(
         .transpose()
 }
 
+pub(super) async fn release_run(client: &mut Client, run_id: &str) -> StoreResult<()> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE run_queue SET claimed_by = NULL, claimed_at = NULL WHERE run_id = $1",
+        &[&run_id],
+    )
+    .await?;
+    notify(&tx, QUEUE_CHANNEL, run_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(super) async fn dequeue_run(c: &impl GenericClient, run_id: &str) -> StoreResult<()> {
     let stmt = c
         .prepare_cached("DELETE FROM run_queue WHERE run_id = $1")

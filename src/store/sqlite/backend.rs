@@ -215,6 +215,10 @@ impl Backend for Pool {
         self.write(move |db| db.claim_run(&claimer, run_id.as_deref(), cutoff))
     }
 
+    fn release_run(&self, run_id: String) -> Pending<()> {
+        self.write(move |db| db.release_run(&run_id))
+    }
+
     fn dequeue_run(&self, run_id: String) -> Pending<()> {
         self.write(move |db| db.dequeue_run(&run_id))
     }

@@ -73,6 +73,16 @@ impl SqliteStore {
         found.map(with_request).transpose()
     }
 
+    pub fn release_run(&self, run_id: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "UPDATE run_queue SET claimed_by = NULL, claimed_at = NULL WHERE run_id = ?1",
+            )?
+            .execute([run_id])?;
+            Ok(())
+        })
+    }
+
     pub fn dequeue_run(&self, run_id: &str) -> StoreResult<()> {
         self.write(|tx| {
             tx.prepare_cached("DELETE FROM run_queue WHERE run_id = ?1")?
