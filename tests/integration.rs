@@ -11,7 +11,9 @@
 //! - `completions`: the committed completion scripts match the binary;
 //! - `serve`, `serve_sessions`, `serve_teams`: `agentos serve` compared with the captures;
 //! - `openapi`: `/openapi.json` against the router and the server;
-//! - `processes`: many processes on one store: crashes, cancel and follow across them.
+//! - `processes`: many processes on one store: crashes, cancel and follow across them;
+//! - `store_backends`: the store's behaviour on SQLite and on PostgreSQL;
+//! - `postgres_servers`: several servers on one PostgreSQL database as one server.
 
 mod anthropic;
 mod cli;
@@ -22,11 +24,13 @@ mod connections;
 mod fake_anthropic;
 mod fake_model;
 mod openapi;
+mod postgres_servers;
 mod processes;
 mod robustness;
 mod self_contained;
 mod serve;
 mod serve_sessions;
 mod serve_teams;
+mod store_backends;
 mod tools;
 mod util;

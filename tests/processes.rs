@@ -19,13 +19,13 @@ use crate::util::TestEnv;
 const FAST_TAKEOVER: (&str, &str) = ("AGENTOS_OWNER_TIMEOUT_SECS", "1");
 
 /// Another `agentos serve` on a server's agents file and database.
-struct Peer {
+pub struct Peer {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Peer {
-    fn start(of: &Server, env: &[(&str, &str)]) -> Peer {
+    pub fn start(of: &Server, env: &[(&str, &str)]) -> Peer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentos"));
         cmd.args(["serve", "--port", "0"])
             .env("AGENTOS_CONFIG", of.dir.path().join("agents.toml"))
@@ -61,7 +61,7 @@ impl Peer {
         Peer { child, base }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 }
@@ -74,13 +74,13 @@ impl Drop for Peer {
 }
 
 /// An SSE stream read on a thread of its own: each event as it arrives.
-struct Stream {
+pub struct Stream {
     events: mpsc::Receiver<(String, Value)>,
-    seen: Vec<(String, Value)>,
+    pub seen: Vec<(String, Value)>,
 }
 
 impl Stream {
-    fn open(url: &str, fields: &[(&str, &str)]) -> Stream {
+    pub fn open(url: &str, fields: &[(&str, &str)]) -> Stream {
         let (tx, rx) = mpsc::channel();
         let url = url.to_string();
         let fields: Vec<(String, String)> = fields
@@ -119,7 +119,7 @@ impl Stream {
     }
 
     /// Reads until an event `pred` accepts (returned), failing after `timeout`.
-    fn until(&mut self, timeout: Duration, pred: impl Fn(&str, &Value) -> bool) -> Value {
+    pub fn until(&mut self, timeout: Duration, pred: impl Fn(&str, &Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -139,7 +139,7 @@ impl Stream {
     }
 
     /// Every further event until the stream closes.
-    fn rest(&mut self, timeout: Duration) -> Vec<(String, Value)> {
+    pub fn rest(&mut self, timeout: Duration) -> Vec<(String, Value)> {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         loop {
@@ -153,12 +153,12 @@ impl Stream {
     }
 }
 
-fn content_piece(name: &str, event: &Value, piece: &str) -> bool {
+pub fn content_piece(name: &str, event: &Value, piece: &str) -> bool {
     name == "RunContent" && event["content"].as_str() == Some(piece)
 }
 
 /// Polls a stored run until `pred` accepts it.
-fn wait_stored(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+pub fn wait_stored(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let a = get(url);
@@ -178,7 +178,7 @@ fn wait_stored(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> V
 }
 
 /// The text of the last assistant message of a stored run.
-fn last_assistant(run: &Value) -> String {
+pub fn last_assistant(run: &Value) -> String {
     run["messages"]
         .as_array()
         .into_iter()

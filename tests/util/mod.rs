@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

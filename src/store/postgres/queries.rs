@@ -306,13 +306,14 @@ async fn list_sessions_in(
         format!(" WHERE {}", conditions.join(" AND "))
     };
     let direction = if query.descending { "DESC" } else { "ASC" };
-    let key = match query.sort_by {
+    let key: &str = match query.sort_by {
         SessionSort::CreatedAt => "created_at",
         SessionSort::UpdatedAt => "updated_at",
-        SessionSort::SessionName => {
-            "translate(display_name, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') \
-             COLLATE \"C\""
-        }
+        // PostgreSQL takes a select alias alone in ORDER BY, not inside an expression.
+        SessionSort::SessionName => &format!(
+            "translate({DISPLAY_NAME}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', \
+             'abcdefghijklmnopqrstuvwxyz') COLLATE \"C\""
+        ),
     };
     let limit = i64::from(query.limit.max(1));
     let offset = i64::from(query.page.max(1) - 1).saturating_mul(limit);

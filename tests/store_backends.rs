@@ -1,0 +1,467 @@
+//! The store's behaviour, the same on both backends: each test below runs once on a
+//! SQLite file and once on a PostgreSQL database of its own (see `util/postgres.rs`),
+//! through the one `Store` interface the engine and the server use.
+//!
+//! See: issue 13 ("PostgreSQL").
+
+use std::future::Future;
+
+use agentos::kind::Kind;
+use agentos::run::{AnyRun, RunOutput, RunRecord, RunStatus};
+use agentos::store::{
+    CancelOutcome, JournalBatch, ProcessInfo, QueuedRun, RunQuery, Session, SessionQuery,
+    SessionSort, Store, StoreError,
+};
+use serde_json::{Value, json};
+
+use crate::util::postgres::TestDb;
+
+/// Runs `test` on a fresh SQLite store and on a fresh PostgreSQL store.
+fn on_both<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    };
+    let sqlite = Store::open(&dir.path().join("agentos.db")).expect("open SQLite");
+    runtime().block_on(test(sqlite));
+    let db = TestDb::create();
+    let postgres = Store::open_postgres(&db.url, 4).expect("open PostgreSQL");
+    let rt = runtime();
+    rt.block_on(test(postgres));
+    drop(rt);
+}
+
+fn session(id: &str, component: &str, user: Option<&str>, created_at: i64) -> Session {
+    Session {
+        session_id: id.into(),
+        session_type: Kind::Agent,
+        component_id: component.into(),
+        user_id: user.map(str::to_string),
+        session_name: None,
+        session_state: json!({}),
+        metadata: None,
+        session_data: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+fn run(session_id: &str, run_id: &str, input: &str, created_at: i64) -> RunOutput {
+    serde_json::from_value(json!({
+        "run_id": run_id, "agent_id": "writer", "agent_name": "Writer",
+        "session_id": session_id, "content_type": "str", "model": "test",
+        "model_provider": "Test", "session_state": {}, "created_at": created_at,
+        "status": "RUNNING", "metrics": {}, "tools": [],
+        "messages": [{"id": format!("{run_id}-u"), "role": "user", "content": input,
+                      "created_at": created_at}],
+        "input": {"input_content": input}
+    }))
+    .expect("a run object")
+}
+
+fn completed(mut r: RunOutput, answer: &str, tokens: u64) -> AnyRun {
+    r.status = RunStatus::Completed;
+    r.content = Some(Value::String(answer.into()));
+    r.metrics.input_tokens = Some(tokens);
+    r.metrics.output_tokens = Some(tokens);
+    r.metrics.total_tokens = Some(2 * tokens);
+    r.messages.push(
+        serde_json::from_value(json!({"id": format!("{}-a", r.run_id), "role": "assistant",
+            "content": answer, "created_at": r.created_at}))
+        .unwrap(),
+    );
+    AnyRun::Agent(r)
+}
+
+async fn finish(store: &Store, s: &Session, run_id: &str, input: &str, at: i64) {
+    let r = run(&s.session_id, run_id, input, at);
+    store
+        .begin_run(s.clone(), AnyRun::Agent(r.clone()), Kind::Agent)
+        .await
+        .unwrap();
+    store
+        .finish_run(
+            completed(r, &format!("answer to {input}"), 10),
+            vec![json!({"event": "RunCompleted", "content": format!("answer to {input}")})],
+            json!({"turns": 1}),
+        )
+        .await
+        .unwrap();
+}
+
+#[test]
+fn sessions_are_created_found_listed_renamed_and_deleted() {
+    on_both(async |store| {
+        store
+            .create_session(session("s1", "writer", Some("ada"), 100))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create_session(session("s1", "writer", None, 100))
+                .await,
+            Err(StoreError::SessionExists(_))
+        ));
+        let s2 = session("s2", "writer", Some("bob"), 200);
+        finish(&store, &s2, "r1", "Tell me about Robots", 200).await;
+        let mut s3 = session("s3", "other", Some("ada"), 300);
+        s3.session_type = Kind::Team;
+        store.create_session(s3).await.unwrap();
+
+        let got = store.get_session("s2").await.unwrap().unwrap();
+        assert_eq!(
+            got.session_state,
+            json!({"turns": 1}),
+            "finish_run stores the state"
+        );
+        assert_eq!(got.user_id.as_deref(), Some("bob"));
+        let summary = store.session_summary("s2").await.unwrap().unwrap();
+        assert_eq!(summary.display_name, "Tell me about Robots");
+        assert_eq!((summary.run_count, summary.total_tokens), (1, 20));
+
+        let page = |q: SessionQuery| {
+            let store = store.clone();
+            async move {
+                let (rows, total) = store.list_sessions(q).await.unwrap();
+                let ids: Vec<String> = rows.into_iter().map(|r| r.session.session_id).collect();
+                (ids, total)
+            }
+        };
+        assert_eq!(
+            page(SessionQuery::default()).await,
+            (vec!["s3".into(), "s2".into(), "s1".into()], 3)
+        );
+        let ada = SessionQuery {
+            user_id: Some("ada".into()),
+            descending: false,
+            ..SessionQuery::default()
+        };
+        assert_eq!(page(ada).await, (vec!["s1".into(), "s3".into()], 2));
+        let agents = SessionQuery {
+            session_type: Some(Kind::Agent),
+            component_id: Some("writer".into()),
+            limit: 1,
+            page: 2,
+            ..SessionQuery::default()
+        };
+        assert_eq!(page(agents).await, (vec!["s1".into()], 2));
+        let named = SessionQuery {
+            session_name: Some("ROBOTS".into()),
+            ..SessionQuery::default()
+        };
+        assert_eq!(page(named).await, (vec!["s2".into()], 1));
+        let by_name = SessionQuery {
+            sort_by: SessionSort::SessionName,
+            descending: false,
+            ..SessionQuery::default()
+        };
+        assert_eq!(
+            page(by_name).await.0,
+            ["s1", "s3", "s2"],
+            "empty names first, then by name"
+        );
+        let far = SessionQuery {
+            page: u32::MAX,
+            ..SessionQuery::default()
+        };
+        assert_eq!(page(far).await, (Vec::new(), 3));
+
+        assert!(store.rename_session("s1", "First").await.unwrap());
+        assert!(!store.rename_session("nope", "x").await.unwrap());
+        let updated = store
+            .update_session("s1", None, Some(json!({"k": 1})), Some(json!({"tag": "x"})))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.session_name.as_deref(), Some("First"));
+        assert_eq!(updated.metadata, Some(json!({"tag": "x"})));
+        assert!(
+            store
+                .update_session("nope", None, None, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        let (with_runs, _) = store
+            .list_sessions_with_runs(SessionQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(with_runs[1].1.len(), 1, "s2 with its run");
+
+        assert_eq!(
+            store
+                .delete_sessions(
+                    vec!["s1".into(), "s3".into(), "gone".into()],
+                    Some(vec![Kind::Team])
+                )
+                .await
+                .unwrap(),
+            1,
+            "only the team session"
+        );
+        assert!(store.delete_session("s2").await.unwrap());
+        assert!(
+            store.get_run("r1").await.unwrap().is_none(),
+            "runs go with their session"
+        );
+        assert!(!store.delete_session("s2").await.unwrap());
+    });
+}
+
+#[test]
+fn runs_are_begun_finished_moved_and_read_back() {
+    on_both(async |store| {
+        let s = session("s1", "writer", None, 100);
+        let r = run("s1", "r1", "hello", 100);
+        store
+            .begin_run(s.clone(), AnyRun::Agent(r.clone()), Kind::Agent)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .begin_run(s.clone(), AnyRun::Agent(r.clone()), Kind::Agent)
+                .await,
+            Err(StoreError::RunExists(_))
+        ));
+        let stored = store.get_run("r1").await.unwrap().unwrap();
+        assert_eq!(stored.run.status(), RunStatus::Running);
+        assert_eq!(stored.session_type, Kind::Agent);
+
+        // Compare and set: of two moves from RUNNING, one wins.
+        assert!(
+            store
+                .transition_run("r1", RunStatus::Running, RunStatus::Paused, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .transition_run("r1", RunStatus::Running, RunStatus::Cancelled, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .transition_run(
+                    "r1",
+                    RunStatus::Paused,
+                    RunStatus::Cancelled,
+                    Some("PAUSED")
+                )
+                .await
+                .unwrap()
+        );
+        let stored = store.get_run("r1").await.unwrap().unwrap();
+        let object = serde_json::to_value(&stored.run).unwrap();
+        assert_eq!(object["status"], "CANCELLED");
+        assert_eq!(object["cancellation_stage"], "PAUSED");
+        let keys: Vec<&String> = object.as_object().unwrap().keys().collect();
+        assert_eq!(keys[0], "run_id", "the object keeps its key order");
+        assert!(
+            store
+                .update_run_status("r1", RunStatus::Error)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .update_run_status("nope", RunStatus::Error)
+                .await
+                .unwrap()
+        );
+
+        for (i, id) in ["r2", "r3", "r4"].iter().enumerate() {
+            finish(&store, &s, id, &format!("q{i}"), 200 + i as i64).await;
+        }
+        let all = store.list_runs("s1").await.unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r.run.run_id()).collect();
+        assert_eq!(ids, ["r1", "r2", "r3", "r4"], "oldest first");
+        let done = store
+            .list_runs_filtered("s1", vec![RunStatus::Completed], Some(201), None)
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            all[3].events[0]["content"], "answer to q2",
+            "events read back whole"
+        );
+
+        let history = store.history("s1", 2, Some("r4")).await.unwrap();
+        let ids: Vec<&str> = history.iter().map(|r| r.run_id()).collect();
+        assert_eq!(ids, ["r2", "r3"]);
+        let messages = store.history_messages("s1", 2, None).await.unwrap();
+        let texts: Vec<&str> = messages
+            .iter()
+            .filter_map(|m| m.content.as_deref())
+            .collect();
+        assert_eq!(texts, ["q1", "answer to q1", "q2", "answer to q2"]);
+        // Read again: from the history cache, the same.
+        assert_eq!(
+            store.history_messages("s1", 2, None).await.unwrap(),
+            messages
+        );
+        let (session, runs) = store.session_with_runs("s1").await.unwrap().unwrap();
+        assert_eq!((session.session_id.as_str(), runs.len()), ("s1", 4));
+        assert!(matches!(
+            store
+                .finish_run(AnyRun::Agent(run("s1", "nope", "x", 1)), vec![], json!({}))
+                .await,
+            Err(StoreError::RunNotFound(_))
+        ));
+    });
+}
+
+fn process(id: &str, heartbeat_at: f64) -> ProcessInfo {
+    ProcessInfo {
+        process_id: id.into(),
+        kind: "serve".into(),
+        pid: 7,
+        host: "box".into(),
+        address: Some("127.0.0.1:7777".into()),
+        started_at: 1,
+        heartbeat_at,
+    }
+}
+
+#[test]
+fn owners_orphans_cancels_journals_and_the_queue() {
+    on_both(async |store| {
+        store
+            .register_process(process("dead", 100.0))
+            .await
+            .unwrap();
+        store.set_owner("dead").await.unwrap();
+        let s = session("s1", "writer", None, 100);
+        store
+            .begin_run(
+                s.clone(),
+                AnyRun::Agent(run("s1", "r1", "hi", 100)),
+                Kind::Agent,
+            )
+            .await
+            .unwrap();
+        store
+            .append_journal(vec![JournalBatch {
+                run_id: "r1".into(),
+                first_seq: 0,
+                count: 2,
+                events: "{\"n\":0}\n{\"n\":1}".into(),
+            }])
+            .await
+            .unwrap();
+        let read = store.read_journal("r1", 1).await.unwrap();
+        assert!(read.journaled);
+        assert_eq!(read.status, Some(RunStatus::Running));
+        assert_eq!(read.events, [(1, "{\"n\":1}".to_string())]);
+
+        assert!(store.heartbeat("dead", 150.0).await.unwrap());
+        assert!(!store.heartbeat("unknown", 150.0).await.unwrap());
+        let listed = store
+            .list_all_runs(RunQuery {
+                statuses: vec![RunStatus::Running],
+                include_members: false,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].owner.as_ref().unwrap().pid, 7);
+
+        assert_eq!(
+            store.request_cancel("r1").await.unwrap(),
+            CancelOutcome::Requested {
+                status: RunStatus::Running,
+                owner: Some("dead".into())
+            }
+        );
+        assert_eq!(store.cancel_requests("dead").await.unwrap(), ["r1"]);
+        assert_eq!(
+            store.request_cancel("nope").await.unwrap(),
+            CancelOutcome::Unknown
+        );
+
+        let (dead, orphans) = store.orphans("me", 500.0).await.unwrap();
+        assert_eq!(dead, ["dead"]);
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].journal.len(), 2);
+        let mut settled = orphans[0].run.clone();
+        if let AnyRun::Agent(r) = &mut settled.run {
+            r.status = RunStatus::Error;
+        }
+        assert!(
+            store
+                .settle_orphan(
+                    settled.clone(),
+                    vec![json!({"event": "RunError"})],
+                    Some("dead".into())
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .settle_orphan(settled, vec![], Some("dead".into()))
+                .await
+                .unwrap(),
+            "settled once"
+        );
+        store.forget_processes(dead).await.unwrap();
+        assert_eq!(
+            store.request_cancel("r1").await.unwrap(),
+            CancelOutcome::Ended(RunStatus::Error)
+        );
+        assert_eq!(store.clean_journals(i64::MAX).await.unwrap(), 1);
+        assert!(!store.read_journal("r1", 0).await.unwrap().journaled);
+
+        let queued = |id: &str, at: f64| QueuedRun {
+            run_id: id.into(),
+            kind: Kind::Agent,
+            component_id: "writer".into(),
+            session_id: "s9".into(),
+            request: json!([["message", "hi"]]),
+            accepted_by: None,
+            accepted_at: at,
+        };
+        store.enqueue_run(queued("q2", 2.0)).await.unwrap();
+        store.enqueue_run(queued("q1", 1.0)).await.unwrap();
+        store.register_process(process("a", 1000.0)).await.unwrap();
+        assert_eq!(
+            store
+                .claim_run("a", None, 500.0)
+                .await
+                .unwrap()
+                .unwrap()
+                .run_id,
+            "q1"
+        );
+        assert_eq!(
+            store
+                .claim_run("b", None, 500.0)
+                .await
+                .unwrap()
+                .unwrap()
+                .run_id,
+            "q2"
+        );
+        assert!(store.claim_run("b", None, 500.0).await.unwrap().is_none());
+        store.release_run("q2").await.unwrap();
+        let again = store
+            .claim_run("b", Some("q2"), 500.0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.request, json!([["message", "hi"]]));
+        store.dequeue_run("q2").await.unwrap();
+        assert!(store.queued_run("q2").await.unwrap().is_none());
+        assert!(store.queued_run("q1").await.unwrap().is_some());
+    });
+}
