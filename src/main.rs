@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: a run allocates and frees many small buffers across runtime threads, where
+/// glibc's allocator spends its time in arena locks and consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = agentos::cli::Cli::parse();
     match agentos::run(cli) {

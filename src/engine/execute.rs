@@ -145,7 +145,7 @@ impl Engine {
         let (_tracked, journal) = match presence {
             Some(p) => (
                 Some(p.track(pending.run_id(), cancel)),
-                p.journal(pending.run_id()),
+                p.journal(pending.run_id(), pending.is_continued()),
             ),
             None => (None, None),
         };

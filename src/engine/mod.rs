@@ -150,6 +150,11 @@ impl PendingRun {
         }
     }
 
+    /// A run taken up again after a pause (`continue`), under its first id.
+    pub fn is_continued(&self) -> bool {
+        matches!(self, PendingRun::Turn(t) if t.resume.is_some())
+    }
+
     /// A run of its own, not a team member's or a workflow step's.
     pub fn is_top_level(&self) -> bool {
         match self {

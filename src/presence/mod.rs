@@ -191,15 +191,18 @@ impl Presence {
     }
 
     /// A journal for the top-level run `run_id`, flushed with the others until it is
-    /// closed. `None` when journals are off.
-    pub fn journal(self: &Arc<Self>, run_id: &str) -> Option<Arc<Journal>> {
+    /// closed; `continued` for a run taken up again under its id, whose earlier journal
+    /// is dropped first. `None` when journals are off.
+    pub fn journal(self: &Arc<Self>, run_id: &str, continued: bool) -> Option<Arc<Journal>> {
         if self.settings.flush_interval.is_zero() {
             return None;
         }
         let journal = Arc::new(Journal::new(run_id, self.store.clone()));
         lock(&self.journals).insert(run_id.to_string(), journal.clone());
         // A continued run starts a new event stream under the same id.
-        drop(self.store.reset_journal(run_id));
+        if continued {
+            drop(self.store.reset_journal(run_id));
+        }
         Some(journal)
     }
 

@@ -4,7 +4,8 @@
 //! thread, and reads never queue behind writes.
 //!
 //! A job whose caller went away (a cancelled request) still runs to its end: a write is
-//! never left half done.
+//! never left half done. Writes queued together are committed in one transaction
+//! ([`write_jobs`]), each in a savepoint of its own.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -14,7 +15,13 @@ use tokio::sync::oneshot;
 
 use super::{SqliteStore, StoreError, StoreResult};
 
-type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
+/// A call: runs on a connection and gives back how to answer its caller, which happens
+/// once what it wrote is committed (given the commit's error, if it failed).
+type Job = Box<dyn FnOnce(&SqliteStore) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// The most queued writes committed in one transaction.
+const MAX_BATCH: usize = 64;
 
 pub(crate) struct Pool {
     path: std::path::PathBuf,
@@ -28,9 +35,7 @@ impl Pool {
     pub(super) fn new(writer: SqliteStore, path: &Path, readers: usize) -> Pool {
         let (writer_tx, writer_rx) = channel::<Job>();
         spawn("agentos-store-writer", move || {
-            for job in writer_rx {
-                job(&writer);
-            }
+            write_jobs(&writer, &writer_rx)
         });
         let readers = (readers > 0).then(|| {
             let (tx, rx) = channel::<Job>();
@@ -85,7 +90,16 @@ where
 {
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |db| {
-        let _ = tx.send(f(db));
+        let result = f(db);
+        Box::new(move |commit_error: Option<&str>| {
+            let result = match commit_error {
+                None => result,
+                Some(e) => Err(StoreError::Corrupt(format!(
+                    "the write was not committed: {e}"
+                ))),
+            };
+            let _ = tx.send(result);
+        })
     });
     match queue.send(job) {
         Ok(()) => Pending(Some(rx)),
@@ -135,6 +149,33 @@ fn stopped() -> StoreError {
     StoreError::Corrupt("the store's threads have stopped".into())
 }
 
+/// The writer thread. Writes queued together are committed together (group commit):
+/// each in a savepoint of one transaction, their callers answered after the commit. Under
+/// load one commit then carries many runs' writes, instead of each paying its own.
+fn write_jobs(db: &SqliteStore, jobs: &Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(job) = jobs.recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == 1 || db.begin_batch().is_err() {
+            for job in batch.drain(..) {
+                job(db)(None);
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = batch.drain(..).map(|job| job(db)).collect();
+        let committed = db.end_batch().err().map(|e| e.to_string());
+        for reply in replies {
+            reply(committed.as_deref());
+        }
+    }
+}
+
 /// A reader thread: opens its connection on the first job, then runs jobs until the
 /// queue closes. Without a connection, jobs go to the writer.
 fn read_jobs(rx: &Mutex<Receiver<Job>>, path: &Path, fallback: &Sender<Job>) {
@@ -160,7 +201,7 @@ fn read_jobs(rx: &Mutex<Receiver<Job>>, path: &Path, fallback: &Sender<Job>) {
             }
         }
         if let Some(db) = &db {
-            job(db);
+            job(db)(None);
         }
     }
 }

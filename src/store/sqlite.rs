@@ -23,13 +23,13 @@
 //! [`Store`]: super::Store
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{
-    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
-    params_from_iter,
+    Connection, OptionalExtension, Row, ToSql, TransactionBehavior, params, params_from_iter,
 };
 use serde_json::Value;
 
@@ -80,6 +80,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// The process whose runs this connection begins (see `presence.rs`), once known.
     owner: std::sync::OnceLock<String>,
+    /// A batch transaction is open: calls run in savepoints of it.
+    batch: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -161,6 +163,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             owner: std::sync::OnceLock::new(),
+            batch: AtomicBool::new(false),
         })
     }
 
@@ -179,22 +182,52 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` in one IMMEDIATE transaction, committing when it returns `Ok`.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    /// Runs `f` in one IMMEDIATE transaction, committing when it returns `Ok`; inside a
+    /// batch ([`SqliteStore::begin_batch`]), in a savepoint of the batch's transaction.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
+        if self.batch.load(Ordering::Relaxed) {
+            return in_savepoint(&conn, f);
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
     }
 
-    /// Runs `f` in one read transaction, so its statements see one snapshot.
-    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+    /// Runs `f` in one read transaction, so its statements see one snapshot (inside a
+    /// batch, the batch's transaction is that snapshot).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
+        if self.batch.load(Ordering::Relaxed) {
+            return f(&conn);
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+
+    /// Opens one transaction for the calls that follow, until [`SqliteStore::end_batch`]:
+    /// the writer commits many runs' writes at once (each call in a savepoint of its
+    /// own, so one failing call undoes only itself).
+    pub(super) fn begin_batch(&self) -> StoreResult<()> {
+        self.conn().execute_batch("BEGIN IMMEDIATE")?;
+        self.batch.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Commits the batch opened by [`SqliteStore::begin_batch`].
+    pub(super) fn end_batch(&self) -> StoreResult<()> {
+        self.batch.store(false, Ordering::Relaxed);
+        let conn = self.conn();
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(err.into())
+            }
+        }
     }
 
     // ----- sessions -----
@@ -771,6 +804,24 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         texts.reverse();
         Ok(texts)
+    }
+}
+
+/// `f` in a savepoint: released when it succeeds, rolled back when it fails.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT call")?;
+    match f(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE call")?;
+            Ok(value)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK TO call; RELEASE call");
+            Err(err)
+        }
     }
 }
 

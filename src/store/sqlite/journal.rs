@@ -1,14 +1,14 @@
 //! The journal of live runs: their events in batches, for followers in other processes
 //! and for what an interrupted run had produced.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::run::RunStatus;
 use crate::store::{JournalBatch, JournalRead, StoreResult};
 
 /// The events of `run_id`'s journal from position `from` on, as JSON lines.
-pub(super) fn lines(tx: &Transaction<'_>, run_id: &str, from: u64) -> StoreResult<Vec<String>> {
+pub(super) fn lines(tx: &Connection, run_id: &str, from: u64) -> StoreResult<Vec<String>> {
     Ok(read(tx, run_id, from)?
         .into_iter()
         .map(|(_, line)| line)
@@ -16,7 +16,7 @@ pub(super) fn lines(tx: &Transaction<'_>, run_id: &str, from: u64) -> StoreResul
 }
 
 /// `(position, JSON line)` of the journal's events from position `from` on.
-fn read(tx: &Transaction<'_>, run_id: &str, from: u64) -> StoreResult<Vec<(u64, String)>> {
+fn read(tx: &Connection, run_id: &str, from: u64) -> StoreResult<Vec<(u64, String)>> {
     let from = i64::try_from(from).unwrap_or(i64::MAX);
     let mut stmt = tx.prepare_cached(
         "SELECT first_seq, events FROM run_journal \
