@@ -415,11 +415,12 @@ impl StreamHandler {
             return;
         };
         if let Some(delta) = choice.delta {
-            for text in [delta.reasoning_content, delta.reasoning]
+            // One delta may carry both names for the same text: `reasoning_content` wins.
+            let reasoning = [delta.reasoning_content, delta.reasoning]
                 .into_iter()
                 .flatten()
-                .filter(|t| !t.is_empty())
-            {
+                .find(|t| !t.is_empty());
+            if let Some(text) = reasoning {
                 out.push(Chunk::Reasoning(text.into_owned()));
             }
             for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
@@ -942,13 +943,18 @@ mod tests {
                 Value::Null,
             ),
             chunk(json!({"reasoning": "ing."}), Value::Null),
+            // Both names for the same text in one delta: taken once.
+            chunk(
+                json!({"reasoning_content": " Done.", "reasoning": " Done."}),
+                Value::Null,
+            ),
             chunk(json!({"content": "Answer"}), json!("stop")),
             "data: [DONE]\n\n".into(),
         ])]);
         let msgs = messages();
         let (result, texts) = invoke(&server.model(), request(&msgs, true)).await;
         let response = result.unwrap();
-        assert_eq!(response.reasoning, "Thinking.");
+        assert_eq!(response.reasoning, "Thinking. Done.");
         assert_eq!(response.content, "Answer");
         assert_eq!(texts, ["", "Answer"]);
     }
