@@ -1,6 +1,7 @@
 //! One pooled connection per provider, shared by every run: sequential runs and the tool
 //! rounds of a run reuse it, a cancelled stream does not leave a broken one behind, and
-//! thousands of streaming runs share one server at once.
+//! thousands of streaming runs share one server at once. Connecting, TLS handshake
+//! included, is bounded by the connect timeout.
 //!
 //! See: issue 10 ("runs as tasks, one pooled connection per provider").
 
@@ -10,6 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::serve::{Server, post_form, stream_until};
+use crate::util::TestEnv;
 
 const CONFIG: &str = r#"
 [providers.fake]
@@ -110,6 +112,54 @@ fn a_cancelled_stream_does_not_poison_the_next_run() {
         "{after:?} vs {stalled_on}"
     );
     assert!(after.windows(2).all(|w| w[0] == w[1]), "{after:?}");
+}
+
+#[test]
+fn a_tls_handshake_that_never_ends_is_a_connect_timeout() {
+    // A server that accepts TCP connections and never answers the TLS handshake: it reads
+    // the client's first bytes (a TLS handshake record, 0x16) and holds the socket open.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hellos = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let seen = hellos.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            use std::io::Read;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut first = [0u8; 1];
+            if stream.read_exact(&mut first).is_ok() {
+                seen.lock().unwrap().push(first[0]);
+            }
+            held.push(stream);
+        }
+    });
+    let mut env = TestEnv::new();
+    env.write_config(&format!(
+        "[providers.silent]\nkind = \"openai\"\nbase_url = \"https://{addr}/v1\"\n\n\
+         [[agents]]\nid = \"writer\"\nmodel = \"silent:gpt-4o-mini\"\n"
+    ));
+    env.set_env("OPENAI_API_KEY", "sk-test");
+    env.set_env("AGENTOS_CONNECT_TIMEOUT_SECS", "0.3");
+    let out = env.run(["run", "writer", "-m", "Hello", "--json"]);
+    let run = out.json();
+    assert_eq!(run["status"], "ERROR", "{}", out.describe());
+    let message = run["content"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "could not connect to silent at https://{addr}/v1/chat/completions within 0.3 s"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("connect timeout"), "{message}");
+    assert!(
+        message.contains("AGENTOS_CONNECT_TIMEOUT_SECS"),
+        "{message}"
+    );
+    // Every attempt got as far as the TLS handshake; one call's budget: 1 + 3 attempts.
+    let hellos = hellos.lock().unwrap().clone();
+    assert_eq!(hellos, [0x16; 4], "{hellos:?}");
 }
 
 /// One streaming run over a fresh connection: the SSE body up to the server closing it.

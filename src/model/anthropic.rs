@@ -20,8 +20,9 @@
 //! - **Answer.** Stream events (`message_start`, `content_block_start/delta/stop`,
 //!   `message_delta`, `message_stop`, `ping`) become chunks; unknown block and delta types
 //!   are skipped. An `error` event ends the call with Anthropic's message; when it comes
-//!   before any of the answer (an overloaded or failing API), the call is made again with
-//!   backoff. Usage counts uncached input, cache reads and cache writes apart; the total is
+//!   before any of the answer (an overloaded or failing API), the call is made again
+//!   within the retry budget the transport gives the call ([`Transport::attempts`]), which
+//!   failed statuses share. Usage counts uncached input, cache reads and cache writes apart; the total is
 //!   their sum with the output.
 //!
 //! Connections, timeouts and the retries of error statuses (429 with `retry-after`, 5xx,
@@ -128,9 +129,11 @@ impl AnthropicModel {
             stream: request.stream,
             provider: &self.info.provider,
         };
-        let mut attempt = 0;
+        // One retry budget for the whole call: failed statuses and connections, and an
+        // error event before any of the answer, all spend it.
+        let mut attempts = self.transport.attempts();
         loop {
-            let response = self.transport.send(&call).await?;
+            let response = attempts.send(&call).await?;
             if !request.stream {
                 let body = self
                     .transport
@@ -161,13 +164,7 @@ impl AnthropicModel {
                 }
             };
             match failure {
-                Some(error)
-                    if retryable(&error) && attempt < self.transport.options().max_retries =>
-                {
-                    tokio::time::sleep(self.transport.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Some(error) => return Err(error),
+                Some(error) => attempts.retry(error).await?,
                 None => {
                     let held = futures_util::stream::iter(held.into_iter().map(Ok));
                     return Ok(Box::pin(held.chain(stream)));
@@ -200,11 +197,6 @@ fn is_answer(chunk: &Chunk) -> bool {
         | Chunk::ProviderData(_)
         | Chunk::Finish(_) => false,
     }
-}
-
-/// Whether another attempt may succeed: the API overloaded, failing or rate limited.
-fn retryable(error: &ModelError) -> bool {
-    matches!(error, ModelError::Http { status, .. } if *status == 429 || *status >= 500)
 }
 
 // ----- the request -----
@@ -758,6 +750,7 @@ fn whole_answer(body: &[u8], provider: &str) -> Result<Vec<Chunk>, ModelError> {
 mod tests {
     use super::*;
     use crate::model::Assembler;
+    use crate::model::transport::is_retryable;
     use crate::run::ToolCall;
     use serde_json::json;
 
@@ -1062,7 +1055,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(retryable(&error));
+        assert!(is_retryable(&error));
         let cut = decode(&[json!({"type": "message_start", "message": {"id": "m"}})]).unwrap_err();
         assert!(cut.to_string().contains("no message_stop"), "{cut}");
         let refused = whole_answer(
@@ -1071,7 +1064,109 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(refused, ModelError::Http { status: 400, .. }));
-        assert!(!retryable(&refused));
+        assert!(!is_retryable(&refused));
+    }
+
+    /// Serves one raw HTTP answer per connection, in order (the last repeating); returns
+    /// the base URL and the number of requests served.
+    fn raw_server(
+        answers: Vec<String>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(AtomicUsize::new(0));
+        let served = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let n = served.fetch_add(1, Ordering::SeqCst);
+                let answer = answers.get(n).or(answers.last()).unwrap();
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn one_retry_budget_covers_statuses_and_errors_before_the_answer() {
+        let overloaded_status = "HTTP/1.1 529 Overloaded\r\nContent-Type: application/json\r\n\
+            retry-after: 0\r\nConnection: close\r\nContent-Length: 75\r\n\r\n\
+            {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Busy\"}}"
+            .to_string();
+        let events = [
+            json!({"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 1}}}),
+            json!({"type": "ping"}),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ]
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect::<String>();
+        let overloaded_stream = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{events}",
+            events.len()
+        );
+        let answer = json!({"id": "m", "type": "message", "role": "assistant",
+            "content": [{"type": "text", "text": "too late"}], "stop_reason": "end_turn"})
+        .to_string();
+        let success = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        // 529, an overloaded stream, 529, an overloaded stream: four attempts, the budget
+        // of one call (1 + 3), spent; the answer that would come fifth is never asked for.
+        let (url, count) = raw_server(vec![
+            overloaded_status.clone(),
+            overloaded_stream.clone(),
+            overloaded_status,
+            overloaded_stream,
+            success,
+        ]);
+        let resolved = ResolvedModel {
+            provider: crate::config::ProviderDef {
+                name: "claude".into(),
+                kind: crate::config::ProviderKind::Anthropic,
+                base_url: url,
+                api_key_env: None,
+                headers: Default::default(),
+                display_name: "Anthropic".into(),
+                http2: false,
+            },
+            model: "claude-sonnet-4-5".into(),
+            api_key: Some("k".into()),
+            missing_key: None,
+        };
+        let transport = Transport::new(crate::model::transport::Options {
+            base_backoff: std::time::Duration::from_millis(1),
+            ..Default::default()
+        });
+        let model = AnthropicModel::new(&resolved, Arc::new(transport));
+        let messages = [message(Role::User, "Hi")];
+        let error = match model.stream(request(&messages, &[])).await {
+            Ok(_) => panic!("the call should fail once its budget is spent"),
+            Err(error) => error,
+        };
+        assert_eq!(error.to_string(), "Overloaded (overloaded_error)");
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            1 + crate::model::transport::MAX_RETRIES as usize
+        );
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //!   by every tool round of a run; over TLS (rustls, Mozilla's roots) HTTP/2 is used when
 //!   the provider offers it through ALPN, so concurrent calls share one connection. A
 //!   provider with `http2 = true` gets HTTP/2 over plain `http://` too (prior knowledge).
-//! - **Timeouts.** Connecting (TCP and TLS) may take [`CONNECT_TIMEOUT`]; waiting for the
+//! - **Timeouts.** Connecting — TCP and the TLS handshake together — may take the connect
+//!   timeout ([`CONNECT_TIMEOUT`], or `AGENTOS_CONNECT_TIMEOUT_SECS`); waiting for the
 //!   answer's headers and then for each further piece of its body may take the read
 //!   timeout ([`DEFAULT_READ_TIMEOUT`], or `AGENTOS_READ_TIMEOUT_SECS`).
-//! - **Retries.** 429 and 5xx answers and failed connections are retried up to
-//!   [`MAX_RETRIES`] times with exponential backoff, honouring `Retry-After` (and OpenAI's
-//!   `retry-after-ms`). Nothing is retried once a response was accepted.
+//! - **Retries.** Each model call has one budget of [`MAX_RETRIES`] retries after its
+//!   first attempt ([`Attempts`]), spent on 429 and 5xx answers, failed connections, and
+//!   errors a provider reports inside a successful answer before any of it was passed on
+//!   (Anthropic's overloaded API): at most 1 + [`MAX_RETRIES`] requests per call. Waits
+//!   grow exponentially, honouring `Retry-After` (seconds or an HTTP date) and OpenAI's
+//!   `retry-after-ms`. Nothing is retried once any of an answer was passed on.
 //! - **Errors.** An error status becomes the provider's own message (`error.message`,
 //!   `detail`, `message`, …) on one line, ending in `(HTTP nnn)`.
 //! - **Cancellation.** Dropping a call's future or its [`BodyStream`] abandons the request
@@ -19,7 +23,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -37,11 +41,14 @@ use super::sse::{SseDecoder, SseEvent};
 
 /// Environment variable overriding the read timeout, in seconds.
 pub const READ_TIMEOUT_ENV: &str = "AGENTOS_READ_TIMEOUT_SECS";
+/// Environment variable overriding the connect timeout (TCP and TLS), in seconds.
+pub const CONNECT_TIMEOUT_ENV: &str = "AGENTOS_CONNECT_TIMEOUT_SECS";
 /// How long a read may wait for the provider's next bytes.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long establishing a connection (TCP and TLS) may take.
+/// How long establishing a connection (TCP and TLS handshake together) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Retries after the first attempt for 429, 5xx and connection failures.
+/// Retries after the first attempt of a model call, for 429, 5xx, connection failures
+/// and errors reported before any of an answer.
 pub const MAX_RETRIES: u32 = 3;
 
 /// Backoff before the first retry; doubled for each further one.
@@ -58,7 +65,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// The size of each connection's read buffer: model answers arrive in small pieces.
 const READ_BUFFER: usize = 4 * 1024;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = TimedConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
 
 /// Timeouts and retry policy of a transport.
 #[derive(Clone, Debug)]
@@ -74,8 +81,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            connect_timeout: CONNECT_TIMEOUT,
-            read_timeout: read_timeout_from_env(),
+            connect_timeout: seconds_from_env(CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT),
+            read_timeout: seconds_from_env(READ_TIMEOUT_ENV, DEFAULT_READ_TIMEOUT),
             max_retries: MAX_RETRIES,
             base_backoff: BASE_BACKOFF,
             http2_prior_knowledge: false,
@@ -108,14 +115,19 @@ impl Transport {
     pub fn new(options: Options) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(options.connect_timeout));
         http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        // One deadline over TCP and the TLS handshake: a server that accepts but never
+        // answers the handshake fails like one that cannot be reached.
+        let connector = TimedConnector {
+            inner: https,
+            timeout: options.connect_timeout,
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -129,36 +141,19 @@ impl Transport {
         &self.options
     }
 
-    /// Sends `call`, retrying 429/5xx answers and failed connections, and returns the
-    /// first successful response.
-    pub async fn send(&self, call: &Call<'_>) -> Result<Response<Incoming>, ModelError> {
-        let mut attempt = 0;
-        loop {
-            let (error, retry_after) = match self.send_once(call).await {
-                Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = retry_after(response.headers());
-                    let message = self.error_message(response, call.provider).await;
-                    let error = ModelError::Http {
-                        status: status.as_u16(),
-                        message,
-                    };
-                    if !retryable(status) {
-                        return Err(error);
-                    }
-                    (error, retry_after)
-                }
-                Err(Failure::Connect(error)) => (error, None),
-                Err(Failure::Other(error)) => return Err(error),
-            };
-            if attempt >= self.options.max_retries {
-                return Err(error);
-            }
-            let backoff = self.backoff(attempt);
-            attempt += 1;
-            tokio::time::sleep(retry_after.map_or(backoff, |d| d.min(MAX_RETRY_AFTER))).await;
+    /// The retry budget of one model call. A provider whose answer needs no look inside
+    /// before it is passed on uses [`Transport::send`].
+    pub fn attempts(&self) -> Attempts<'_> {
+        Attempts {
+            transport: self,
+            retries: 0,
         }
+    }
+
+    /// Sends `call` with a budget of its own, retrying 429/5xx answers and failed
+    /// connections, and returns the first successful response.
+    pub async fn send(&self, call: &Call<'_>) -> Result<Response<Incoming>, ModelError> {
+        self.attempts().send(call).await
     }
 
     /// How long to wait before retry number `attempt + 1`: exponential, capped.
@@ -206,6 +201,15 @@ impl Transport {
         match sent.await {
             Err(_) => Err(Failure::Other(self.read_timeout_error(call.provider))),
             Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() && is_connect_timeout(&e) => {
+                Err(Failure::Connect(ModelError::Timeout(format!(
+                    "could not connect to {} at {} within {} s (connect timeout, TCP and TLS \
+                     handshake; set {CONNECT_TIMEOUT_ENV} to change it)",
+                    call.provider,
+                    call.url,
+                    seconds(self.options.connect_timeout)
+                ))))
+            }
             Ok(Err(e)) if e.is_connect() => Err(Failure::Connect(ModelError::Transport(format!(
                 "could not connect to {} at {}: {}",
                 call.provider,
@@ -249,7 +253,7 @@ impl Transport {
     fn read_timeout_error(&self, provider: &str) -> ModelError {
         ModelError::Timeout(format!(
             "{provider} sent nothing for {} s (read timeout; set {READ_TIMEOUT_ENV} to change it)",
-            self.options.read_timeout.as_secs()
+            seconds(self.options.read_timeout)
         ))
     }
 
@@ -285,6 +289,68 @@ impl Transport {
     }
 }
 
+/// The retry budget of one model call: [`Options::max_retries`] retries after the first
+/// attempt, whatever failed. Every attempt of the call goes through it, so a provider
+/// that looks inside an accepted answer before passing it on ([`Attempts::retry`]) spends
+/// the same budget as failed statuses and connections.
+pub struct Attempts<'t> {
+    transport: &'t Transport,
+    retries: u32,
+}
+
+impl Attempts<'_> {
+    /// Sends `call`, retrying 429/5xx answers and failed connections while the budget
+    /// lasts, and returns the first successful response.
+    pub async fn send(&mut self, call: &Call<'_>) -> Result<Response<Incoming>, ModelError> {
+        loop {
+            let (error, retry_after) = match self.transport.send_once(call).await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(response.headers(), SystemTime::now());
+                    let message = self.transport.error_message(response, call.provider).await;
+                    let error = ModelError::Http {
+                        status: status.as_u16(),
+                        message,
+                    };
+                    if !retryable(status) {
+                        return Err(error);
+                    }
+                    (error, retry_after)
+                }
+                Err(Failure::Connect(error)) => (error, None),
+                Err(Failure::Other(error)) => return Err(error),
+            };
+            self.wait(error, retry_after).await?;
+        }
+    }
+
+    /// A successful answer failed before any of it was passed on (an error event at the
+    /// start of a stream). When the error is one a retry may cure (see [`is_retryable`])
+    /// and the budget lasts, waits out the backoff and returns `Ok` for another attempt;
+    /// otherwise returns the error.
+    pub async fn retry(&mut self, error: ModelError) -> Result<(), ModelError> {
+        if !is_retryable(&error) {
+            return Err(error);
+        }
+        self.wait(error, None).await
+    }
+
+    async fn wait(
+        &mut self,
+        error: ModelError,
+        retry_after: Option<Duration>,
+    ) -> Result<(), ModelError> {
+        if self.retries >= self.transport.options.max_retries {
+            return Err(error);
+        }
+        let backoff = self.transport.backoff(self.retries);
+        self.retries += 1;
+        tokio::time::sleep(retry_after.map_or(backoff, |d| d.min(MAX_RETRY_AFTER))).await;
+        Ok(())
+    }
+}
+
 enum Failure {
     /// No connection could be made: another attempt may succeed.
     Connect(ModelError),
@@ -293,6 +359,77 @@ enum Failure {
 
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Whether a provider's error may pass with another attempt: a rate limit or a failing or
+/// overloaded server (429 and 5xx, as the provider's error type maps them).
+pub fn is_retryable(error: &ModelError) -> bool {
+    matches!(error, ModelError::Http { status, .. }
+        if StatusCode::from_u16(*status).is_ok_and(retryable))
+}
+
+/// Connecting (TCP and TLS) took longer than the connect timeout.
+#[derive(Debug)]
+struct ConnectTimeout;
+
+impl std::fmt::Display for ConnectTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connect timeout")
+    }
+}
+
+impl std::error::Error for ConnectTimeout {}
+
+fn is_connect_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<ConnectTimeout>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// A connector whose connections, TLS handshake included, are made within `timeout`.
+#[derive(Clone)]
+struct TimedConnector<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<hyper::Uri> for TimedConnector<C>
+where
+    C: tower_service::Service<hyper::Uri>,
+    C::Future: Send + 'static,
+    C::Response: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(Box::new(ConnectTimeout) as BoxError),
+            }
+        })
+    }
+}
+
+/// A duration in seconds as people write it: `10`, `0.5`.
+fn seconds(duration: Duration) -> String {
+    format!("{}", (duration.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 /// The error and its causes on one line (hyper's own messages are terse).
@@ -384,7 +521,7 @@ impl Stream for BodyStream {
                     return Poll::Ready(Some(Err(ModelError::Timeout(format!(
                         "{} sent nothing for {} s (read timeout; set {READ_TIMEOUT_ENV} to change it)",
                         this.provider,
-                        this.timeout.as_secs()
+                        seconds(this.timeout)
                     )))));
                 }
             }
@@ -518,29 +655,37 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-/// `Retry-After` (seconds) or OpenAI's `retry-after-ms`. HTTP-date values are ignored.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| {
+/// How long a provider asks to wait: OpenAI's `retry-after-ms`, else `Retry-After` as
+/// seconds or as an HTTP date (RFC 9110: IMF-fixdate, and the obsolete RFC 850 and asctime
+/// forms), counted from `now`; a date in the past means at once. At most
+/// [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(str::trim)
     };
-    number("retry-after-ms")
+    let seconds = |v: &str| v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
+    let wait = text("retry-after-ms")
+        .and_then(seconds)
         .map(|ms| ms / 1000.0)
-        .or_else(|| number("retry-after"))
+        .or_else(|| text("retry-after").and_then(seconds))
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+        .or_else(|| {
+            let date = httpdate::parse_http_date(text("retry-after")?).ok()?;
+            Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+        })?;
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
-fn read_timeout_from_env() -> Duration {
-    std::env::var(READ_TIMEOUT_ENV)
+/// A duration in seconds from environment variable `name`, else `default`.
+fn seconds_from_env(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|secs| secs.is_finite() && *secs > 0.0)
-        .map_or(DEFAULT_READ_TIMEOUT, |secs| {
-            Duration::from_secs_f64(secs.min(86_400.0))
-        })
+        .map_or(default, |secs| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 #[cfg(test)]
@@ -550,21 +695,43 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 07:28:00
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, now), None);
         headers.insert("retry-after", HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(2)));
         headers.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_millis(250)));
         let mut long = HeaderMap::new();
         long.insert("retry-after", HeaderValue::from_static("3600"));
-        assert_eq!(retry_after(&long), Some(MAX_RETRY_AFTER));
-        let mut date = HeaderMap::new();
-        date.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        assert_eq!(retry_after(&long, now), Some(MAX_RETRY_AFTER));
+
+        // HTTP dates, counted from now: IMF-fixdate, and the obsolete RFC 850 and asctime
+        // forms RFC 9110 asks recipients to accept.
+        let date = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_static(value));
+            retry_after(&headers, now)
+        };
+        assert_eq!(
+            date("Wed, 21 Oct 2015 07:28:05 GMT"),
+            Some(Duration::from_secs(5))
         );
-        assert_eq!(retry_after(&date), None);
+        assert_eq!(
+            date("Wednesday, 21-Oct-15 07:28:07 GMT"),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            date("Wed Oct 21 07:28:09 2015"),
+            Some(Duration::from_secs(9))
+        );
+        // In the past: at once. Far ahead: cut to the longest wait honoured.
+        assert_eq!(date("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(date("Thu, 22 Oct 2015 07:28:00 GMT"), Some(MAX_RETRY_AFTER));
+        // Neither a number nor a date: the backoff decides.
+        assert_eq!(date("soon"), None);
+        assert_eq!(date("Wed, 21 Oct 2015 25:00:00 GMT"), None);
+        assert_eq!(date("-3"), None);
     }
 
     #[test]

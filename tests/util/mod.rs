@@ -186,6 +186,7 @@ impl TestEnv {
             "OPENROUTER_API_KEY",
             "AGENTOS_LOG",
             "AGENTOS_READ_TIMEOUT_SECS",
+            "AGENTOS_CONNECT_TIMEOUT_SECS",
             "AGENTOS_UPDATE_COMPLETIONS",
             "RUST_BACKTRACE",
             "HTTP_PROXY",
