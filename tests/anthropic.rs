@@ -74,6 +74,26 @@ fallback_models = ["fake:gpt-4o-mini"]
 id = "openai-first"
 model = "fake:gpt-4o-mini"
 fallback_models = ["claude:claude-haiku-4-5"]
+
+[[agents]]
+id = "narrator"
+model = "fake:gpt-4o-mini"
+fallback_models = ["fake:gpt-4o"]
+instructions = "Answer weather questions with get_weather."
+tools = ["get_weather"]
+
+[[agents]]
+id = "resilient-reporter"
+model = "claude:claude-haiku-4-5"
+fallback_models = ["fake:gpt-4o-mini"]
+[agents.output_schema]
+title = "Report"
+type = "object"
+required = ["headline", "score"]
+[agents.output_schema.properties.headline]
+type = "string"
+[agents.output_schema.properties.score]
+type = "integer"
 "#;
 
 fn env(fake: &FakeModel) -> TestEnv {
@@ -386,6 +406,161 @@ fn fallback_models_answer_when_a_model_fails_before_streaming() {
     let check = env.run(["check"]);
     check.assert_success();
     check.assert_stdout_contains("fallbacks: fake:gpt-4o-mini");
+}
+
+#[test]
+fn no_fallback_once_any_round_streamed_content() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    // Round 1 streams text and calls get_weather; round 2 fails with HTTP 500 (retried).
+    let out = env.run([
+        "run",
+        "narrator",
+        "-m",
+        "narrated failafter weather in Oslo",
+        "--jsonl",
+    ]);
+    let events = out.json_lines();
+    let streamed: String = events
+        .iter()
+        .filter(|e| e["event"] == "RunContent")
+        .filter_map(|e| e["content"].as_str())
+        .collect();
+    assert_eq!(streamed, "Let me check. ", "{}", out.describe());
+    assert!(events.iter().any(|e| e["event"] == "ToolCallCompleted"));
+    let error = events
+        .iter()
+        .find(|e| e["event"] == "RunError")
+        .expect("RunError");
+    assert_eq!(error["content"], "fake upstream failure (HTTP 500)");
+    let requests = fake.requests();
+    assert_eq!(
+        requests.len(),
+        1 + 4,
+        "round 1, then round 2 and its retries"
+    );
+    assert!(
+        requests.iter().all(|r| r["model"] == "gpt-4o-mini"),
+        "the fallback model is never called once content was streamed"
+    );
+    let stored = env.stored_runs(error["session_id"].as_str().unwrap());
+    assert_eq!(stored[0]["status"], "ERROR");
+    assert_eq!(stored[0]["model"], "gpt-4o-mini");
+
+    // Text held back for an output schema was never forwarded: it does not block a
+    // fallback. Anthropic streams `partial ` and fails; the OpenAI fallback answers.
+    let out = env.run([
+        "run",
+        "resilient-reporter",
+        "-m",
+        "midstream report",
+        "--json",
+    ]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["model"], "gpt-4o-mini");
+    assert_eq!(run["content"]["headline"], "sample headline", "{run}");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 5 + 2);
+    assert!(
+        requests[5].get("output_config").is_some(),
+        "Anthropic first"
+    );
+    assert!(
+        requests[6].get("response_format").is_some(),
+        "then OpenAI, with the schema"
+    );
+}
+
+#[test]
+fn a_missing_key_falls_back_in_the_cli_as_in_the_server() {
+    let fake = FakeModel::start();
+    let mut env = TestEnv::new();
+    env.write_config(&CONFIG.replace("{FAKE}", &fake.base_url()));
+    env.set_env("OPENAI_API_KEY", "sk-test");
+    // No ANTHROPIC_API_KEY: the primary cannot be called, the fallback answers.
+    let out = env.run(["run", "resilient", "-m", "Hello", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["model"], "gpt-4o-mini", "the model that answered");
+    assert_eq!(run["model_provider"], "fake");
+    assert_eq!(run["content"], "Story for 'Hello'. The end.");
+    assert_eq!(fake.request_count(), 1, "only the fallback was asked");
+
+    // Without fallbacks: refused up front, naming the variable.
+    let out = env.run(["run", "writer", "-m", "Hello"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("provider `claude` needs an API key: set ANTHROPIC_API_KEY");
+
+    // No model of the chain can be called: refused up front too.
+    env.write_config(&format!(
+        "{}\n[[agents]]\nid = \"keyless\"\nmodel = \"claude:claude-sonnet-4-5\"\n\
+         fallback_models = [\"anthropic:claude-haiku-4-5\"]\n",
+        CONFIG.replace("{FAKE}", &fake.base_url())
+    ));
+    let out = env.run(["run", "keyless", "-m", "Hello"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("provider `claude` needs an API key: set ANTHROPIC_API_KEY");
+    assert_eq!(fake.request_count(), 1);
+}
+
+#[test]
+fn reasoning_streams_while_an_output_schema_holds_the_text_back() {
+    let s = server();
+    let schema = r#"{"title": "Joke", "type": "object", "required": ["line"],
+                     "properties": {"line": {"type": "string"}}}"#;
+    let a = post_form(
+        &s.url("/agents/thinker/runs"),
+        &[
+            ("message", "Tell me a joke"),
+            ("stream", "true"),
+            ("output_schema", schema),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let events = parse_sse(&a.body);
+    let contents: Vec<&Value> = events
+        .iter()
+        .filter(|(name, _)| name == "RunContent")
+        .map(|(_, e)| e)
+        .collect();
+    let reasoning: String = contents
+        .iter()
+        .filter_map(|e| e["reasoning_content"].as_str())
+        .collect();
+    assert_eq!(reasoning, "Thinking about 'Tell me a joke'.");
+    // The thinking came as it streamed (in three deltas, no answer text), then the answer
+    // as one structured object.
+    assert_eq!(contents.len(), 4, "{contents:?}");
+    assert!(contents[..3].iter().all(|e| e["content"] == ""));
+    let last = contents.last().unwrap();
+    assert_eq!(last["content"], json!({"line": "sample line"}), "{last}");
+    assert_eq!(last["content_type"], "Joke");
+
+    // The store keeps the structured object and the whole reasoning, not the deltas.
+    let (_, completed) = events
+        .iter()
+        .find(|(name, _)| name == "RunCompleted")
+        .expect("RunCompleted");
+    assert_eq!(completed["reasoning_content"], reasoning.as_str());
+    let polled = get(&s.url(&format!(
+        "/agents/thinker/runs/{}?session_id={}",
+        completed["run_id"].as_str().unwrap(),
+        completed["session_id"].as_str().unwrap()
+    )));
+    assert_eq!(polled.status, 200, "{}", polled.body);
+    let polled = polled.json();
+    assert_eq!(polled["reasoning_content"], reasoning.as_str());
+    let kept: Vec<&Value> = polled["events"]
+        .as_array()
+        .expect("the stored events of a streamed run")
+        .iter()
+        .filter(|e| e["event"] == "RunContent")
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["content"], json!({"line": "sample line"}));
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! the CLI tests need. The behaviour is chosen by words in the last user message:
 //!
 //! - `fail`: HTTP 500 with an OpenAI error body (`fake upstream failure`);
+//! - `failafter`: the same HTTP 500, but only for the requests after tool results (the
+//!   tool round's call succeeds);
 //! - `unauthorized`: HTTP 401 (`Incorrect API key provided`);
 //! - `ratelimit`: the first request with that message gets 429 (`Retry-After: 0`), the next
 //!   one succeeds;
@@ -31,7 +33,9 @@
 //!   the first `<member id="…">` of its system prompt (`delegate_task_to_members`: to
 //!   everyone), as the Python fake does. Streamed, each call starts with a delta
 //!   carrying its `index`, `id`, `type`, `function.name` and empty `arguments`; argument
-//!   pieces follow, those of parallel calls interleaved; `finish_reason` is `tool_calls`;
+//!   pieces follow, those of parallel calls interleaved; `finish_reason` is `tool_calls`.
+//!   With the word `narrated`, the calls come after the text `Let me check. ` (streamed
+//!   first; non-streaming: the message's `content`);
 //! - after tool results (the last message has role `tool`): `Tool result received:
 //!   <content>`, the contents of the trailing tool messages joined with `; `;
 //! - otherwise `Story for '<message>'. Starring <robot>. The end.`, where `<robot>` comes
@@ -519,7 +523,7 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
     let user_text = last_user_text(body);
     let word = |w: &str| last_is_user && has_word(&user_text, w);
 
-    if word("fail") {
+    if word("fail") || (!last_is_user && has_word(&user_text, "failafter")) {
         return write_json(
             stream,
             500,
@@ -585,7 +589,15 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         Vec::new()
     };
     if !calls.is_empty() {
-        return respond_with_tool_calls(stream, body, &id, &model, &calls, stream_requested);
+        let narration = word("narrated").then_some("Let me check. ");
+        return respond_with_tool_calls(
+            stream,
+            body,
+            (&id, &model),
+            &calls,
+            narration,
+            stream_requested,
+        );
     }
 
     if !stream_requested {
@@ -890,9 +902,9 @@ fn city_in(text: &str) -> String {
 fn respond_with_tool_calls(
     stream: &mut TcpStream,
     body: &Value,
-    id: &str,
-    model: &str,
+    (id, model): (&str, &str),
     calls: &[(String, Value)],
+    narration: Option<&str>,
     stream_requested: bool,
 ) -> std::io::Result<()> {
     let suffix = &id[id.len().saturating_sub(6)..];
@@ -915,8 +927,8 @@ fn respond_with_tool_calls(
             &json!({
                 "id": id, "object": "chat.completion", "created": CREATED, "model": model,
                 "choices": [{"index": 0,
-                             "message": {"role": "assistant", "content": null, "refusal": null,
-                                         "tool_calls": tool_calls},
+                             "message": {"role": "assistant", "content": narration,
+                                         "refusal": null, "tool_calls": tool_calls},
                              "finish_reason": "tool_calls", "logprobs": null}],
                 "usage": usage(), "system_fingerprint": "fp_fake",
             }),
@@ -943,6 +955,9 @@ fn respond_with_tool_calls(
         stream,
         &chunk(json!({"role": "assistant", "content": null}), Value::Null),
     )?;
+    if let Some(text) = narration {
+        send_event(stream, &chunk(json!({"content": text}), Value::Null))?;
+    }
     // Each call's arguments in two halves: call 0 starts and sends its first half, then
     // call 1 starts, …; the second halves follow, so parallel calls interleave.
     let halves: Vec<(String, String)> = calls

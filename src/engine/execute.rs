@@ -49,6 +49,13 @@ impl Emitter<'_> {
         }
     }
 
+    /// Passes on a delta of this run's answer. Deltas are not stored (as AgentOS), not
+    /// even when the run keeps its content events (the whole structured object).
+    async fn emit_delta(&self, data: EventData) {
+        let event = Event::new(&self.source, data);
+        self.sink.send(&event).await;
+    }
+
     /// The events kept for the store.
     pub(super) fn into_log(self) -> Vec<Event> {
         self.log.into_inner().unwrap_or_else(|e| e.into_inner())
@@ -279,6 +286,9 @@ impl Engine {
         }
 
         let mut tool_rounds = 0usize;
+        // Whether any of the answer (text or reasoning, of any round) reached the client:
+        // from then on the run stays with its model.
+        let mut forwarded = false;
         let mut partial = String::new();
         let mut reasoning = String::new();
         let mut provider_data: Option<Value> = None;
@@ -312,9 +322,13 @@ impl Engine {
                 max_answer_bytes,
                 workflow_agent,
             };
-            let reasoned = reasoning.len();
-            let called =
-                Box::pin(call.run(request, &mut partial, &mut reasoning, &mut provider_data)).await;
+            let mut streamed = Streamed {
+                partial: &mut partial,
+                reasoning: &mut reasoning,
+                provider_data: &mut provider_data,
+                forwarded: &mut forwarded,
+            };
+            let called = Box::pin(call.run(request, &mut streamed)).await;
             let elapsed = model_started.elapsed().as_secs_f64();
             let first_token = called
                 .1
@@ -326,11 +340,11 @@ impl Engine {
             let response = match called.0 {
                 _ if cancel.is_cancelled() => break Step::Cancelled,
                 Called::Cancelled => break Step::Cancelled,
-                // Nothing of the answer was forwarded: the next model may try instead.
+                // Nothing of the run's answer reached the client (text held back for an
+                // output schema does not count): the next model may try instead.
                 Called::Failed(error)
                     if current + 1 < models.len()
-                        && partial.is_empty()
-                        && reasoning.len() == reasoned
+                        && !forwarded
                         && !matches!(error, ModelError::AnswerTooLong(_)) =>
                 {
                     current += 1;
@@ -609,6 +623,15 @@ impl Engine {
     }
 }
 
+/// Where one model request puts what streams in: the answer's text (`partial`), the
+/// run's reasoning, the provider's metadata, and whether any of it reached the client.
+struct Streamed<'s> {
+    partial: &'s mut String,
+    reasoning: &'s mut String,
+    provider_data: &'s mut Option<Value>,
+    forwarded: &'s mut bool,
+}
+
 /// One model request of a run: its chunks become `RunContent` events as they arrive.
 struct Call<'a> {
     model: &'a dyn Model,
@@ -626,15 +649,13 @@ impl Call<'_> {
     async fn run(
         &self,
         request: ModelRequest<'_>,
-        partial: &mut String,
-        reasoning: &mut String,
-        provider_data: &mut Option<Value>,
+        streamed: &mut Streamed<'_>,
     ) -> (Called, Option<Instant>) {
         let mut first: Option<Instant> = None;
         let called = tokio::select! {
             biased;
             () = self.cancel.cancelled() => Called::Cancelled,
-            called = self.stream(request, partial, reasoning, provider_data, &mut first) => called,
+            called = self.stream(request, streamed, &mut first) => called,
         };
         (called, first)
     }
@@ -642,9 +663,7 @@ impl Call<'_> {
     async fn stream(
         &self,
         request: ModelRequest<'_>,
-        partial: &mut String,
-        reasoning: &mut String,
-        provider_data: &mut Option<Value>,
+        streamed: &mut Streamed<'_>,
         first: &mut Option<Instant>,
     ) -> Called {
         let mut chunks = match self.model.stream(request).await {
@@ -660,6 +679,7 @@ impl Call<'_> {
             match &chunk {
                 Chunk::Text(text) => {
                     first.get_or_insert_with(Instant::now);
+                    let partial = &mut *streamed.partial;
                     if partial.len() + text.len() > self.max_answer_bytes {
                         // Keep what fits, then stop the request.
                         let room = self.max_answer_bytes - partial.len();
@@ -667,31 +687,36 @@ impl Call<'_> {
                         return Called::Failed(ModelError::AnswerTooLong(self.max_answer_bytes));
                     }
                     partial.push_str(text);
+                    // With an output schema the text is held back: the answer is one
+                    // structured object at the end.
                     if !self.out.keep_content {
-                        self.content(Value::String(text.clone()), String::new(), provider_data)
+                        if !text.is_empty() {
+                            *streamed.forwarded = true;
+                        }
+                        self.content(Value::String(text.clone()), String::new(), streamed)
                             .await;
                     }
                 }
                 Chunk::Reasoning(text) => {
                     first.get_or_insert_with(Instant::now);
-                    if reasoning.len() + text.len() > self.max_answer_bytes {
+                    if streamed.reasoning.len() + text.len() > self.max_answer_bytes {
                         return Called::Failed(ModelError::AnswerTooLong(self.max_answer_bytes));
                     }
-                    reasoning.push_str(text);
-                    if !self.out.keep_content {
-                        self.content(Value::String(String::new()), text.clone(), provider_data)
-                            .await;
-                    }
+                    streamed.reasoning.push_str(text);
+                    // Reasoning streams as it comes, output schema or not.
+                    *streamed.forwarded = true;
+                    self.content(Value::String(String::new()), text.clone(), streamed)
+                        .await;
                 }
                 Chunk::ProviderData(data) => {
-                    let mut merged = match provider_data.take() {
+                    let mut merged = match streamed.provider_data.take() {
                         Some(Value::Object(map)) => map,
                         _ => serde_json::Map::new(),
                     };
                     for (k, v) in data {
                         merged.insert(k.clone(), v.clone());
                     }
-                    *provider_data = Some(Value::Object(merged));
+                    *streamed.provider_data = Some(Value::Object(merged));
                 }
                 Chunk::ToolCall(_)
                 | Chunk::Usage(_)
@@ -704,14 +729,14 @@ impl Call<'_> {
         Called::Done(Box::new(assembler.finish()))
     }
 
-    async fn content(&self, content: Value, reasoning: String, provider_data: &Option<Value>) {
+    async fn content(&self, content: Value, reasoning: String, streamed: &Streamed<'_>) {
         self.out
-            .emit(EventData::RunContent {
+            .emit_delta(EventData::RunContent {
                 content,
                 workflow_agent: self.workflow_agent,
                 content_type: "str".into(),
                 reasoning_content: reasoning,
-                model_provider_data: provider_data.clone(),
+                model_provider_data: streamed.provider_data.clone(),
             })
             .await;
     }

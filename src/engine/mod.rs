@@ -276,9 +276,17 @@ impl Engine {
     /// Checks that an agent exists and its model can be used (its key variable included),
     /// without running it. `agentos run` refuses such a run up front (exit 2); the server
     /// lets it start and end `ERROR` naming the variable, as a provider's refusal would.
+    /// With `fallback_models`, a model whose key is missing is a failed call the next
+    /// model takes over, in both: the run is refused only when no model of the chain can
+    /// be called.
     pub fn validate(&self, req: &RunRequest) -> Result<(), EngineError> {
-        let (spec, line) = if let Some(team) = self.config.team(&req.agent_id) {
-            (team.model.as_str(), Some(team.model_line))
+        let no_fallbacks = crate::config::ModelOptions::default();
+        let (spec, line, options) = if let Some(team) = self.config.team(&req.agent_id) {
+            (
+                team.model.as_str(),
+                Some(team.model_line),
+                &team.model_options,
+            )
         } else if self.config.workflow(&req.agent_id).is_some() {
             return Ok(());
         } else {
@@ -287,12 +295,30 @@ impl Engine {
                 .agent(&req.agent_id)
                 .ok_or_else(|| EngineError::AgentNotFound(req.agent_id.clone()))?;
             match &req.model_override {
-                Some(spec) => (spec.as_str(), None),
-                None => (agent.model.as_str(), Some(agent.model_line)),
+                Some(spec) => (spec.as_str(), None, &no_fallbacks),
+                None => (
+                    agent.model.as_str(),
+                    Some(agent.model_line),
+                    &agent.model_options,
+                ),
             }
         };
-        self.config.resolve_model(spec, line)?;
-        Ok(())
+        let primary = match self.config.resolve_model(spec, line) {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        // A missing key falls back; a reference that does not resolve at all does not.
+        self.config.locate_model(spec, line)?;
+        let callable = options.fallback_models.iter().any(|fallback| {
+            self.config
+                .resolve_model(fallback, Some(options.fallback_line))
+                .is_ok()
+        });
+        if callable {
+            Ok(())
+        } else {
+            Err(primary.into())
+        }
     }
 
     /// Runs one agent turn, emitting events to `sink` as they happen, and returns the
