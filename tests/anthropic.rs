@@ -1,7 +1,11 @@
 //! Anthropic's Messages API, reasoning and fallback models, through the real binary
 //! against the fake server (`fake_anthropic.rs`): `agentos run`, `serve` streaming and
-//! not, a tool loop with extended thinking, an output schema, prompt caching, retries of
-//! an overloaded API, and fallbacks.
+//! not, a tool loop with extended thinking, signed and redacted thinking replayed in the
+//! loop and from history, several tool results of one turn (errors and tools without
+//! arguments), `anthropic-beta` headers, the built-in provider, an output schema (its
+//! reasoning streamed), prompt caching, retries of an overloaded API, and fallbacks: of
+//! agents and team leaders, from a missing key, never after content reached the client
+//! nor after a cancel.
 //!
 //! See: issue 11 ("Anthropic as a native provider, reasoning content, and fallback models").
 
@@ -9,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::fake_anthropic::{API_KEY, blocks, system, turns};
 use crate::fake_model::FakeModel;
-use crate::serve::{Server, get, parse_sse, post_form};
+use crate::serve::{Server, get, parse_sse, post_form, stream_until};
 use crate::util::TestEnv;
 
 /// Agents on the fake Anthropic API (`claude`), plus the OpenAI fake (`fake`) for
@@ -23,6 +27,11 @@ base_url = "{FAKE}"
 kind = "openai"
 base_url = "{FAKE}"
 
+[providers.claude-beta]
+kind = "anthropic"
+base_url = "{FAKE}"
+headers = { "anthropic-beta" = "interleaved-thinking-2025-05-14" }
+
 [tools.get_weather]
 description = "Get the current weather for a city."
 command = ["sh", "-c", "printf 'The weather in %s is sunny.' \"$AGENTOS_ARG_CITY\""]
@@ -31,6 +40,16 @@ type = "object"
 required = ["city"]
 [tools.get_weather.parameters.properties.city]
 type = "string"
+
+[tools.clock]
+description = "The time now."
+command = ["sh", "-c", "printf '12:00, asked with '; cat"]
+[tools.clock.parameters]
+type = "object"
+
+[tools.broken]
+description = "Read the broken gauge."
+command = ["sh", "-c", "echo 'gauge on fire' >&2; exit 3"]
 
 [[agents]]
 id = "writer"
@@ -74,6 +93,35 @@ fallback_models = ["fake:gpt-4o-mini"]
 id = "openai-first"
 model = "fake:gpt-4o-mini"
 fallback_models = ["claude:claude-haiku-4-5"]
+
+[[agents]]
+id = "deep-thinker"
+model = "claude:claude-sonnet-4-5"
+instructions = "Think, then answer weather questions with get_weather."
+tools = ["get_weather"]
+thinking = { budget_tokens = 2048 }
+add_history_to_context = true
+
+[[agents]]
+id = "handy"
+model = "claude:claude-sonnet-4-5"
+instructions = "Use your tools."
+tools = ["get_weather", "clock", "broken"]
+
+[[agents]]
+id = "beta"
+model = "claude-beta:claude-sonnet-4-5"
+
+[[agents]]
+id = "native"
+model = "anthropic:claude-sonnet-4-5"
+
+[[teams]]
+id = "fallback-team"
+model = "claude:claude-sonnet-4-5"
+fallback_models = ["fake:gpt-4o-mini"]
+instructions = "Delegate to the right member."
+members = ["openai-first"]
 
 [[agents]]
 id = "narrator"
@@ -561,6 +609,256 @@ fn reasoning_streams_while_an_output_schema_holds_the_text_back() {
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["content"], json!({"line": "sample line"}));
+}
+
+#[test]
+fn signed_and_redacted_thinking_is_replayed_from_history() {
+    let s = server();
+    let ask = |message: &str| {
+        let a = post_form(
+            &s.url("/agents/deep-thinker/runs"),
+            &[
+                ("message", message),
+                ("stream", "true"),
+                ("session_id", "thoughts"),
+            ],
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        let events = parse_sse(&a.body);
+        let (_, completed) = events
+            .iter()
+            .find(|(name, _)| name == "RunCompleted")
+            .unwrap_or_else(|| panic!("RunCompleted in {}", a.body));
+        completed.clone()
+    };
+    // Run 1: a tool loop whose first turn thinks (signed), adds a redacted block and calls
+    // get_weather; the second thinks again and answers.
+    let first = ask("Think redacted: the weather in Oslo?");
+    assert_eq!(
+        first["content"],
+        "Tool result received: The weather in Oslo is sunny."
+    );
+    let requests = s.fake.requests();
+    assert_eq!(requests.len(), 2);
+    // Within the run, the second call replays both blocks unchanged, before the tool_use.
+    let replayed = blocks(&turns(&requests[1])[1]);
+    let thinking = json!({"type": "thinking",
+        "thinking": "Thinking about 'Think redacted: the weather in Oslo?'.",
+        "signature": "sig-54"});
+    let redacted = json!({"type": "redacted_thinking", "data": "ENCRYPTED"});
+    assert_eq!(replayed[0], thinking);
+    assert_eq!(replayed[1], redacted);
+    assert_eq!(replayed[2]["type"], "tool_use");
+
+    // Run 2 of the same session: the history carries both assistant turns of run 1 with
+    // their thinking blocks, unchanged and first, and the tool result between them.
+    let second = ask("And tomorrow?");
+    assert_eq!(
+        second["content"],
+        "Claude Story for 'And tomorrow?'. The end."
+    );
+    let requests = s.fake.requests();
+    assert_eq!(requests.len(), 3);
+    let history = turns(&requests[2]);
+    let roles: Vec<&str> = history
+        .iter()
+        .map(|t| t["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user", "assistant", "user"],
+        "{history:#?}"
+    );
+    let calling = blocks(&history[1]);
+    assert_eq!(calling[0], thinking, "{calling:#?}");
+    assert_eq!(calling[1], redacted);
+    assert_eq!(calling[2]["type"], "tool_use");
+    assert_eq!(calling[2]["input"], json!({"city": "Oslo"}));
+    let results = blocks(&history[2]);
+    assert_eq!(results[0]["type"], "tool_result");
+    assert_eq!(results[0]["tool_use_id"], calling[2]["id"]);
+    let answering = blocks(&history[3]);
+    assert_eq!(
+        answering[0],
+        json!({"type": "thinking", "thinking": "Thinking about ''.", "signature": "sig-18"})
+    );
+    assert_eq!(
+        answering[1],
+        json!({"type": "text", "text": "Tool result received: The weather in Oslo is sunny."})
+    );
+    assert_eq!(
+        blocks(&history[4]),
+        [json!({"type": "text", "text": "And tomorrow?"})]
+    );
+}
+
+#[test]
+fn one_turns_tool_results_go_together_with_errors_and_empty_arguments() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    let out = env.run([
+        "run",
+        "handy",
+        "-m",
+        "In parallel: the weather in Oslo, the clock and the broken gauge",
+        "--json",
+    ]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    let tools = run["tools"].as_array().expect("tools");
+    let names: Vec<&str> = tools
+        .iter()
+        .map(|t| t["tool_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["get_weather", "clock", "broken"]);
+    // The tool without arguments streamed an empty `partial_json` and ran with `{}`.
+    assert_eq!(tools[1]["tool_args"], json!({}));
+    assert_eq!(tools[1]["result"], "12:00, asked with {}");
+    assert_eq!(tools[1]["tool_call_error"], false);
+    assert_eq!(tools[2]["tool_call_error"], true);
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    let clock = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "clock")
+        .expect("clock offered");
+    assert_eq!(clock["input_schema"], json!({"type": "object"}));
+    let turns = turns(&requests[1]);
+    assert_eq!(turns.len(), 3, "{turns:#?}");
+    let calls = blocks(&turns[1]);
+    let ids: Vec<&Value> = calls.iter().map(|c| &c["id"]).collect();
+    assert_eq!(calls[1]["input"], json!({}));
+    // All three results in the one user turn after the calls, in order; the failing
+    // tool's marked `is_error`.
+    let results = blocks(&turns[2]);
+    assert_eq!(results.len(), 3, "{results:#?}");
+    for (result, id) in results.iter().zip(&ids) {
+        assert_eq!(result["type"], "tool_result");
+        assert_eq!(&&result["tool_use_id"], id);
+    }
+    assert_eq!(results[0]["content"], "The weather in Oslo is sunny.");
+    assert_eq!(results[0]["is_error"], false);
+    assert_eq!(results[1]["content"], "12:00, asked with {}");
+    assert_eq!(results[1]["is_error"], false);
+    assert_eq!(results[2]["is_error"], true);
+    assert!(
+        results[2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("gauge on fire"),
+        "{}",
+        results[2]
+    );
+}
+
+#[test]
+fn beta_headers_and_the_built_in_provider_reach_the_api() {
+    let fake = FakeModel::start();
+    let mut env = env(&fake);
+    // anthropic-beta from the provider's `headers`, beside the version and the key.
+    let out = env.run(["run", "beta", "-m", "Hello"]);
+    out.assert_success();
+    assert_eq!(
+        fake.header(0, "anthropic-beta").as_deref(),
+        Some("interleaved-thinking-2025-05-14")
+    );
+    assert_eq!(
+        fake.header(0, "anthropic-version").as_deref(),
+        Some("2023-06-01")
+    );
+    assert_eq!(fake.header(0, "x-api-key").as_deref(), Some(API_KEY));
+
+    // The built-in `anthropic:` provider, pointed at the fake by ANTHROPIC_BASE_URL.
+    env.set_env("ANTHROPIC_BASE_URL", &fake.base_url());
+    let out = env.run(["run", "native", "-m", "Hello", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["content"], "Claude Story for 'Hello'. The end.");
+    assert_eq!(run["model"], "claude-sonnet-4-5");
+    assert_eq!(run["model_provider"], "Anthropic");
+    assert_eq!(fake.request_count(), 2);
+    assert_eq!(fake.header(1, "x-api-key").as_deref(), Some(API_KEY));
+    assert_eq!(fake.header(1, "anthropic-beta"), None);
+}
+
+#[test]
+fn a_team_leader_falls_back() {
+    let fake = FakeModel::start();
+    let env = env(&fake);
+    // The leader's Anthropic call is refused (400); the OpenAI fallback leads instead,
+    // delegating to the member and writing the answer.
+    let out = env.run(["run", "fallback-team", "-m", "badrequest plan", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(
+        run["model"], "gpt-4o-mini",
+        "the leader's model that answered"
+    );
+    assert_eq!(run["model_provider"], "fake");
+    assert_eq!(
+        run["content"],
+        "Tool result received: Story for 'badrequest plan'. The end."
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4, "{requests:#?}");
+    assert!(
+        requests[0].get("max_tokens").is_some(),
+        "the leader on Anthropic"
+    );
+    assert_eq!(requests[1]["model"], "gpt-4o-mini", "then on its fallback");
+    assert!(
+        requests[1]["tools"][0]["function"]["name"] == "delegate_task_to_member",
+        "{}",
+        requests[1]
+    );
+}
+
+#[test]
+fn a_cancelled_run_does_not_fall_back() {
+    let s = server();
+    let url = s.url("/agents/openai-first/runs");
+    let mut run_id = String::new();
+    let mut session_id = String::new();
+    // The primary streams `partial ` and stalls; the run is cancelled there.
+    let events = stream_until(&url, &[("message", "please stall now")], |name, event| {
+        if name == "RunStarted" {
+            run_id = event["run_id"].as_str().unwrap_or_default().to_string();
+            session_id = event["session_id"].as_str().unwrap_or_default().to_string();
+        }
+        if name == "RunContent" && event["content"] == "partial " {
+            let cancel = post_form(
+                &s.url(&format!("/agents/openai-first/runs/{run_id}/cancel")),
+                &[],
+            );
+            assert_eq!(cancel.status, 200, "{}", cancel.body);
+        }
+        name != "RunCompleted"
+    });
+    let (_, cancelled) = events
+        .iter()
+        .find(|(name, _)| name == "RunCancelled")
+        .expect("RunCancelled");
+    assert_eq!(cancelled["content"], "partial ");
+    let stored = get(&s.url(&format!(
+        "/agents/openai-first/runs/{run_id}?session_id={session_id}"
+    )))
+    .json();
+    assert_eq!(stored["status"], "CANCELLED", "{stored}");
+    assert_eq!(stored["model"], "gpt-4o-mini");
+    let requests = s.fake.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the fallback is never called: {requests:#?}"
+    );
+    assert_eq!(requests[0]["model"], "gpt-4o-mini");
 }
 
 #[test]
