@@ -12,7 +12,7 @@ Environment:
   AGENTOS_DB_POOL  PostgreSQL connections per process (16)
   OPENAI_API_KEY   key of the built-in `openai` provider (OPENAI_BASE_URL overrides its URL)
   ANTHROPIC_API_KEY  key of the built-in `anthropic` provider (ANTHROPIC_BASE_URL overrides
-                   its URL)
+                   its URL, as Anthropic's SDKs take it: with or without `/v1`)
   AGENTOS_LOG      log filter (e.g. `agentos=debug`)
   AGENTOS_OWNER_TIMEOUT_SECS  silence after which a process's runs are taken over (5)
   AGENTOS_FLUSH_INTERVAL_MS   how often live runs' events are journaled (100; 0: never)

@@ -718,9 +718,16 @@ fn base_url_from_env(var: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-/// Where Anthropic's API is: `ANTHROPIC_BASE_URL`, else Anthropic's own.
+/// Where Anthropic's API is: `ANTHROPIC_BASE_URL`, else Anthropic's own. The variable is
+/// read as Anthropic's SDKs read it, the API's root without `/v1`
+/// (`https://api.anthropic.com`); a value that already ends in `/v1` is taken as it is.
 fn anthropic_base_url() -> String {
-    base_url_from_env("ANTHROPIC_BASE_URL", ANTHROPIC_BASE_URL)
+    let url = base_url_from_env("ANTHROPIC_BASE_URL", ANTHROPIC_BASE_URL);
+    if url.ends_with("/v1") {
+        url
+    } else {
+        format!("{url}/v1")
+    }
 }
 
 /// Splits `provider:model`; bare `test` means the test provider.

@@ -785,6 +785,14 @@ fn beta_headers_and_the_built_in_provider_reach_the_api() {
     assert_eq!(fake.request_count(), 2);
     assert_eq!(fake.header(1, "x-api-key").as_deref(), Some(API_KEY));
     assert_eq!(fake.header(1, "anthropic-beta"), None);
+
+    // Set as Anthropic's SDKs take it, the API's root without `/v1`.
+    let root = fake.base_url();
+    env.set_env("ANTHROPIC_BASE_URL", root.trim_end_matches("/v1"));
+    let out = env.run(["run", "native", "-m", "Hello", "--json"]);
+    out.assert_success();
+    assert_eq!(out.json()["status"], "COMPLETED");
+    assert_eq!(fake.request_count(), 3);
 }
 
 #[test]
