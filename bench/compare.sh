@@ -137,8 +137,11 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   if [ -n "$AGNO_APP_DIR" ]; then
-    "$VENV/bin/pip" install -q agno fastapi uvicorn sqlalchemy openai python-multipart greenlet \
-      aiohttp uvloop httptools || { log "pip install failed"; exit 1; }
+    # The versions of the reference captures (tests/fixtures/agentos/README.md).
+    "$VENV/bin/pip" install -q agno==3.1.10 fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 \
+      pydantic==2.14.4 SQLAlchemy==2.1.9 openai==3.57.0 python-multipart==0.0.34 \
+      jsonschema==4.26.0 greenlet==3.5.6 aiohttp uvloop httptools \
+      || { log "pip install failed"; exit 1; }
   else
     "$VENV/bin/pip" install -q aiohttp || { log "pip install failed"; exit 1; }
   fi
