@@ -310,55 +310,196 @@ pub enum EventData {
     },
 }
 
-impl EventData {
-    /// The AgentOS event name, also the SSE `event:` line. Team runs use the same data
-    /// under `Team`-prefixed names.
-    pub fn name(&self, team: bool) -> &'static str {
+/// What an event is, without its data: one kind per [`EventData`] variant. An agent run
+/// and a team run send the same kinds, under AgentOS's plain and `Team`-prefixed names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    RunStarted,
+    ModelRequestStarted,
+    RunContent,
+    ModelRequestCompleted,
+    RunContentCompleted,
+    RunCompleted,
+    RunError,
+    RunCancelled,
+    ToolCallStarted,
+    ToolCallCompleted,
+    ToolCallError,
+    RunPaused,
+    RunContinued,
+    WorkflowStarted,
+    WorkflowCompleted,
+    WorkflowCancelled,
+    WorkflowError,
+    StepStarted,
+    StepCompleted,
+    StepError,
+    ParallelExecutionStarted,
+    ParallelExecutionCompleted,
+    ConditionExecutionStarted,
+    ConditionExecutionCompleted,
+    LoopExecutionStarted,
+    LoopIterationStarted,
+    LoopIterationCompleted,
+    LoopExecutionCompleted,
+    RouterExecutionStarted,
+    RouterExecutionCompleted,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 30] = [
+        EventKind::RunStarted,
+        EventKind::ModelRequestStarted,
+        EventKind::RunContent,
+        EventKind::ModelRequestCompleted,
+        EventKind::RunContentCompleted,
+        EventKind::RunCompleted,
+        EventKind::RunError,
+        EventKind::RunCancelled,
+        EventKind::ToolCallStarted,
+        EventKind::ToolCallCompleted,
+        EventKind::ToolCallError,
+        EventKind::RunPaused,
+        EventKind::RunContinued,
+        EventKind::WorkflowStarted,
+        EventKind::WorkflowCompleted,
+        EventKind::WorkflowCancelled,
+        EventKind::WorkflowError,
+        EventKind::StepStarted,
+        EventKind::StepCompleted,
+        EventKind::StepError,
+        EventKind::ParallelExecutionStarted,
+        EventKind::ParallelExecutionCompleted,
+        EventKind::ConditionExecutionStarted,
+        EventKind::ConditionExecutionCompleted,
+        EventKind::LoopExecutionStarted,
+        EventKind::LoopIterationStarted,
+        EventKind::LoopIterationCompleted,
+        EventKind::LoopExecutionCompleted,
+        EventKind::RouterExecutionStarted,
+        EventKind::RouterExecutionCompleted,
+    ];
+
+    /// The AgentOS event name, also the SSE `event:` line: `Team`-prefixed for a team
+    /// run's events where AgentOS has such a name.
+    pub fn name(self, team: bool) -> &'static str {
         macro_rules! pick {
             ($agent:literal, $team:literal) => {
                 if team { $team } else { $agent }
             };
         }
         match self {
-            EventData::RunStarted { .. } => pick!("RunStarted", "TeamRunStarted"),
-            EventData::ModelRequestStarted { .. } => {
+            EventKind::RunStarted => pick!("RunStarted", "TeamRunStarted"),
+            EventKind::ModelRequestStarted => {
                 pick!("ModelRequestStarted", "TeamModelRequestStarted")
             }
-            EventData::RunContent { .. } => pick!("RunContent", "TeamRunContent"),
-            EventData::ModelRequestCompleted { .. } => {
+            EventKind::RunContent => pick!("RunContent", "TeamRunContent"),
+            EventKind::ModelRequestCompleted => {
                 pick!("ModelRequestCompleted", "TeamModelRequestCompleted")
             }
-            EventData::RunContentCompleted {} => {
+            EventKind::RunContentCompleted => {
                 pick!("RunContentCompleted", "TeamRunContentCompleted")
             }
-            EventData::RunCompleted { .. } => pick!("RunCompleted", "TeamRunCompleted"),
-            EventData::RunError { .. } => pick!("RunError", "TeamRunError"),
-            EventData::RunCancelled { .. } => pick!("RunCancelled", "TeamRunCancelled"),
-            EventData::ToolCallStarted { .. } => pick!("ToolCallStarted", "TeamToolCallStarted"),
-            EventData::ToolCallCompleted { .. } => {
-                pick!("ToolCallCompleted", "TeamToolCallCompleted")
-            }
-            EventData::ToolCallError { .. } => pick!("ToolCallError", "TeamToolCallError"),
-            EventData::RunPaused { .. } => pick!("RunPaused", "TeamRunPaused"),
-            EventData::RunContinued {} => pick!("RunContinued", "TeamRunContinued"),
-            EventData::WorkflowStarted {} => "WorkflowStarted",
-            EventData::WorkflowCompleted { .. } => "WorkflowCompleted",
-            EventData::WorkflowCancelled { .. } => "WorkflowCancelled",
-            EventData::WorkflowError { .. } => "WorkflowError",
-            EventData::StepStarted { .. } => "StepStarted",
-            EventData::StepCompleted { .. } => "StepCompleted",
-            EventData::StepError { .. } => "StepError",
-            EventData::ParallelExecutionStarted { .. } => "ParallelExecutionStarted",
-            EventData::ParallelExecutionCompleted { .. } => "ParallelExecutionCompleted",
-            EventData::ConditionExecutionStarted { .. } => "ConditionExecutionStarted",
-            EventData::ConditionExecutionCompleted { .. } => "ConditionExecutionCompleted",
-            EventData::LoopExecutionStarted { .. } => "LoopExecutionStarted",
-            EventData::LoopIterationStarted { .. } => "LoopIterationStarted",
-            EventData::LoopIterationCompleted { .. } => "LoopIterationCompleted",
-            EventData::LoopExecutionCompleted { .. } => "LoopExecutionCompleted",
-            EventData::RouterExecutionStarted { .. } => "RouterExecutionStarted",
-            EventData::RouterExecutionCompleted { .. } => "RouterExecutionCompleted",
+            EventKind::RunCompleted => pick!("RunCompleted", "TeamRunCompleted"),
+            EventKind::RunError => pick!("RunError", "TeamRunError"),
+            EventKind::RunCancelled => pick!("RunCancelled", "TeamRunCancelled"),
+            EventKind::ToolCallStarted => pick!("ToolCallStarted", "TeamToolCallStarted"),
+            EventKind::ToolCallCompleted => pick!("ToolCallCompleted", "TeamToolCallCompleted"),
+            EventKind::ToolCallError => pick!("ToolCallError", "TeamToolCallError"),
+            EventKind::RunPaused => pick!("RunPaused", "TeamRunPaused"),
+            EventKind::RunContinued => pick!("RunContinued", "TeamRunContinued"),
+            EventKind::WorkflowStarted => "WorkflowStarted",
+            EventKind::WorkflowCompleted => "WorkflowCompleted",
+            EventKind::WorkflowCancelled => "WorkflowCancelled",
+            EventKind::WorkflowError => "WorkflowError",
+            EventKind::StepStarted => "StepStarted",
+            EventKind::StepCompleted => "StepCompleted",
+            EventKind::StepError => "StepError",
+            EventKind::ParallelExecutionStarted => "ParallelExecutionStarted",
+            EventKind::ParallelExecutionCompleted => "ParallelExecutionCompleted",
+            EventKind::ConditionExecutionStarted => "ConditionExecutionStarted",
+            EventKind::ConditionExecutionCompleted => "ConditionExecutionCompleted",
+            EventKind::LoopExecutionStarted => "LoopExecutionStarted",
+            EventKind::LoopIterationStarted => "LoopIterationStarted",
+            EventKind::LoopIterationCompleted => "LoopIterationCompleted",
+            EventKind::LoopExecutionCompleted => "LoopExecutionCompleted",
+            EventKind::RouterExecutionStarted => "RouterExecutionStarted",
+            EventKind::RouterExecutionCompleted => "RouterExecutionCompleted",
         }
+    }
+
+    /// The kind an event name stands for (an agent's or a team's name); `None` for a name
+    /// agentos never sends.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.name(false) == name || kind.name(true) == name)
+    }
+
+    /// The kind of an event as JSON (a stored event, a journal line): its `event` key.
+    pub fn of(event: &Value) -> Option<EventKind> {
+        EventKind::parse(event.get("event")?.as_str()?)
+    }
+
+    /// Whether an event of this kind ends its run's stream for a follower: the run
+    /// completed, failed, paused or was cancelled. A cancelled run is followed to its
+    /// cancel event (AgentOS sends a completion after it, with the same content).
+    pub fn ends_run(self) -> bool {
+        matches!(
+            self,
+            EventKind::RunCompleted
+                | EventKind::RunError
+                | EventKind::RunPaused
+                | EventKind::RunCancelled
+                | EventKind::WorkflowCompleted
+                | EventKind::WorkflowError
+                | EventKind::WorkflowCancelled
+        )
+    }
+}
+
+impl EventData {
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventData::RunStarted { .. } => EventKind::RunStarted,
+            EventData::ModelRequestStarted { .. } => EventKind::ModelRequestStarted,
+            EventData::RunContent { .. } => EventKind::RunContent,
+            EventData::ModelRequestCompleted { .. } => EventKind::ModelRequestCompleted,
+            EventData::RunContentCompleted {} => EventKind::RunContentCompleted,
+            EventData::RunCompleted { .. } => EventKind::RunCompleted,
+            EventData::RunError { .. } => EventKind::RunError,
+            EventData::RunCancelled { .. } => EventKind::RunCancelled,
+            EventData::ToolCallStarted { .. } => EventKind::ToolCallStarted,
+            EventData::ToolCallCompleted { .. } => EventKind::ToolCallCompleted,
+            EventData::ToolCallError { .. } => EventKind::ToolCallError,
+            EventData::RunPaused { .. } => EventKind::RunPaused,
+            EventData::RunContinued {} => EventKind::RunContinued,
+            EventData::WorkflowStarted {} => EventKind::WorkflowStarted,
+            EventData::WorkflowCompleted { .. } => EventKind::WorkflowCompleted,
+            EventData::WorkflowCancelled { .. } => EventKind::WorkflowCancelled,
+            EventData::WorkflowError { .. } => EventKind::WorkflowError,
+            EventData::StepStarted { .. } => EventKind::StepStarted,
+            EventData::StepCompleted { .. } => EventKind::StepCompleted,
+            EventData::StepError { .. } => EventKind::StepError,
+            EventData::ParallelExecutionStarted { .. } => EventKind::ParallelExecutionStarted,
+            EventData::ParallelExecutionCompleted { .. } => EventKind::ParallelExecutionCompleted,
+            EventData::ConditionExecutionStarted { .. } => EventKind::ConditionExecutionStarted,
+            EventData::ConditionExecutionCompleted { .. } => EventKind::ConditionExecutionCompleted,
+            EventData::LoopExecutionStarted { .. } => EventKind::LoopExecutionStarted,
+            EventData::LoopIterationStarted { .. } => EventKind::LoopIterationStarted,
+            EventData::LoopIterationCompleted { .. } => EventKind::LoopIterationCompleted,
+            EventData::LoopExecutionCompleted { .. } => EventKind::LoopExecutionCompleted,
+            EventData::RouterExecutionStarted { .. } => EventKind::RouterExecutionStarted,
+            EventData::RouterExecutionCompleted { .. } => EventKind::RouterExecutionCompleted,
+        }
+    }
+
+    /// The AgentOS event name, also the SSE `event:` line. Team runs use the same data
+    /// under `Team`-prefixed names.
+    pub fn name(&self, team: bool) -> &'static str {
+        self.kind().name(team)
     }
 }
 
@@ -470,5 +611,38 @@ mod tests {
                 .starts_with("event: RunContentCompleted\ndata: {")
         );
         assert!(ev.to_sse().ends_with("}\n\n"));
+    }
+
+    #[test]
+    fn event_kinds_are_read_back_from_their_names() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.name(false)), Some(kind));
+            assert_eq!(EventKind::parse(kind.name(true)), Some(kind));
+        }
+        assert_eq!(
+            EventKind::parse("TeamRunCancelled"),
+            Some(EventKind::RunCancelled)
+        );
+        assert_eq!(EventKind::parse("NoSuchEvent"), None);
+        let stored = serde_json::json!({"event": "WorkflowCancelled", "run_id": "r1"});
+        assert_eq!(EventKind::of(&stored), Some(EventKind::WorkflowCancelled));
+        assert_eq!(EventKind::of(&serde_json::json!({"event": 3})), None);
+        let ends: Vec<&str> = EventKind::ALL
+            .into_iter()
+            .filter(|k| k.ends_run())
+            .map(|k| k.name(false))
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                "RunCompleted",
+                "RunError",
+                "RunCancelled",
+                "RunPaused",
+                "WorkflowCompleted",
+                "WorkflowCancelled",
+                "WorkflowError"
+            ]
+        );
     }
 }

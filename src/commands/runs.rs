@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::Context;
 use crate::cli::{CancelArgs, RunsCommand, RunsFollowArgs, RunsListArgs};
 use crate::error::{EXIT_CANCELLED, EXIT_FAILURE, EXIT_PAUSED, SilentExit, UsageError};
+use crate::event::EventKind;
 use crate::presence::{self, Settings, follow};
 use crate::run::{RunRecord, RunStatus};
 use crate::server::schemas::iso8601;
@@ -178,8 +179,8 @@ fn own_text(event: &Value, run_id: &str) -> Option<String> {
         return None;
     }
     let content = &event["content"];
-    match event["event"].as_str()? {
-        "RunContent" | "TeamRunContent" | "WorkflowCompleted" => match content {
+    match EventKind::of(event)? {
+        EventKind::RunContent | EventKind::WorkflowCompleted => match content {
             Value::String(text) if !text.is_empty() => Some(text.clone()),
             Value::Null | Value::String(_) => None,
             other => serde_json::to_string_pretty(other).ok(),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::event::{AgentSource, Event, EventData, EventSource, TeamSource, WorkflowSource};
+use crate::event::{
+    AgentSource, Event, EventData, EventKind, EventSource, TeamSource, WorkflowSource,
+};
 use crate::run::{AnyRun, Message, Role, RunRecord, RunStatus, new_id, now_secs};
 use crate::store::{Orphan, StoredRun};
 
@@ -62,7 +64,7 @@ fn partial_content(events: &[Value], run_id: &str) -> String {
     events
         .iter()
         .filter(|e| e["run_id"] == run_id)
-        .filter(|e| matches!(e["event"].as_str(), Some("RunContent" | "TeamRunContent")))
+        .filter(|e| EventKind::of(e) == Some(EventKind::RunContent))
         .filter_map(|e| e["content"].as_str())
         .collect()
 }
@@ -134,21 +136,8 @@ fn error_event(run: &AnyRun, message: &str) -> Event {
     Event::new(&Arc::new(source), data)
 }
 
-/// Whether a journal line is the event that ends run `run_id`'s stream.
+/// Whether an event (a journal line, a stored event) is the one that ends run `run_id`'s
+/// stream: see [`EventKind::ends_run`].
 pub fn is_terminal(event: &Value, run_id: &str) -> bool {
-    event["run_id"] == run_id
-        && matches!(
-            event["event"].as_str(),
-            Some(
-                "RunCompleted"
-                    | "RunError"
-                    | "RunPaused"
-                    | "TeamRunCompleted"
-                    | "TeamRunError"
-                    | "TeamRunPaused"
-                    | "WorkflowCompleted"
-                    | "WorkflowError"
-                    | "WorkflowCancelled"
-            )
-        )
+    event["run_id"] == run_id && EventKind::of(event).is_some_and(EventKind::ends_run)
 }
