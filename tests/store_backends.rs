@@ -5,9 +5,11 @@
 //! See: issue 13 ("PostgreSQL").
 
 use std::future::Future;
+use std::time::Duration;
 
 use agentos::kind::Kind;
 use agentos::run::{AnyRun, RunOutput, RunRecord, RunStatus};
+use agentos::store::backend::Notice;
 use agentos::store::{
     CancelOutcome, JournalBatch, ProcessInfo, QueuedRun, RunQuery, Session, SessionQuery,
     SessionSort, Store, StoreError,
@@ -15,6 +17,8 @@ use agentos::store::{
 use serde_json::{Value, json};
 
 use crate::util::postgres::TestDb;
+
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// Runs `test` on a fresh SQLite store and on a fresh PostgreSQL store.
 fn on_both<F, Fut>(test: F)
@@ -363,8 +367,8 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         assert_eq!(read.status, Some(RunStatus::Running));
         assert_eq!(read.events, [(1, "{\"n\":1}".to_string())]);
 
-        assert!(store.heartbeat("dead", 150.0).await.unwrap());
-        assert!(!store.heartbeat("unknown", 150.0).await.unwrap());
+        assert!(store.heartbeat("dead").await.unwrap());
+        assert!(!store.heartbeat("unknown").await.unwrap());
         let listed = store
             .list_all_runs(RunQuery {
                 statuses: vec![RunStatus::Running],
@@ -389,7 +393,11 @@ fn owners_orphans_cancels_journals_and_the_queue() {
             CancelOutcome::Unknown
         );
 
-        let (dead, orphans) = store.orphans("me", 500.0).await.unwrap();
+        // Within the timeout the owner lives and its runs are left alone; past it (a
+        // timeout of zero), it is taken for dead.
+        let (dead, orphans) = store.orphans("me", MINUTE).await.unwrap();
+        assert!(dead.is_empty() && orphans.is_empty());
+        let (dead, orphans) = store.orphans("me", Duration::ZERO).await.unwrap();
         assert_eq!(dead, ["dead"]);
         assert_eq!(orphans.len(), 1);
         assert_eq!(orphans[0].journal.len(), 2);
@@ -436,7 +444,7 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         store.register_process(process("a", 1000.0)).await.unwrap();
         assert_eq!(
             store
-                .claim_run("a", None, 500.0)
+                .claim_run("a", None, MINUTE)
                 .await
                 .unwrap()
                 .unwrap()
@@ -445,23 +453,315 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         );
         assert_eq!(
             store
-                .claim_run("b", None, 500.0)
+                .claim_run("b", None, MINUTE)
                 .await
                 .unwrap()
                 .unwrap()
                 .run_id,
             "q2"
         );
-        assert!(store.claim_run("b", None, 500.0).await.unwrap().is_none());
+        assert!(store.claim_run("b", None, MINUTE).await.unwrap().is_none());
         store.release_run("q2").await.unwrap();
         let again = store
-            .claim_run("b", Some("q2"), 500.0)
+            .claim_run("b", Some("q2"), MINUTE)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(again.request, json!([["message", "hi"]]));
-        store.dequeue_run("q2").await.unwrap();
+        assert!(!store.dequeue_run("q2").await.unwrap());
         assert!(store.queued_run("q2").await.unwrap().is_none());
         assert!(store.queued_run("q1").await.unwrap().is_some());
+    });
+}
+
+#[test]
+fn heartbeats_are_stamped_by_the_store_and_settled_runs_stay_settled() {
+    on_both(async |store| {
+        // Processes whose own clocks are far behind and far ahead: the store stamps their
+        // heartbeats with its own clock, so neither is taken for dead.
+        store
+            .register_process(process("behind", 1.0))
+            .await
+            .unwrap();
+        store
+            .register_process(process("ahead", 1e12))
+            .await
+            .unwrap();
+        assert!(store.heartbeat("behind").await.unwrap());
+        store.set_owner("behind").await.unwrap();
+        let s = session("s1", "writer", None, 100);
+        let r = run("s1", "r1", "hi", 100);
+        store
+            .begin_run(s.clone(), AnyRun::Agent(r.clone()), Kind::Agent)
+            .await
+            .unwrap();
+        let (dead, orphans) = store.orphans("me", MINUTE).await.unwrap();
+        assert!(dead.is_empty(), "{dead:?}");
+        assert!(orphans.is_empty());
+        let listed = store
+            .list_all_runs(RunQuery {
+                statuses: vec![],
+                include_members: false,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let stamped = listed[0].owner.as_ref().unwrap().heartbeat_at;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((stamped - now).abs() < 60.0, "{stamped} vs {now}");
+
+        // Taken for dead (a stall past the timeout), its run is settled as interrupted;
+        // when the stalled owner finishes the run afterwards, the settled run stays.
+        let (_, orphans) = store.orphans("me", Duration::ZERO).await.unwrap();
+        assert_eq!(orphans.len(), 1);
+        let mut settled = orphans[0].run.clone();
+        if let AnyRun::Agent(r) = &mut settled.run {
+            r.status = RunStatus::Error;
+            r.content = Some(json!("Run interrupted"));
+        }
+        assert!(
+            store
+                .settle_orphan(settled, vec![], Some("behind".into()))
+                .await
+                .unwrap()
+        );
+        let late = store
+            .finish_run(
+                completed(r, "late answer", 1),
+                vec![],
+                json!({"late": true}),
+            )
+            .await;
+        match late {
+            Err(StoreError::NotLive { run_id, status }) => {
+                assert_eq!((run_id.as_str(), status), ("r1", RunStatus::Error));
+            }
+            other => panic!("expected NotLive, got {other:?}"),
+        }
+        let stored = store.get_run("r1").await.unwrap().unwrap();
+        assert_eq!(stored.run.status(), RunStatus::Error);
+        assert_eq!(stored.run.content_text(), "Run interrupted");
+        assert_eq!(
+            store
+                .get_session("s1")
+                .await
+                .unwrap()
+                .unwrap()
+                .session_state,
+            json!({}),
+            "nothing of the late outcome is written"
+        );
+    });
+}
+
+#[test]
+fn a_cancel_of_a_queued_run_waits_on_its_queue_row() {
+    on_both(async |store| {
+        store
+            .enqueue_run(QueuedRun {
+                run_id: "q1".into(),
+                kind: Kind::Agent,
+                component_id: "writer".into(),
+                session_id: "s1".into(),
+                request: json!([["message", "hi"]]),
+                accepted_by: None,
+                accepted_at: 1.0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.request_cancel("q1").await.unwrap(),
+            CancelOutcome::Queued
+        );
+        assert_eq!(
+            store.request_cancel("q2").await.unwrap(),
+            CancelOutcome::Unknown
+        );
+        // The process that takes it up learns of the cancel as it takes it out.
+        let claimed = store.claim_run("p", None, MINUTE).await.unwrap().unwrap();
+        assert_eq!(claimed.run_id, "q1");
+        assert!(store.dequeue_run("q1").await.unwrap());
+        assert!(!store.dequeue_run("q1").await.unwrap(), "gone");
+        assert_eq!(
+            store.request_cancel("q1").await.unwrap(),
+            CancelOutcome::Unknown
+        );
+    });
+}
+
+#[test]
+fn journals_are_reset_for_a_continued_run() {
+    on_both(async |store| {
+        let batch = |first: u64, events: &[&str]| JournalBatch {
+            run_id: "r1".into(),
+            first_seq: first,
+            count: events.len() as u64,
+            events: events.join("\n"),
+        };
+        store
+            .append_journal(vec![
+                batch(0, &["{\"n\":0}", "{\"n\":1}"]),
+                batch(2, &["{\"n\":2}"]),
+            ])
+            .await
+            .unwrap();
+        // A batch written twice (a retried flush) is kept once.
+        store
+            .append_journal(vec![batch(2, &["{\"n\":2}"])])
+            .await
+            .unwrap();
+        assert_eq!(store.read_journal("r1", 0).await.unwrap().events.len(), 3);
+        store.reset_journal("r1").await.unwrap();
+        let read = store.read_journal("r1", 0).await.unwrap();
+        assert!(!read.journaled);
+        assert!(read.events.is_empty());
+        // The continued run's stream starts again at 0.
+        store
+            .append_journal(vec![batch(0, &["{\"again\":0}"])])
+            .await
+            .unwrap();
+        let read = store.read_journal("r1", 0).await.unwrap();
+        assert_eq!(read.events, [(0, "{\"again\":0}".to_string())]);
+        store.reset_journal("no-such-run").await.unwrap();
+    });
+}
+
+#[test]
+fn history_holds_completed_top_level_runs_without_system_prompts() {
+    on_both(async |store| {
+        let s = session("s1", "writer", None, 100);
+        finish(&store, &s, "r1", "one", 100).await;
+        // A run with a system prompt and a message replayed from history: neither is
+        // history again.
+        let mut r = run("s1", "r2", "two", 101);
+        store
+            .begin_run(s.clone(), AnyRun::Agent(r.clone()), Kind::Agent)
+            .await
+            .unwrap();
+        r.messages.insert(
+            0,
+            serde_json::from_value(json!({"id": "sys", "role": "system",
+                "content": "You write.", "created_at": 101}))
+            .unwrap(),
+        );
+        r.messages.insert(
+            1,
+            serde_json::from_value(json!({"id": "old", "role": "user", "content": "one",
+                "created_at": 100, "from_history": true}))
+            .unwrap(),
+        );
+        store
+            .finish_run(completed(r, "answer to two", 1), vec![], json!({}))
+            .await
+            .unwrap();
+        // A failed run, and a team member's run: not history.
+        let failed = run("s1", "r3", "three", 102);
+        store
+            .begin_run(s.clone(), AnyRun::Agent(failed.clone()), Kind::Agent)
+            .await
+            .unwrap();
+        let mut failed_end = failed;
+        failed_end.status = RunStatus::Error;
+        store
+            .finish_run(AnyRun::Agent(failed_end), vec![], json!({}))
+            .await
+            .unwrap();
+        let mut member = run("s1", "r4", "member", 103);
+        member.parent_run_id = Some("r2".into());
+        store
+            .begin_run(s.clone(), AnyRun::Agent(member.clone()), Kind::Agent)
+            .await
+            .unwrap();
+        store
+            .finish_run(completed(member, "member answer", 1), vec![], json!({}))
+            .await
+            .unwrap();
+
+        let texts = |messages: Vec<agentos::run::Message>| -> Vec<String> {
+            messages.into_iter().filter_map(|m| m.content).collect()
+        };
+        let all = store.history_messages("s1", 10, None).await.unwrap();
+        assert_eq!(texts(all), ["one", "answer to one", "two", "answer to two"]);
+        // From the cache, a new run is read and the others are not read again.
+        finish(&store, &s, "r5", "five", 104).await;
+        let last_two = store.history_messages("s1", 2, None).await.unwrap();
+        assert_eq!(
+            texts(last_two),
+            ["two", "answer to two", "five", "answer to five"]
+        );
+        let without = store.history_messages("s1", 2, Some("r5")).await.unwrap();
+        assert_eq!(
+            texts(without),
+            ["one", "answer to one", "two", "answer to two"]
+        );
+        assert!(
+            store
+                .history_messages("s1", 0, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn postgres_pushes_notices_and_sqlite_is_polled() {
+    on_both(async |store| {
+        let Some(mut notices) = store.notices() else {
+            assert!(
+                store.describe().starts_with("SQLite"),
+                "{}",
+                store.describe()
+            );
+            return;
+        };
+        assert!(
+            store.describe().starts_with("PostgreSQL"),
+            "{}",
+            store.describe()
+        );
+        let next = async |rx: &mut tokio::sync::broadcast::Receiver<_>| {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("a notice within 10 s")
+                .expect("the notice channel is open")
+        };
+        // The listener says when it listens: what was sent before is to be read again.
+        assert_eq!(next(&mut notices).await, Notice::Resync);
+        store.register_process(process("p", 1.0)).await.unwrap();
+        store.set_owner("p").await.unwrap();
+        let s = session("s1", "writer", None, 100);
+        store
+            .begin_run(s, AnyRun::Agent(run("s1", "r1", "hi", 100)), Kind::Agent)
+            .await
+            .unwrap();
+        store.request_cancel("r1").await.unwrap();
+        assert_eq!(next(&mut notices).await, Notice::Cancel("r1".into()));
+        store
+            .append_journal(vec![JournalBatch {
+                run_id: "r1".into(),
+                first_seq: 0,
+                count: 1,
+                events: "{}".into(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(next(&mut notices).await, Notice::Journal("r1".into()));
+        store
+            .enqueue_run(QueuedRun {
+                run_id: "q1".into(),
+                kind: Kind::Agent,
+                component_id: "writer".into(),
+                session_id: "s9".into(),
+                request: json!([]),
+                accepted_by: None,
+                accepted_at: 1.0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(next(&mut notices).await, Notice::Queued("q1".into()));
     });
 }

@@ -211,6 +211,13 @@ async fn cancel_run(store: &Store, args: &CancelArgs) -> anyhow::Result<()> {
     let run_id = &args.run_id;
     match store.request_cancel(run_id).await? {
         CancelOutcome::Unknown => Err(fail(format!("no run {run_id}"))),
+        CancelOutcome::Queued => {
+            println!(
+                "cancelled run {run_id} (it was queued: the server that takes it up stores it \
+                 CANCELLED without running it)"
+            );
+            Ok(())
+        }
         CancelOutcome::Ended(RunStatus::Paused) => {
             if store
                 .transition_run(

@@ -615,8 +615,7 @@ impl Engine {
                         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
                 );
             }
-            self.store
-                .finish_run(run.clone(), events, session_state)
+            self.store_outcome(run.clone(), events, session_state)
                 .await?;
         }
         Ok(run)

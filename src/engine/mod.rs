@@ -231,6 +231,29 @@ impl Engine {
         &self.config
     }
 
+    /// Stores how a run ended. A run another process settled meanwhile (it took this
+    /// process for stopped while it was stalled) keeps what that process stored: the
+    /// outcome here is logged, not written.
+    pub(crate) async fn store_outcome(
+        &self,
+        run: AnyRun,
+        events: Vec<Value>,
+        session_state: Value,
+    ) -> Result<(), EngineError> {
+        match self.store.finish_run(run, events, session_state).await {
+            Err(StoreError::NotLive { run_id, status }) => {
+                tracing::warn!(
+                    run_id = %run_id,
+                    stored = status.as_str(),
+                    "the run ended here after another process settled it; its outcome here \
+                     is not stored"
+                );
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

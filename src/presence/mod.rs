@@ -5,6 +5,11 @@
 //!   heartbeats every quarter of the owner timeout ([`Settings::owner_timeout`], 5 s by
 //!   default, `AGENTOS_OWNER_TIMEOUT_SECS`); each run it begins or takes up again records
 //!   it as its owner, and ending the run clears it. A live owner's runs are never touched.
+//!   Heartbeats and silences are measured by the store's clock: the machine's for SQLite
+//!   (one machine), the database's `now()` for PostgreSQL, so clock skew between machines
+//!   never settles a live owner's runs. A process that stalled past the timeout and comes
+//!   back finds its runs settled: it does not overwrite them (the store refuses, and the
+//!   engine logs it).
 //! - **Takeover.** Every process, at start-up and with each heartbeat, settles the runs
 //!   of processes silent for longer than the timeout: they are stored `ERROR`, saying
 //!   the process running them stopped, with the content their journal holds
@@ -16,7 +21,9 @@
 //!   ends within its first interval is never journaled.
 //! - **Cancel from anywhere.** A cancel for a run this process does not execute is
 //!   recorded on the run; its owner cancels the run as a local cancel would, woken by
-//!   the database's notice (PostgreSQL) or by looking every [`CANCEL_POLL`] (SQLite).
+//!   the database's notice (PostgreSQL) or by looking every [`CANCEL_POLL`] (SQLite). A
+//!   cancel of a background run still waiting in the queue is recorded on its queue row:
+//!   the process that takes it up stores it CANCELLED without calling a model.
 
 pub mod follow;
 mod journal;
@@ -259,18 +266,12 @@ impl Presence {
                 _ = tick.tick() => {}
             }
             beats += 1;
-            match self
-                .store
-                .heartbeat(&self.info.process_id, unix_now())
-                .await
-            {
+            match self.store.heartbeat(&self.info.process_id).await {
                 Ok(true) => {}
                 Ok(false) => {
                     // Taken for dead (this process stalled past the timeout): come back.
                     tracing::warn!("this process was taken for stopped; registering again");
-                    let mut info = self.info.clone();
-                    info.heartbeat_at = unix_now();
-                    let _ = self.store.register_process(info).await;
+                    let _ = self.store.register_process(self.info.clone()).await;
                 }
                 Err(err) => tracing::warn!("heartbeat failed: {err}"),
             }
@@ -360,10 +361,10 @@ impl Presence {
 }
 
 /// Settles the runs left live by processes silent for longer than `timeout` (any process
-/// but `alive`), and forgets those processes. Returns how many runs were settled.
+/// but `alive`), and forgets those processes. Returns how many runs were settled. Silence
+/// is measured by the store's clock (see [`Store::heartbeat`]).
 pub async fn settle_orphans(store: &Store, alive: &str, timeout: Duration) -> StoreResult<usize> {
-    let cutoff = unix_now() - timeout.as_secs_f64();
-    let (dead, orphans) = store.orphans(alive, cutoff).await?;
+    let (dead, orphans) = store.orphans(alive, timeout).await?;
     let mut settled = 0;
     for orphan in orphans {
         let owner_id = orphan.owner_id.clone();

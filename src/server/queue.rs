@@ -5,7 +5,8 @@
 //! notice, by one of its own runs ending, or by its poll), as does any server once the
 //! one that took a run up stopped before beginning it. The client is answered as before:
 //! 202 with the run's id, or a stream of its events (with `event_index`) from wherever it
-//! runs.
+//! runs. A cancel of a queued run is recorded on its queue row, so whichever server takes
+//! it up stores it CANCELLED without running it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,9 +67,9 @@ pub(super) async fn accept(
         })
         .await?;
     if let Ok(slot) = reserve(&state) {
-        let cutoff = unix_now() - presence.settings().owner_timeout.as_secs_f64();
+        let timeout = presence.settings().owner_timeout;
         if store
-            .claim_run(presence.process_id(), Some(&run_id), cutoff)
+            .claim_run(presence.process_id(), Some(&run_id), timeout)
             .await?
             .is_some()
         {
@@ -85,7 +86,9 @@ pub(super) async fn accept(
     ))
 }
 
-/// Begins a claimed run, takes it out of the queue and executes it in the background.
+/// Begins a claimed run, takes it out of the queue and executes it in the background. A
+/// run whose cancel was requested while it waited executes already cancelled: it is
+/// stored CANCELLED without calling a model.
 async fn start(
     state: Arc<AppState>,
     slot: Slot,
@@ -100,8 +103,12 @@ async fn start(
     })
     .await;
     // Begun (its row exists) or refused: either way it is no longer waiting.
-    state.engine.store().dequeue_run(&run_id).await?;
+    let dequeued = state.engine.store().dequeue_run(&run_id).await;
     let pending = started?;
+    if dequeued? {
+        tracing::info!(run_id = %run_id, "cancelled while it was queued");
+        state.runs.cancel(&run_id);
+    }
     deliver(state, slot, pending, (component, id), &run_id, delivery).await
 }
 
@@ -137,11 +144,14 @@ async fn take_up(state: &Arc<AppState>, presence: &Arc<Presence>) {
         if !state.runs.has_room(state.options.max_runs_in_flight) {
             return;
         }
-        let cutoff = unix_now() - presence.settings().owner_timeout.as_secs_f64();
         let claimed = state
             .engine
             .store()
-            .claim_run(presence.process_id(), None, cutoff)
+            .claim_run(
+                presence.process_id(),
+                None,
+                presence.settings().owner_timeout,
+            )
             .await;
         let queued = match claimed {
             Ok(Some(queued)) => queued,

@@ -317,8 +317,10 @@ fn spawn_execution(
 /// `POST /{agents|teams|workflows}/{id}/runs/{run_id}/cancel`: always 200 `{}` for a
 /// known component. A run this server executes is cancelled at once; one another process
 /// executes is asked to stop through the store (its owner sees the request within
-/// [`crate::presence::CANCEL_POLL`]); a PAUSED run is stored CANCELLED; an unknown run id
-/// is remembered so the run is cancelled if it starts here later. A team's members and a
+/// [`crate::presence::CANCEL_POLL`]); a background run still queued is marked in the
+/// queue, so whichever server takes it up stores it CANCELLED without running it; a
+/// PAUSED run is stored CANCELLED; an unknown run id is remembered so the run is
+/// cancelled if it starts here later. A team's members and a
 /// workflow's steps run under the run's cancel token, so they stop with it.
 pub async fn cancel(
     state: Arc<AppState>,
@@ -333,6 +335,9 @@ pub async fn cancel(
         match store.request_cancel(run_id).await? {
             CancelOutcome::Requested { owner, .. } => {
                 tracing::debug!(run_id, owner = ?owner, "cancel requested from the run's owner");
+            }
+            CancelOutcome::Queued => {
+                tracing::debug!(run_id, "cancel recorded for a queued run");
             }
             // A paused run waits in the store, not in memory: cancel it there.
             CancelOutcome::Ended(RunStatus::Paused) => {

@@ -6,6 +6,8 @@
 //! undo or stop the call. Writes of one process reach the database in the order they
 //! were made.
 
+use std::time::Duration;
+
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -60,6 +62,8 @@ pub trait Backend: Send + Sync {
 
     // ----- runs -----
     fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()>;
+    /// Only a live run of this process (or of no process) is finished:
+    /// [`super::StoreError::NotLive`] otherwise.
     fn finish_run(&self, run: AnyRun, events: Vec<Value>, session_state: Value) -> Pending<()>;
     fn update_run_status(&self, run_id: String, status: RunStatus) -> Pending<bool>;
     fn transition_run(
@@ -97,9 +101,12 @@ pub trait Backend: Send + Sync {
     // ----- processes, ownership, journals -----
     fn set_owner(&self, process_id: String) -> Pending<()>;
     fn register_process(&self, info: ProcessInfo) -> Pending<()>;
-    fn heartbeat(&self, process_id: String, now: f64) -> Pending<bool>;
+    /// Stamps the heartbeat with the store's clock: the machine's (SQLite) or the
+    /// database's (PostgreSQL), never a caller's.
+    fn heartbeat(&self, process_id: String) -> Pending<bool>;
     fn forget_processes(&self, ids: Vec<String>) -> Pending<()>;
-    fn orphans(&self, alive: String, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)>;
+    /// Silence is measured with the same clock as heartbeats.
+    fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)>;
     fn settle_orphan(
         &self,
         run: StoredRun,
@@ -120,9 +127,9 @@ pub trait Backend: Send + Sync {
         &self,
         claimer: String,
         run_id: Option<String>,
-        cutoff: f64,
+        timeout: Duration,
     ) -> Pending<Option<QueuedRun>>;
     fn release_run(&self, run_id: String) -> Pending<()>;
-    fn dequeue_run(&self, run_id: String) -> Pending<()>;
+    fn dequeue_run(&self, run_id: String) -> Pending<bool>;
     fn queued_run(&self, run_id: String) -> Pending<Option<QueuedRun>>;
 }

@@ -120,6 +120,11 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX run_queue_accepted ON run_queue (accepted_at);
     "#,
+    // 4: a cancel of a queued run, recorded on its queue row for the process that takes it
+    // up (which stores it CANCELLED without running it).
+    r#"
+    ALTER TABLE run_queue ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this binary writes and understands.

@@ -159,6 +159,10 @@ pub enum StoreError {
     /// A run was finished that was never begun.
     #[error("run '{0}' not found")]
     RunNotFound(String),
+    /// A run was finished that is no longer a live run of this process: another process
+    /// settled it (stored with `status`) while this one was stalled.
+    #[error("run '{run_id}' was settled by another process meanwhile (stored {})", status.as_str())]
+    NotLive { run_id: String, status: RunStatus },
     /// The run contradicts the session it was begun in.
     #[error("invalid run: {0}")]
     InvalidRun(String),
@@ -619,8 +623,12 @@ mod tests {
         let store = Store::open(&dir.path().join("agentos.db")).unwrap();
         for n in 0..4 {
             let r = run("s1", &format!("r{n}"), &format!("q{n}"));
+            let begun = RunOutput {
+                status: RunStatus::Running,
+                ..r.clone()
+            };
             store
-                .begin_run(session("s1"), AnyRun::Agent(r.clone()), Kind::Agent)
+                .begin_run(session("s1"), AnyRun::Agent(begun), Kind::Agent)
                 .await
                 .unwrap();
             store

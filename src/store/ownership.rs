@@ -2,6 +2,8 @@
 //! requests between processes, the journals of live runs, and runs left behind by a
 //! process that stopped. The rules these serve are in `presence.rs`.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,7 +23,8 @@ pub struct ProcessInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     pub started_at: i64,
-    /// Fractional Unix seconds of its last heartbeat.
+    /// Fractional Unix seconds of its last heartbeat, as the store stamped it (SQLite:
+    /// the machine's clock; PostgreSQL: the database's). Ignored when registering.
     pub heartbeat_at: f64,
 }
 
@@ -63,6 +66,9 @@ pub enum CancelOutcome {
         status: RunStatus,
         owner: Option<String>,
     },
+    /// The run is a background run waiting in the queue: whichever process takes it up
+    /// stores it CANCELLED without running it.
+    Queued,
 }
 
 /// Which runs [`Store::list_all_runs`] lists.
@@ -140,18 +146,20 @@ impl Store {
         self.backend().register_process(info)
     }
 
-    /// False when the process's row is gone (it was taken for dead).
-    pub fn heartbeat(&self, process_id: &str, now: f64) -> Pending<bool> {
-        self.backend().heartbeat(process_id.to_string(), now)
+    /// Stamps the process's heartbeat with the store's clock. False when the process's
+    /// row is gone (it was taken for dead).
+    pub fn heartbeat(&self, process_id: &str) -> Pending<bool> {
+        self.backend().heartbeat(process_id.to_string())
     }
 
     pub fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
         self.backend().forget_processes(ids)
     }
 
-    /// Processes silent since `cutoff` (other than `alive`) and the runs they left live.
-    pub fn orphans(&self, alive: &str, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
-        self.backend().orphans(alive.to_string(), cutoff)
+    /// Processes silent for longer than `timeout` by the store's clock (other than
+    /// `alive`) and the runs they left live.
+    pub fn orphans(&self, alive: &str, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)> {
+        self.backend().orphans(alive.to_string(), timeout)
     }
 
     /// Stores a settled orphan unless it stopped being a live run of `owner` meanwhile.
@@ -195,15 +203,15 @@ impl Store {
     }
 
     /// Takes up a queued run for `claimer`: `run_id`, or the oldest one. A run claimed by
-    /// a process silent since `cutoff` (or gone) can be claimed again.
+    /// a process silent for longer than `timeout` (or gone) can be claimed again.
     pub fn claim_run(
         &self,
         claimer: &str,
         run_id: Option<&str>,
-        cutoff: f64,
+        timeout: Duration,
     ) -> Pending<Option<QueuedRun>> {
         self.backend()
-            .claim_run(claimer.to_string(), run_id.map(str::to_string), cutoff)
+            .claim_run(claimer.to_string(), run_id.map(str::to_string), timeout)
     }
 
     /// Gives a claimed run back to the queue.
@@ -211,8 +219,9 @@ impl Store {
         self.backend().release_run(run_id.to_string())
     }
 
-    /// Takes a run out of the queue (it has begun).
-    pub fn dequeue_run(&self, run_id: &str) -> Pending<()> {
+    /// Takes a run out of the queue (it has begun); true when a cancel was requested
+    /// while it waited.
+    pub fn dequeue_run(&self, run_id: &str) -> Pending<bool> {
         self.backend().dequeue_run(run_id.to_string())
     }
 

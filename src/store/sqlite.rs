@@ -529,7 +529,9 @@ impl SqliteStore {
 
     /// Records the end of a run begun with [`SqliteStore::begin_run`]: its final object, events
     /// and token counts, plus its session's state, in one transaction.
-    /// [`StoreError::RunNotFound`] if the run was never begun.
+    /// [`StoreError::RunNotFound`] if the run was never begun; [`StoreError::NotLive`], and
+    /// nothing written, if it is no longer a live run of this process (another process
+    /// settled it as interrupted while this one was stalled).
     pub fn finish_run(
         &self,
         run: &impl RunRecord,
@@ -545,7 +547,8 @@ impl SqliteStore {
                     "UPDATE runs SET status = ?2, content = ?3, run = ?4, events = ?5, \
                      input_tokens = ?6, output_tokens = ?7, total_tokens = ?8, \
                      updated_at = max(updated_at, ?9), owner = NULL, cancel_requested = 0 \
-                     WHERE run_id = ?1 RETURNING session_id",
+                     WHERE run_id = ?1 AND status IN ('RUNNING', 'PENDING') \
+                     AND (owner IS NULL OR owner IS ?10) RETURNING session_id",
                 )?
                 .query_row(
                     params![
@@ -558,12 +561,23 @@ impl SqliteStore {
                         columns.output_tokens,
                         columns.total_tokens,
                         now,
+                        self.owner(),
                     ],
                     |row| row.get(0),
                 )
                 .optional()?;
             let Some(session_id) = session_id else {
-                return Err(StoreError::RunNotFound(run.run_id().to_string()));
+                let status: Option<RunStatus> = tx
+                    .prepare_cached("SELECT status FROM runs WHERE run_id = ?1")?
+                    .query_row([run.run_id()], |row| row.get(0))
+                    .optional()?;
+                return Err(match status {
+                    None => StoreError::RunNotFound(run.run_id().to_string()),
+                    Some(status) => StoreError::NotLive {
+                        run_id: run.run_id().to_string(),
+                        status,
+                    },
+                });
             };
             tx.prepare_cached(
                 "UPDATE sessions SET session_state = ?2, updated_at = max(updated_at, ?3) \

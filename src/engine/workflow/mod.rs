@@ -220,8 +220,7 @@ impl Engine {
             .log
             .map(|log| log.into_inner().unwrap_or_else(|e| e.into_inner()))
             .unwrap_or_default();
-        self.store
-            .finish_run(AnyRun::Workflow(run.clone()), log, session_state)
+        self.store_outcome(AnyRun::Workflow(run.clone()), log, session_state)
             .await?;
         Ok(AnyRun::Workflow(run))
     }

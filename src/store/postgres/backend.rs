@@ -1,6 +1,8 @@
 //! The PostgreSQL store as a [`Backend`]: reads on pooled connections, writes queued for
 //! the writer (see `mod.rs`).
 
+use std::time::Duration;
+
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -79,7 +81,10 @@ impl Backend for PgStore {
     }
 
     fn finish_run(&self, run: AnyRun, events: Vec<Value>, state: Value) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::finish_run(c, &run, &events, &state).await }))
+        let owner = self.owner();
+        self.write(move |c| {
+            Box::pin(async move { q::finish_run(c, &run, &events, &state, owner.as_deref()).await })
+        })
     }
 
     fn update_run_status(&self, id: String, status: RunStatus) -> Pending<bool> {
@@ -148,16 +153,16 @@ impl Backend for PgStore {
         self.write(move |c| Box::pin(async move { q::register_process(&*c, &info).await }))
     }
 
-    fn heartbeat(&self, id: String, now: f64) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::heartbeat(&*c, &id, now).await }))
+    fn heartbeat(&self, id: String) -> Pending<bool> {
+        self.write(move |c| Box::pin(async move { q::heartbeat(&*c, &id).await }))
     }
 
     fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
         self.write(move |c| Box::pin(async move { q::forget_processes(&*c, &ids).await }))
     }
 
-    fn orphans(&self, alive: String, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
-        self.read(move |c| Box::pin(async move { q::orphans(c, &alive, cutoff).await }))
+    fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)> {
+        self.read(move |c| Box::pin(async move { q::orphans(c, &alive, timeout).await }))
     }
 
     fn settle_orphan(
@@ -209,10 +214,10 @@ impl Backend for PgStore {
         &self,
         claimer: String,
         run_id: Option<String>,
-        cutoff: f64,
+        timeout: Duration,
     ) -> Pending<Option<QueuedRun>> {
         self.read(move |c| {
-            Box::pin(async move { q::claim_run(&*c, &claimer, run_id.as_deref(), cutoff).await })
+            Box::pin(async move { q::claim_run(&*c, &claimer, run_id.as_deref(), timeout).await })
         })
     }
 
@@ -220,7 +225,7 @@ impl Backend for PgStore {
         self.write(move |c| Box::pin(async move { q::release_run(c, &run_id).await }))
     }
 
-    fn dequeue_run(&self, run_id: String) -> Pending<()> {
+    fn dequeue_run(&self, run_id: String) -> Pending<bool> {
         self.write(move |c| Box::pin(async move { q::dequeue_run(&*c, &run_id).await }))
     }
 

@@ -4,6 +4,7 @@
 //! the object's keys.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
@@ -486,6 +487,7 @@ pub(super) async fn finish_run(
     run: &AnyRun,
     events: &[Value],
     session_state: &Value,
+    owner: Option<&str>,
 ) -> StoreResult<()> {
     let columns = run_columns(run, events)?;
     let state = serde_json::to_string(session_state)?;
@@ -496,7 +498,8 @@ pub(super) async fn finish_run(
             "UPDATE runs SET status = $2, content = NULL, run = $3, events = $4, \
              input_tokens = $5, output_tokens = $6, total_tokens = $7, \
              updated_at = GREATEST(updated_at, $8), owner = NULL, cancel_requested = FALSE \
-             WHERE run_id = $1 RETURNING session_id",
+             WHERE run_id = $1 AND status IN ('RUNNING', 'PENDING') \
+             AND (owner IS NULL OR owner = $9) RETURNING session_id",
         )
         .await?;
     let row = tx
@@ -511,11 +514,24 @@ pub(super) async fn finish_run(
                 &columns.tokens.1,
                 &columns.tokens.2,
                 &now,
+                &owner,
             ],
         )
         .await?;
     let Some(row) = row else {
-        return Err(StoreError::RunNotFound(run.run_id().to_string()));
+        let found = tx
+            .query_opt(
+                "SELECT status FROM runs WHERE run_id = $1",
+                &[&run.run_id()],
+            )
+            .await?;
+        return Err(match found {
+            None => StoreError::RunNotFound(run.run_id().to_string()),
+            Some(row) => StoreError::NotLive {
+                run_id: run.run_id().to_string(),
+                status: status(row.get(0))?,
+            },
+        });
     };
     let session_id: String = row.get(0);
     let stmt = tx
@@ -775,14 +791,21 @@ fn process_at(row: &tokio_postgres::Row, at: usize) -> Option<ProcessInfo> {
     })
 }
 
+/// The database's clock, in fractional Unix seconds: every heartbeat and every silence
+/// is measured with it, so the clocks of the machines running agentos never matter.
+const DB_NOW: &str = "EXTRACT(EPOCH FROM now())::DOUBLE PRECISION";
+
 pub(super) async fn register_process(
     c: &impl GenericClient,
     info: &ProcessInfo,
 ) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO processes (process_id, kind, pid, host, address, started_at, heartbeat_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (process_id) DO UPDATE \
-         SET heartbeat_at = EXCLUDED.heartbeat_at, address = EXCLUDED.address",
+        &format!(
+            "INSERT INTO processes (process_id, kind, pid, host, address, started_at, \
+             heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, {DB_NOW}) \
+             ON CONFLICT (process_id) DO UPDATE \
+             SET heartbeat_at = EXCLUDED.heartbeat_at, address = EXCLUDED.address"
+        ),
         &[
             &info.process_id,
             &info.kind,
@@ -790,18 +813,19 @@ pub(super) async fn register_process(
             &info.host,
             &info.address,
             &info.started_at,
-            &info.heartbeat_at,
         ],
     )
     .await?;
     Ok(())
 }
 
-pub(super) async fn heartbeat(c: &impl GenericClient, id: &str, now: f64) -> StoreResult<bool> {
+pub(super) async fn heartbeat(c: &impl GenericClient, id: &str) -> StoreResult<bool> {
     let stmt = c
-        .prepare_cached("UPDATE processes SET heartbeat_at = $2 WHERE process_id = $1")
+        .prepare_cached(&format!(
+            "UPDATE processes SET heartbeat_at = {DB_NOW} WHERE process_id = $1"
+        ))
         .await?;
-    Ok(c.execute(&stmt, &[&id, &now]).await? > 0)
+    Ok(c.execute(&stmt, &[&id]).await? > 0)
 }
 
 pub(super) async fn forget_processes(c: &impl GenericClient, ids: &[String]) -> StoreResult<()> {
@@ -840,9 +864,14 @@ async fn journal_lines(
 pub(super) async fn orphans(
     client: &mut Client,
     alive: &str,
-    cutoff: f64,
+    timeout: Duration,
 ) -> StoreResult<(Vec<String>, Vec<Orphan>)> {
     let tx = snapshot(client).await?;
+    // One cutoff for the whole snapshot, on the database's clock.
+    let cutoff: f64 = tx
+        .query_one(&format!("SELECT {DB_NOW} - $1"), &[&timeout.as_secs_f64()])
+        .await?
+        .get(0);
     let dead: Vec<String> = tx
         .query(
             "SELECT process_id FROM processes WHERE heartbeat_at < $1 AND process_id != $2",
@@ -933,8 +962,17 @@ pub(super) async fn settle_orphan(
     Ok(changed > 0)
 }
 
+/// Marks the run's queue row first (a claimer's `dequeue_run` then waits for this
+/// transaction and reads the mark), then looks at the run: a queued run whose row is gone
+/// has begun, and its `runs` row is there for the second statement to see.
 pub(super) async fn request_cancel(client: &mut Client, id: &str) -> StoreResult<CancelOutcome> {
     let tx = client.transaction().await?;
+    let queued = tx
+        .execute(
+            "UPDATE run_queue SET cancel_requested = TRUE WHERE run_id = $1",
+            &[&id],
+        )
+        .await?;
     let found = tx
         .query_opt(
             "SELECT status, owner FROM runs WHERE run_id = $1 FOR UPDATE",
@@ -942,6 +980,7 @@ pub(super) async fn request_cancel(client: &mut Client, id: &str) -> StoreResult
         )
         .await?;
     let outcome = match found {
+        None if queued > 0 => CancelOutcome::Queued,
         None => CancelOutcome::Unknown,
         Some(row) => match status(row.get(0))? {
             live @ (RunStatus::Running | RunStatus::Pending) => {
@@ -1136,21 +1175,20 @@ pub(super) async fn claim_run(
     c: &impl GenericClient,
     claimer: &str,
     run_id: Option<&str>,
-    cutoff: f64,
+    timeout: Duration,
 ) -> StoreResult<Option<QueuedRun>> {
-    let now = crate::presence::unix_now();
     let stmt = c
         .prepare_cached(&format!(
-            "UPDATE run_queue SET claimed_by = $1, claimed_at = $2 WHERE run_id = ( \
+            "UPDATE run_queue SET claimed_by = $1, claimed_at = {DB_NOW} WHERE run_id = ( \
                SELECT q.run_id FROM run_queue q \
-               WHERE ($3::TEXT IS NULL OR q.run_id = $3) AND (q.claimed_by IS NULL \
+               WHERE ($2::TEXT IS NULL OR q.run_id = $2) AND (q.claimed_by IS NULL \
                  OR (q.claimed_by != $1 AND NOT EXISTS (SELECT 1 FROM processes p \
-                     WHERE p.process_id = q.claimed_by AND p.heartbeat_at >= $4))) \
+                     WHERE p.process_id = q.claimed_by AND p.heartbeat_at >= {DB_NOW} - $3))) \
                ORDER BY q.accepted_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING {QUEUE_COLUMNS}"
         ))
         .await?;
-    c.query_opt(&stmt, &[&claimer, &now, &run_id, &cutoff])
+    c.query_opt(&stmt, &[&claimer, &run_id, &timeout.as_secs_f64()])
         .await?
         .map(|row| queued_at(&row))
         .transpose()
@@ -1168,12 +1206,13 @@ pub(super) async fn release_run(client: &mut Client, run_id: &str) -> StoreResul
     Ok(())
 }
 
-pub(super) async fn dequeue_run(c: &impl GenericClient, run_id: &str) -> StoreResult<()> {
+pub(super) async fn dequeue_run(c: &impl GenericClient, run_id: &str) -> StoreResult<bool> {
     let stmt = c
-        .prepare_cached("DELETE FROM run_queue WHERE run_id = $1")
+        .prepare_cached("DELETE FROM run_queue WHERE run_id = $1 RETURNING cancel_requested")
         .await?;
-    c.execute(&stmt, &[&run_id]).await?;
-    Ok(())
+    Ok(c.query_opt(&stmt, &[&run_id])
+        .await?
+        .is_some_and(|row| row.get::<_, bool>(0)))
 }
 
 pub(super) async fn queued_run(

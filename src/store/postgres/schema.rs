@@ -92,6 +92,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX run_queue_accepted ON run_queue (accepted_at);
     "#,
+    // 3: a cancel of a queued run (SQLite's version 4).
+    r#"
+    ALTER TABLE run_queue ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+    "#,
 ];
 
 /// The schema version this binary writes and understands.

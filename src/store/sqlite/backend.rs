@@ -1,6 +1,8 @@
 //! The SQLite store as a [`Backend`]: each call a job on the pool's threads (writes on
 //! the writer, reads on the readers).
 
+use std::time::Duration;
+
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -153,16 +155,16 @@ impl Backend for Pool {
         self.write(move |db| db.register_process(&info))
     }
 
-    fn heartbeat(&self, id: String, now: f64) -> Pending<bool> {
-        self.write(move |db| db.heartbeat(&id, now))
+    fn heartbeat(&self, id: String) -> Pending<bool> {
+        self.write(move |db| db.heartbeat(&id))
     }
 
     fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
         self.write(move |db| db.forget_processes(&ids))
     }
 
-    fn orphans(&self, alive: String, cutoff: f64) -> Pending<(Vec<String>, Vec<Orphan>)> {
-        self.read(move |db| db.orphans(&alive, cutoff))
+    fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)> {
+        self.read(move |db| db.orphans(&alive, timeout))
     }
 
     fn settle_orphan(
@@ -210,16 +212,16 @@ impl Backend for Pool {
         &self,
         claimer: String,
         run_id: Option<String>,
-        cutoff: f64,
+        timeout: Duration,
     ) -> Pending<Option<QueuedRun>> {
-        self.write(move |db| db.claim_run(&claimer, run_id.as_deref(), cutoff))
+        self.write(move |db| db.claim_run(&claimer, run_id.as_deref(), timeout))
     }
 
     fn release_run(&self, run_id: String) -> Pending<()> {
         self.write(move |db| db.release_run(&run_id))
     }
 
-    fn dequeue_run(&self, run_id: String) -> Pending<()> {
+    fn dequeue_run(&self, run_id: String) -> Pending<bool> {
         self.write(move |db| db.dequeue_run(&run_id))
     }
 

@@ -25,8 +25,11 @@ fn process(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ProcessInfo> 
 }
 
 impl SqliteStore {
-    /// Records a process (or refreshes it, when its id is already there).
+    /// Records a process (or refreshes it, when its id is already there). Its heartbeat is
+    /// stamped with this machine's clock, as every heartbeat is: the processes sharing a
+    /// SQLite file share a machine.
     pub fn register_process(&self, info: &ProcessInfo) -> StoreResult<()> {
+        let now = crate::presence::unix_now();
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO processes (process_id, kind, pid, host, address, started_at, \
@@ -40,7 +43,7 @@ impl SqliteStore {
                 info.host,
                 info.address,
                 info.started_at,
-                info.heartbeat_at,
+                now,
             ])?;
             Ok(())
         })
@@ -48,7 +51,8 @@ impl SqliteStore {
 
     /// Refreshes a process's heartbeat. False when its row is gone (another process took
     /// it for dead).
-    pub fn heartbeat(&self, process_id: &str, now: f64) -> StoreResult<bool> {
+    pub fn heartbeat(&self, process_id: &str) -> StoreResult<bool> {
+        let now = crate::presence::unix_now();
         self.write(|tx| {
             let changed = tx
                 .prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE process_id = ?1")?
@@ -68,12 +72,17 @@ impl SqliteStore {
         })
     }
 
-    /// The processes whose heartbeat is older than `cutoff` (other than `alive`), and the
-    /// runs left RUNNING or PENDING by a process that is not alive: one of those, one
-    /// with no process row at all, or no owner (a run begun by an agentos before owners
-    /// were recorded) untouched since `cutoff`. Each orphan comes with the journal of
-    /// the top-level run it belongs to.
-    pub fn orphans(&self, alive: &str, cutoff: f64) -> StoreResult<(Vec<String>, Vec<Orphan>)> {
+    /// The processes silent for longer than `timeout` (other than `alive`), and the runs
+    /// left RUNNING or PENDING by a process that is not alive: one of those, one with no
+    /// process row at all, or no owner (a run begun by an agentos before owners were
+    /// recorded) untouched for longer than `timeout`. Each orphan comes with the journal
+    /// of the top-level run it belongs to.
+    pub fn orphans(
+        &self,
+        alive: &str,
+        timeout: std::time::Duration,
+    ) -> StoreResult<(Vec<String>, Vec<Orphan>)> {
+        let cutoff = crate::presence::unix_now() - timeout.as_secs_f64();
         self.read(|tx| {
             let dead: Vec<String> = tx
                 .prepare_cached(
@@ -173,7 +182,8 @@ impl SqliteStore {
         })
     }
 
-    /// Asks for a run to be cancelled by the process running it.
+    /// Asks for a run to be cancelled by the process running it, or, for a queued run
+    /// not yet begun, by the process that takes it up.
     pub fn request_cancel(&self, run_id: &str) -> StoreResult<CancelOutcome> {
         self.write(|tx| {
             let found: Option<(RunStatus, Option<String>)> = tx
@@ -181,7 +191,18 @@ impl SqliteStore {
                 .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
                 .optional()?;
             Ok(match found {
-                None => CancelOutcome::Unknown,
+                None => {
+                    let queued = tx
+                        .prepare_cached(
+                            "UPDATE run_queue SET cancel_requested = 1 WHERE run_id = ?1",
+                        )?
+                        .execute([run_id])?;
+                    if queued > 0 {
+                        CancelOutcome::Queued
+                    } else {
+                        CancelOutcome::Unknown
+                    }
+                }
                 Some((status @ (RunStatus::Running | RunStatus::Pending), owner)) => {
                     tx.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?1")?
                         .execute([run_id])?;
@@ -320,10 +341,19 @@ mod tests {
                 events: r#"{"event":"RunContent","run_id":"r-dead","content":"par"}"#.into(),
             }])
             .unwrap();
-        assert!(store.heartbeat("alive", 1001.0).unwrap());
-        assert!(!store.heartbeat("gone", 1001.0).unwrap());
+        assert!(store.heartbeat("alive").unwrap());
+        assert!(!store.heartbeat("gone").unwrap());
+        // Heartbeats are stamped by the store: "dead" last beat long ago.
+        store
+            .conn()
+            .execute(
+                "UPDATE processes SET heartbeat_at = 100 WHERE process_id = 'dead'",
+                [],
+            )
+            .unwrap();
+        let timeout = std::time::Duration::from_secs(60);
 
-        let (dead, orphans) = store.orphans("me", 500.0).unwrap();
+        let (dead, orphans) = store.orphans("me", timeout).unwrap();
         assert_eq!(dead, ["dead"]);
         assert_eq!(orphans.len(), 1, "the live owner's run is not touched");
         let orphan = &orphans[0];
@@ -341,7 +371,7 @@ mod tests {
             !store.settle_orphan(&settled, &[], Some("dead")).unwrap(),
             "a second settler finds nothing to do"
         );
-        assert_eq!(store.orphans("me", 500.0).unwrap().1.len(), 0);
+        assert_eq!(store.orphans("me", timeout).unwrap().1.len(), 0);
         store.forget_processes(&["dead".into()]).unwrap();
 
         // Cancel requests reach the owner; ended and unknown runs say so.

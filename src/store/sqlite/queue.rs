@@ -53,9 +53,10 @@ impl SqliteStore {
         &self,
         claimer: &str,
         run_id: Option<&str>,
-        cutoff: f64,
+        timeout: std::time::Duration,
     ) -> StoreResult<Option<QueuedRun>> {
         let now = crate::presence::unix_now();
+        let cutoff = now - timeout.as_secs_f64();
         let found = self.write(|tx| {
             Ok(tx
                 .prepare_cached(&format!(
@@ -83,11 +84,16 @@ impl SqliteStore {
         })
     }
 
-    pub fn dequeue_run(&self, run_id: &str) -> StoreResult<()> {
+    /// Takes a run out of the queue; true when a cancel was requested while it waited.
+    pub fn dequeue_run(&self, run_id: &str) -> StoreResult<bool> {
         self.write(|tx| {
-            tx.prepare_cached("DELETE FROM run_queue WHERE run_id = ?1")?
-                .execute([run_id])?;
-            Ok(())
+            let cancelled: Option<bool> = tx
+                .prepare_cached(
+                    "DELETE FROM run_queue WHERE run_id = ?1 RETURNING cancel_requested",
+                )?
+                .query_row([run_id], |row| row.get(0))
+                .optional()?;
+            Ok(cancelled.unwrap_or(false))
         })
     }
 
@@ -140,25 +146,47 @@ mod tests {
             heartbeat_at: 1000.0,
         };
         store.register_process(&live).unwrap();
-        assert_eq!(
-            store.claim_run("p1", None, 500.0).unwrap().unwrap().run_id,
-            "r1"
-        );
-        assert_eq!(
-            store.claim_run("p2", None, 500.0).unwrap().unwrap().run_id,
-            "r2"
-        );
-        assert!(store.claim_run("p2", None, 500.0).unwrap().is_none());
-        // p1 goes silent: its claim can be taken over.
+        let timeout = std::time::Duration::from_secs(60);
         assert_eq!(
             store
-                .claim_run("p2", Some("r1"), 2000.0)
+                .claim_run("p1", None, timeout)
                 .unwrap()
                 .unwrap()
                 .run_id,
             "r1"
         );
-        store.dequeue_run("r1").unwrap();
+        assert_eq!(
+            store
+                .claim_run("p2", None, timeout)
+                .unwrap()
+                .unwrap()
+                .run_id,
+            "r2"
+        );
+        assert!(store.claim_run("p2", None, timeout).unwrap().is_none());
+        // p1 goes silent: its claim can be taken over.
+        store
+            .conn()
+            .execute(
+                "UPDATE processes SET heartbeat_at = 1 WHERE process_id = 'p1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_run("p2", Some("r1"), timeout)
+                .unwrap()
+                .unwrap()
+                .run_id,
+            "r1"
+        );
+        assert!(!store.dequeue_run("r1").unwrap(), "no cancel was asked for");
         assert!(store.queued_run("r1").unwrap().is_none());
+        // A cancel of a queued run is kept on its row for the process that takes it up.
+        assert_eq!(
+            store.request_cancel("r2").unwrap(),
+            crate::store::CancelOutcome::Queued
+        );
+        assert!(store.dequeue_run("r2").unwrap());
     }
 }
