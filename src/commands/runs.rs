@@ -121,29 +121,20 @@ async fn follow_run(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<()> 
     let from = args.after.map_or(0, |n| n.saturating_add(1));
     let start = follow::start(store, &run_id, from).await?;
     let live = matches!(stored.run.status(), RunStatus::Running | RunStatus::Pending);
-    let mut out = io::stdout().lock();
-    if !live && !start.journaled {
-        // Ended without a journal: what the store kept is the whole story.
-        if args.jsonl {
-            for (i, event) in stored.events.iter().enumerate().skip(from as usize) {
-                let mut event = event.clone();
-                event["event_index"] = json!(i);
-                writeln!(out, "{event}")?;
-            }
-        } else {
-            let text = stored.run.content_text();
-            if !text.is_empty() {
-                writeln!(out, "{text}")?;
-            }
+    if !live && !start.journaled && !args.jsonl {
+        // Ended without a journal: its stored events hold no content deltas, its
+        // answer is what it stored.
+        let text = stored.run.content_text();
+        if !text.is_empty() {
+            println!("{text}");
         }
-        drop(out);
         return exit_for(store, &run_id).await;
     }
-    drop(out);
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let following = tokio::spawn(follow::follow(store.clone(), run_id.clone(), from, tx));
     let mut out = io::stdout().lock();
     let mut at_line_start = true;
+    let mut terminal = None;
     while let Some((seq, mut event)) = rx.recv().await {
         let written = if args.jsonl {
             event["event_index"] = json!(seq);
@@ -163,13 +154,38 @@ async fn follow_run(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<()> 
             }
             return Err(err).context("could not write to stdout");
         }
+        if presence::is_terminal(&event, &run_id) {
+            terminal = Some(event);
+        }
     }
     if !args.jsonl && !at_line_start {
         writeln!(out)?;
     }
     drop(out);
     following.await.context("the follower stopped")??;
-    exit_for(store, &run_id).await
+    match terminal {
+        // How the run ended, as its last event says (its stored row may lag behind).
+        Some(event) => exit_for_event(&event),
+        None => exit_for(store, &run_id).await,
+    }
+}
+
+/// The exit status for a run's terminal event, as `agentos run` has it.
+fn exit_for_event(event: &Value) -> anyhow::Result<()> {
+    match EventKind::of(event) {
+        Some(EventKind::RunCancelled | EventKind::WorkflowCancelled) => {
+            Err(SilentExit(EXIT_CANCELLED).into())
+        }
+        Some(EventKind::RunPaused) => Err(SilentExit(EXIT_PAUSED).into()),
+        Some(EventKind::RunError | EventKind::WorkflowError) => {
+            let message = event["content"]
+                .as_str()
+                .or_else(|| event["error"].as_str())
+                .unwrap_or_default();
+            Err(fail(format!("run failed: {message}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The answer text an event adds to the followed run: its own content deltas, or a

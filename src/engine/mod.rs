@@ -240,6 +240,11 @@ impl Engine {
         events: Vec<Value>,
         session_state: Value,
     ) -> Result<(), EngineError> {
+        // The run's last journaled events go first, so its followers have them all once
+        // they find it ended.
+        if let Some(presence) = self.presence() {
+            presence.flush_journal(crate::run::RunRecord::run_id(&run));
+        }
         match self.store.finish_run(run, events, session_state).await {
             Err(StoreError::NotLive { run_id, status }) => {
                 tracing::warn!(

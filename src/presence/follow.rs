@@ -1,5 +1,8 @@
 //! Following a run from the store, wherever it executes: its journal from a position on,
-//! then each new batch as it is written, until the event that ends the run.
+//! then each new batch as it is written, until the event that ends the run. A run that
+//! ended without a journal (it ended within its first flush interval) is followed
+//! through the events it stored (streaming runs store theirs), from the same position
+//! on, to its terminal event.
 
 use std::time::Duration;
 
@@ -16,7 +19,8 @@ use tokio::sync::broadcast::error::RecvError;
 pub const FOLLOW_POLL: Duration = Duration::from_millis(50);
 /// The same, as a fallback beside the notices of a database that pushes them.
 const NOTICED_POLL: Duration = Duration::from_secs(1);
-/// How long a follower waits, after the run ended, for its last batch to arrive.
+/// How long a follower waits, after the run ended, for its last batch to arrive. (A run's
+/// last batch is written before its outcome, so this is only a guard.)
 const LAST_BATCH_WAIT: Duration = Duration::from_secs(2);
 
 /// What the store has of a run when a follower starts.
@@ -44,9 +48,9 @@ pub async fn start(store: &Store, run_id: &str, from: u64) -> StoreResult<Start>
 }
 
 /// Sends `(position, event)` for the events of `run_id` from position `from` on, as
-/// they are journaled, until the run's own terminal event (sent too) or the receiver
-/// goes away. A run that ends without a journal (it ended within its first flush
-/// interval) ends the stream with the last event the store kept for it, when that is its
+/// they are journaled, until the run's own terminal event (sent too, once) or the
+/// receiver goes away. A run that ended without a journal (it ended within its first
+/// flush interval) is replayed from the events it stored, from position `from` on, to its
 /// terminal event.
 pub async fn follow(
     store: Store,
@@ -94,11 +98,8 @@ pub async fn follow(
         if !live {
             if !read.journaled {
                 // Never journaled: what the run stored is all there is.
-                if let Some(stored) = store.get_run(&run_id).await?
-                    && let Some(last) = stored.events.last()
-                    && is_terminal(last, &run_id)
-                {
-                    let _ = tx.send((from, last.clone())).await;
+                if let Some(stored) = store.get_run(&run_id).await? {
+                    replay_stored(&stored.events, &run_id, from, &tx).await;
                 }
                 return Ok(());
             }
@@ -131,6 +132,17 @@ pub async fn follow(
                     _ => {}
                 },
             }
+        }
+    }
+}
+
+/// Sends a run's stored events from position `from` on, up to and with its terminal event.
+async fn replay_stored(events: &[Value], run_id: &str, from: u64, tx: &mpsc::Sender<(u64, Value)>) {
+    let skip = usize::try_from(from).unwrap_or(usize::MAX);
+    for (seq, event) in events.iter().enumerate().skip(skip) {
+        let terminal = is_terminal(event, run_id);
+        if tx.send((seq as u64, event.clone())).await.is_err() || terminal {
+            return;
         }
     }
 }

@@ -3,9 +3,14 @@
 //!
 //! Events are kept as they are sent ([`JournalSink`]) and written by the process's
 //! flusher once the run has lived a flush interval, then with every interval; when the
-//! run ends its last events are written after its outcome was stored. Each journal's
-//! batches reach the store's writer queue in the order of their events, so a reader never
-//! sees a later batch before an earlier one.
+//! run ends its last events are written just before its outcome is stored, so a follower
+//! that finds the run ended finds its whole journal. Batches are bounded
+//! in size too: once a run's unwritten events reach [`BATCH_BYTES`], they are written at
+//! once, without waiting for the next interval. A journal opened `eager` (a background
+//! run, whose client follows it from the store) is written from its first interval and
+//! when it ends, however short the run. Each journal's batches reach the store's writer
+//! queue in the order of their events, so a reader never sees a later batch before an
+//! earlier one.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -15,18 +20,24 @@ use futures_util::future::BoxFuture;
 use crate::event::{Event, EventSink};
 use crate::store::{JournalBatch, Store};
 
+/// Bytes of unwritten events (as JSON) at which a run's journal is written at once.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
 /// One run's journal. See the module documentation.
 pub struct Journal {
     run_id: String,
     store: Store,
     started: Instant,
+    /// Written however short the run (its client follows it from the store).
+    eager: bool,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 pub(super) struct State {
-    /// Events sent and not yet turned into a batch.
-    pending: Vec<Event>,
+    /// Events sent and not yet turned into a batch, as JSON lines.
+    pending: String,
+    pending_count: u64,
     /// Batches made and not yet handed to the store.
     unqueued: Vec<JournalBatch>,
     /// The position of the next event to batch.
@@ -36,11 +47,12 @@ pub(super) struct State {
 }
 
 impl Journal {
-    pub(super) fn new(run_id: &str, store: Store) -> Journal {
+    pub(super) fn new(run_id: &str, store: Store, eager: bool) -> Journal {
         Journal {
             run_id: run_id.to_string(),
             store,
             started: Instant::now(),
+            eager,
             state: Mutex::new(State::default()),
         }
     }
@@ -53,13 +65,24 @@ impl Journal {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps an event; writes what is held at once when it reached [`BATCH_BYTES`].
     fn push(&self, event: &Event) {
-        self.state().pending.push(event.clone());
+        let line = event.to_json();
+        let mut state = self.state();
+        if state.pending_count > 0 {
+            state.pending.push('\n');
+        }
+        state.pending.push_str(&line);
+        state.pending_count += 1;
+        if state.pending.len() >= BATCH_BYTES {
+            self.write(&mut state);
+        }
     }
 
-    /// Turns the pending events into a batch, once the run has lived `min_age`.
+    /// Turns the pending events into a batch, once the run has lived `min_age` (at once
+    /// for an eager journal).
     pub(super) fn prepare(&self, min_age: std::time::Duration) {
-        if self.started.elapsed() < min_age {
+        if !self.eager && self.started.elapsed() < min_age {
             return;
         }
         let mut state = self.state();
@@ -72,50 +95,43 @@ impl Journal {
         std::mem::take(&mut state.unqueued)
     }
 
-    /// Writes everything held now (the process is stopping).
-    pub(super) fn flush(&self) {
-        let mut state = self.state();
+    /// Batches what is pending and hands every batch made to the store, with the state
+    /// locked.
+    fn write(&self, state: &mut State) {
         state.batch(&self.run_id);
-        let batches = Self::take_batches(&mut state);
+        let batches = Self::take_batches(state);
         if !batches.is_empty() {
             drop(self.store.append_journal(batches));
         }
     }
 
+    /// Writes everything held now (the process is stopping).
+    pub(super) fn flush(&self) {
+        self.write(&mut self.state());
+    }
+
     /// The run ended: its last events are written if it is journaled (a run that never
-    /// lived a flush interval stays unjournaled).
+    /// lived a flush interval stays unjournaled, unless its journal is eager).
     pub fn finish(&self) {
         let mut state = self.state();
-        if !state.written {
+        if !state.written && !self.eager {
             return;
         }
-        state.batch(&self.run_id);
-        let batches = Self::take_batches(&mut state);
-        if !batches.is_empty() {
-            drop(self.store.append_journal(batches));
-        }
+        self.write(&mut state);
     }
 }
 
 impl State {
     fn batch(&mut self, run_id: &str) {
-        if self.pending.is_empty() {
+        if self.pending_count == 0 {
             return;
         }
-        let events = std::mem::take(&mut self.pending);
-        let mut lines = String::new();
-        for (i, event) in events.iter().enumerate() {
-            if i > 0 {
-                lines.push('\n');
-            }
-            lines.push_str(&event.to_json());
-        }
-        let count = events.len() as u64;
+        let count = std::mem::take(&mut self.pending_count);
         self.unqueued.push(JournalBatch {
             run_id: run_id.to_string(),
             first_seq: self.next_seq,
             count,
-            events: lines,
+            events: std::mem::take(&mut self.pending),
         });
         self.next_seq += count;
         self.written = true;
@@ -132,5 +148,59 @@ impl EventSink for JournalSink<'_> {
     fn send<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
         self.journal.push(event);
         self.inner.send(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::{AgentSource, EventData, EventSource};
+
+    fn content(text: &str) -> Event {
+        let source = Arc::new(EventSource::Agent(AgentSource {
+            run_id: "r1".into(),
+            ..AgentSource::default()
+        }));
+        Event::new(
+            &source,
+            EventData::RunContent {
+                content: serde_json::Value::String(text.into()),
+                workflow_agent: None,
+                content_type: "str".into(),
+                reasoning_content: String::new(),
+                model_provider_data: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_journal_is_written_once_its_events_reach_the_byte_bound() {
+        let store = Store::open_in_memory().unwrap();
+        let journal = Journal::new("r1", store.clone(), false);
+        journal.push(&content("small"));
+        assert!(!store.read_journal("r1", 0).await.unwrap().journaled);
+        let piece = "x".repeat(BATCH_BYTES / 2);
+        journal.push(&content(&piece));
+        journal.push(&content(&piece));
+        // Past the bound: written before any flush interval went by.
+        let read = store.read_journal("r1", 0).await.unwrap();
+        assert_eq!(read.events.len(), 3);
+        assert_eq!(read.events[2].0, 2);
+        journal.push(&content("last"));
+        journal.finish();
+        let read = store.read_journal("r1", 3).await.unwrap();
+        assert_eq!(read.events.len(), 1, "the rest is written as the run ends");
+
+        // An eager journal is written when its run ends, however short it was.
+        let eager = Journal::new("r2", store.clone(), true);
+        eager.push(&content("only"));
+        eager.finish();
+        assert_eq!(store.read_journal("r2", 0).await.unwrap().events.len(), 1);
+        let lazy = Journal::new("r3", store.clone(), false);
+        lazy.push(&content("only"));
+        lazy.finish();
+        assert!(!store.read_journal("r3", 0).await.unwrap().journaled);
     }
 }

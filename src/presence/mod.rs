@@ -16,9 +16,11 @@
 //!   (`recover.rs`).
 //! - **Journals.** The events of each top-level run still going are written to the store
 //!   in batches, every [`Settings::flush_interval`] (100 ms by default,
-//!   `AGENTOS_FLUSH_INTERVAL_MS`; `0` turns journals off): a crash loses at most that
-//!   window, and other processes follow the run from there (`journal.rs`). A run that
-//!   ends within its first interval is never journaled.
+//!   `AGENTOS_FLUSH_INTERVAL_MS`; `0` turns journals off), and at once when a run's
+//!   unwritten events reach [`journal::BATCH_BYTES`] (256 KiB): a crash loses at most
+//!   that window, and other processes follow the run from there (`journal.rs`). A run
+//!   that ends within its first interval is not journaled (followers read the events it
+//!   stored), unless it is a background run, whose client follows it from the store.
 //! - **Cancel from anywhere.** A cancel for a run this process does not execute is
 //!   recorded on the run; its owner cancels the run as a local cancel would, woken by
 //!   the database's notice (PostgreSQL) or by looking every [`CANCEL_POLL`] (SQLite). A
@@ -26,7 +28,7 @@
 //!   the process that takes it up stores it CANCELLED without calling a model.
 
 pub mod follow;
-mod journal;
+pub mod journal;
 mod recover;
 
 use std::collections::HashMap;
@@ -124,6 +126,8 @@ pub struct Presence {
     tokens: Mutex<HashMap<String, CancelToken>>,
     /// Journals of those runs.
     journals: Mutex<HashMap<String, Arc<Journal>>>,
+    /// Runs about to begin whose journals are written however short they are.
+    eager: Mutex<std::collections::HashSet<String>>,
     stopped: CancelToken,
 }
 
@@ -155,6 +159,7 @@ impl Presence {
             settings,
             tokens: Mutex::new(HashMap::new()),
             journals: Mutex::new(HashMap::new()),
+            eager: Mutex::new(std::collections::HashSet::new()),
             stopped: CancelToken::new(),
         });
         if let Err(err) = presence.settle_orphans().await {
@@ -197,6 +202,19 @@ impl Presence {
         }
     }
 
+    /// Journals the run `run_id`, about to begin, however short it turns out: its client
+    /// follows it from the store (a background run).
+    pub fn journal_from_start(&self, run_id: &str) {
+        if !self.settings.flush_interval.is_zero() {
+            lock(&self.eager).insert(run_id.to_string());
+        }
+    }
+
+    /// Forgets a [`Presence::journal_from_start`] for a run that did not begin.
+    pub fn forget_journal_from_start(&self, run_id: &str) {
+        lock(&self.eager).remove(run_id);
+    }
+
     /// A journal for the top-level run `run_id`, flushed with the others until it is
     /// closed; `continued` for a run taken up again under its id, whose earlier journal
     /// is dropped first. `None` when journals are off.
@@ -204,13 +222,23 @@ impl Presence {
         if self.settings.flush_interval.is_zero() {
             return None;
         }
-        let journal = Arc::new(Journal::new(run_id, self.store.clone()));
+        let eager = lock(&self.eager).remove(run_id);
+        let journal = Arc::new(Journal::new(run_id, self.store.clone(), eager));
         lock(&self.journals).insert(run_id.to_string(), journal.clone());
         // A continued run starts a new event stream under the same id.
         if continued {
             drop(self.store.reset_journal(run_id));
         }
         Some(journal)
+    }
+
+    /// Writes what the journal of the top-level run `run_id` holds, if it is journaled: the
+    /// run is about to store its outcome, and its followers get its last events first.
+    pub fn flush_journal(&self, run_id: &str) {
+        let journal = lock(&self.journals).get(run_id).cloned();
+        if let Some(journal) = journal {
+            journal.finish();
+        }
     }
 
     /// Stops flushing a journal (its run ended; its last events were written as the run

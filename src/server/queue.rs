@@ -86,9 +86,10 @@ pub(super) async fn accept(
     ))
 }
 
-/// Begins a claimed run, takes it out of the queue and executes it in the background. A
-/// run whose cancel was requested while it waited executes already cancelled: it is
-/// stored CANCELLED without calling a model.
+/// Begins a claimed run, takes it out of the queue and executes it in the background.
+/// Its journal is written from the start, however short the run: its client may follow
+/// it from the store. A run whose cancel was requested while it waited executes already
+/// cancelled: it is stored CANCELLED without calling a model.
 async fn start(
     state: Arc<AppState>,
     slot: Slot,
@@ -97,6 +98,10 @@ async fn start(
     delivery: Delivery,
 ) -> ApiResult {
     let run_id = request.run_id.clone().unwrap_or_default();
+    let presence = state.engine.presence().cloned();
+    if let Some(presence) = &presence {
+        presence.journal_from_start(&run_id);
+    }
     let engine = state.engine.clone();
     let started = start_detached(&state, async move {
         engine.start_kind(component, request).await
@@ -104,7 +109,15 @@ async fn start(
     .await;
     // Begun (its row exists) or refused: either way it is no longer waiting.
     let dequeued = state.engine.store().dequeue_run(&run_id).await;
-    let pending = started?;
+    let pending = match started {
+        Ok(pending) => pending,
+        Err(err) => {
+            if let Some(presence) = &presence {
+                presence.forget_journal_from_start(&run_id);
+            }
+            return Err(err);
+        }
+    };
     if dequeued? {
         tracing::info!(run_id = %run_id, "cancelled while it was queued");
         state.runs.cancel(&run_id);

@@ -458,22 +458,26 @@ pub async fn resume(
     {
         return Err(ApiError::not_found("Run not found"));
     }
-    // Executing elsewhere (or inline here): follow its journal in the store.
+    // Executing elsewhere (or inline here): follow its journal in the store, or replay
+    // the events it stored when it ended without one.
     let from = u64::try_from(last.saturating_add(1)).unwrap_or(0);
     let start = crate::presence::follow::start(store, run_id, from).await?;
     let live = matches!(stored.run.status(), RunStatus::Running | RunStatus::Pending);
-    if live || start.journaled {
+    if live || start.journaled || !stored.events.is_empty() {
         let status = start.status.unwrap_or(stored.run.status()).as_str();
-        let message = format!(
-            "Run {status}. Replaying {} missed events (of {} total).",
-            start.missed, start.total
-        );
+        let (missed, total) = if live || start.journaled {
+            (start.missed as u64, start.total)
+        } else {
+            let total = stored.events.len() as u64;
+            (total.saturating_sub(from), total)
+        };
+        let message = format!("Run {status}. Replaying {missed} missed events (of {total} total).");
         let replay = python_json(&[
             ("event", json!("replay")),
             ("run_id", json!(run_id)),
             ("status", json!(status)),
-            ("total_events", json!(start.missed)),
-            ("total_buffered", json!(start.total)),
+            ("total_events", json!(missed)),
+            ("total_buffered", json!(total)),
             ("last_event_index_requested", json!(last)),
             ("message", json!(message)),
         ]);
