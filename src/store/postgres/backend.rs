@@ -153,8 +153,10 @@ impl Backend for PgStore {
         self.write(move |c| Box::pin(async move { q::register_process(&*c, &info).await }))
     }
 
+    /// On a pooled connection rather than the writer: a busy server's heartbeat must not
+    /// wait behind its backlog of writes, or other servers would take it for dead.
     fn heartbeat(&self, id: String) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::heartbeat(&*c, &id).await }))
+        self.read(move |c| Box::pin(async move { q::heartbeat(&*c, &id).await }))
     }
 
     fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
