@@ -465,7 +465,7 @@ fn no_fallback_once_any_round_streamed_content() {
         "run",
         "narrator",
         "-m",
-        "narrated failafter weather in Oslo",
+        "preface failafter weather in Oslo",
         "--jsonl",
     ]);
     let events = out.json_lines();
@@ -474,7 +474,7 @@ fn no_fallback_once_any_round_streamed_content() {
         .filter(|e| e["event"] == "RunContent")
         .filter_map(|e| e["content"].as_str())
         .collect();
-    assert_eq!(streamed, "Let me check. ", "{}", out.describe());
+    assert_eq!(streamed, crate::fake_model::PREFACE, "{}", out.describe());
     assert!(events.iter().any(|e| e["event"] == "ToolCallCompleted"));
     let error = events
         .iter()

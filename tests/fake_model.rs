@@ -14,12 +14,17 @@
 //! - `stall`: a role chunk and one content chunk `partial `, then silence for 60 s with the
 //!   socket held open;
 //! - `huge`: an answer of [`HUGE_ANSWER_BYTES`] (`BEGIN word word … END`), streamed in 32
-//!   pieces;
+//!   pieces (0.3 s apart with `slow` too);
+//! - `preface`: a tool-call answer (see below) starts with the text [`PREFACE`], as
+//!   models often say what they are about to do;
 //! - `reason`: the answer is preceded by `Reasoning about '<message>'.`, streamed in two
 //!   halves as a `reasoning_content` and then a `reasoning` delta (non-streaming:
 //!   `message.reasoning_content`);
 //! - `paced`: 10 content chunks `paced-0 `, `paced-1 `, … 100 ms apart (non-streaming: a
 //!   1 s delay);
+//! - `gated`: the answer waits while the test holds the gate closed
+//!   ([`FakeModel::close_gate`]); [`FakeModel::waiting_at_gate`] counts the requests
+//!   waiting;
 //! - tool calls, when the request offers `tools` and the last message is from the user and
 //!   names an offered tool as a word (`get_weather` is also called for the word `weather`,
 //!   `delete_file` for `delete`, as the Python fake does): a call to the first tool named,
@@ -34,7 +39,7 @@
 //!   everyone), as the Python fake does. Streamed, each call starts with a delta
 //!   carrying its `index`, `id`, `type`, `function.name` and empty `arguments`; argument
 //!   pieces follow, those of parallel calls interleaved; `finish_reason` is `tool_calls`.
-//!   With the word `narrated`, the calls come after the text `Let me check. ` (streamed
+//!   With the word `preface`, the calls come after the text [`PREFACE`] (streamed
 //!   first; non-streaming: the message's `content`);
 //! - after tool results (the last message has role `tool`): `Tool result received:
 //!   <content>`, the contents of the trailing tool messages joined with `; `;
@@ -69,6 +74,9 @@ const CREATED: i64 = 1_700_000_000;
 /// The size of the `huge` answer.
 pub const HUGE_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 
+/// The text a `preface` tool-call answer starts with.
+pub const PREFACE: &str = "Let me look that up. ";
+
 /// The `huge` answer: `BEGIN `, `word ` repeated, `END`, [`HUGE_ANSWER_BYTES`] long.
 pub fn huge_answer() -> String {
     let words = (HUGE_ANSWER_BYTES - "BEGIN ".len() - "END".len()) / "word ".len();
@@ -100,6 +108,27 @@ struct State {
     connections: AtomicU64,
     /// The connection (numbered from 1) of each logged request, parallel to `requests`.
     request_connections: Mutex<Vec<u64>>,
+    /// Whether `gated` answers wait, and the wait for it to open.
+    gate_closed: Mutex<bool>,
+    gate: std::sync::Condvar,
+    /// Requests waiting at the gate now.
+    at_gate: std::sync::atomic::AtomicUsize,
+}
+
+impl State {
+    /// Waits while the gate is closed (or until the fake stops).
+    fn pass_gate(&self) {
+        self.at_gate.fetch_add(1, Ordering::SeqCst);
+        let mut closed = self.gate_closed.lock().unwrap_or_else(|e| e.into_inner());
+        while *closed && !self.shutdown.load(Ordering::SeqCst) {
+            closed = self
+                .gate
+                .wait_timeout(closed, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        self.at_gate.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl State {
@@ -170,6 +199,30 @@ impl FakeModel {
             .unwrap_or_else(|e| e.into_inner())
             .get(index)
             .copied()
+    }
+
+    /// From now on `gated` answers wait until [`FakeModel::open_gate`].
+    pub fn close_gate(&self) {
+        *self
+            .state
+            .gate_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Lets the `gated` answers waiting go, and later ones through at once.
+    pub fn open_gate(&self) {
+        *self
+            .state
+            .gate_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = false;
+        self.state.gate.notify_all();
+    }
+
+    /// How many requests wait at the gate now.
+    pub fn waiting_at_gate(&self) -> usize {
+        self.state.at_gate.load(Ordering::SeqCst)
     }
 
     /// How many chat-completions requests arrived so far.
@@ -589,17 +642,20 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         Vec::new()
     };
     if !calls.is_empty() {
-        let narration = word("narrated").then_some("Let me check. ");
+        let preface = word("preface").then_some(PREFACE);
         return respond_with_tool_calls(
             stream,
             body,
             (&id, &model),
             &calls,
-            narration,
+            preface,
             stream_requested,
         );
     }
 
+    if word("gated") {
+        state.pass_gate();
+    }
     if !stream_requested {
         if stall {
             hold(state, Duration::from_secs(60));
@@ -662,12 +718,14 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         // Close without finishing: the client should have given up long ago.
         return Err(std::io::Error::other("stalled"));
     }
-    let pieces: Vec<String> = if slow {
+    let pieces: Vec<String> = if huge {
+        split_pieces(&answer, 32)
+    } else if slow {
         (0..30).map(|i| format!("slow-{i} ")).collect()
     } else if paced {
         (0..10).map(|i| format!("paced-{i} ")).collect()
     } else {
-        split_pieces(&answer, if huge { 32 } else { 4 })
+        split_pieces(&answer, 4)
     };
     for (i, piece) in pieces.iter().enumerate() {
         if slow && i > 0 {
@@ -904,7 +962,7 @@ fn respond_with_tool_calls(
     body: &Value,
     (id, model): (&str, &str),
     calls: &[(String, Value)],
-    narration: Option<&str>,
+    preface: Option<&str>,
     stream_requested: bool,
 ) -> std::io::Result<()> {
     let suffix = &id[id.len().saturating_sub(6)..];
@@ -927,7 +985,7 @@ fn respond_with_tool_calls(
             &json!({
                 "id": id, "object": "chat.completion", "created": CREATED, "model": model,
                 "choices": [{"index": 0,
-                             "message": {"role": "assistant", "content": narration,
+                             "message": {"role": "assistant", "content": preface,
                                          "refusal": null, "tool_calls": tool_calls},
                              "finish_reason": "tool_calls", "logprobs": null}],
                 "usage": usage(), "system_fingerprint": "fp_fake",
@@ -955,7 +1013,7 @@ fn respond_with_tool_calls(
         stream,
         &chunk(json!({"role": "assistant", "content": null}), Value::Null),
     )?;
-    if let Some(text) = narration {
+    if let Some(text) = preface {
         send_event(stream, &chunk(json!({"content": text}), Value::Null))?;
     }
     // Each call's arguments in two halves: call 0 starts and sends its first half, then

@@ -26,8 +26,14 @@ pub struct Peer {
 
 impl Peer {
     pub fn start(of: &Server, env: &[(&str, &str)]) -> Peer {
+        Peer::start_args(of, &[], env)
+    }
+
+    /// A peer started with extra `agentos serve` arguments.
+    pub fn start_args(of: &Server, args: &[&str], env: &[(&str, &str)]) -> Peer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentos"));
         cmd.args(["serve", "--port", "0"])
+            .args(args)
             .env("AGENTOS_CONFIG", of.dir.path().join("agents.toml"))
             .env("AGENTOS_DB", of.db_path())
             .env_remove("OS_SECURITY_KEY")
@@ -190,9 +196,36 @@ pub fn last_assistant(run: &Value) -> String {
         .to_string()
 }
 
+/// The agents of [`crate::serve::config_for`], and `looker`, whose `lookup` tool takes
+/// 20 seconds.
+const LOOKUP_CONFIG: &str = r#"
+[providers.fake]
+kind = "openai"
+base_url = "{FAKE}"
+
+[tools.lookup]
+description = "Looks something up, slowly"
+command = ["sleep", "20"]
+
+[[agents]]
+id = "story-writer"
+name = "Story Writer"
+model = "fake:gpt-4o-mini"
+instructions = "You write very short stories. The robot's name is {robot_name}."
+dependencies = { robot_name = "Default-Bot" }
+add_history_to_context = true
+
+[[agents]]
+id = "looker"
+name = "Looker"
+model = "fake:gpt-4o-mini"
+instructions = "You look things up."
+tools = ["lookup"]
+"#;
+
 #[test]
 fn a_killed_server_s_runs_end_interrupted_with_their_partial_content() {
-    let a = Server::start_with(&[], &[FAST_TAKEOVER]);
+    let a = Server::start_full(Some(LOOKUP_CONFIG), &[], &[FAST_TAKEOVER]);
     let url = a.url("/agents/story-writer/runs");
     let mut streamed = Stream::open(
         &url,
@@ -204,11 +237,12 @@ fn a_killed_server_s_runs_end_interrupted_with_their_partial_content() {
     );
     let started = streamed.until(Duration::from_secs(10), |n, _| n == "RunStarted");
     let streamed_id = started["run_id"].as_str().unwrap().to_string();
-    // A non-streaming run in flight too (its client blocks until the server dies).
-    let non_stream_url = url.clone();
+    // A non-streaming run in flight too (its client blocks until the server dies): the
+    // model has written a first sentence and called a tool that takes 20 seconds.
+    let non_stream_url = a.url("/agents/looker/runs");
     std::thread::spawn(move || {
         let _ = agent().post(&non_stream_url).send_form([
-            ("message", "slow other story"),
+            ("message", "preface lookup the weather"),
             ("stream", "false"),
             ("session_id", "s-plain"),
         ]);
@@ -247,13 +281,71 @@ fn a_killed_server_s_runs_end_interrupted_with_their_partial_content() {
     assert_eq!(last["event"], "RunError");
     assert_eq!(last["error_type"], "interrupted");
 
-    let runs = get(&b.url("/sessions/s-plain/runs")).json();
+    let runs = wait_stored(
+        &b.url("/sessions/s-plain/runs"),
+        Duration::from_secs(15),
+        |r| r[0]["status"] != "RUNNING",
+    );
     assert_eq!(runs[0]["status"], "ERROR", "{runs}");
     assert!(
         runs[0]["content"]
             .as_str()
             .unwrap()
             .starts_with("Run interrupted")
+    );
+    let plain = get(&b.url(&format!(
+        "/sessions/s-plain/runs/{}",
+        runs[0]["run_id"].as_str().unwrap()
+    )))
+    .json();
+    assert_eq!(
+        last_assistant(&plain),
+        crate::fake_model::PREFACE,
+        "what the model had written is kept: {plain}"
+    );
+}
+
+#[test]
+fn a_run_s_events_are_written_once_they_reach_the_batch_bound() {
+    // No flush interval passes during the run: only the bound on a batch's size writes
+    // its journal.
+    let mut a = Server::start_with(
+        &[],
+        &[FAST_TAKEOVER, ("AGENTOS_FLUSH_INTERVAL_MS", "60000")],
+    );
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "huge slow story"),
+            ("stream", "true"),
+            ("session_id", "s1"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    // Six pieces of 64 KiB: past the 256 KiB bound.
+    for _ in 0..6 {
+        stream.until(Duration::from_secs(10), |n, _| n == "RunContent");
+    }
+    a.terminate_hard();
+
+    let b = Peer::start(&a, &[FAST_TAKEOVER]);
+    let run = wait_stored(
+        &b.url(&format!("/sessions/s1/runs/{run_id}")),
+        Duration::from_secs(15),
+        |r| r["status"] != "RUNNING",
+    );
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let partial = last_assistant(&run);
+    assert!(
+        crate::fake_model::huge_answer().starts_with(&partial),
+        "the answer's first pieces: {}",
+        &partial[..40.min(partial.len())]
+    );
+    assert!(
+        partial.len() > 200_000 && partial.len() < crate::fake_model::HUGE_ANSWER_BYTES,
+        "the pieces written by size are kept: {} bytes",
+        partial.len()
     );
 }
 
@@ -313,6 +405,18 @@ fn a_cancel_on_one_server_stops_a_run_on_another() {
         content_piece(n, e, "slow-1 ")
     });
 
+    // The run is followed on B (a resumed stream) and from the command line.
+    let mut on_b = Stream::open(
+        &b.url(&format!("/agents/story-writer/runs/{run_id}/resume")),
+        &[("session_id", "s1")],
+    );
+    on_b.until(Duration::from_secs(5), |n, e| {
+        content_piece(n, e, "slow-1 ")
+    });
+    let mut env = TestEnv::new();
+    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
+    let follower = env.spawn(["runs", "follow", &run_id, "--jsonl"]);
+
     // B does not run it; it records the request and A's run stops.
     let cancelled_at = Instant::now();
     let answer = post_form(
@@ -325,6 +429,21 @@ fn a_cancel_on_one_server_stops_a_run_on_another() {
     assert!(
         cancelled_at.elapsed() < Duration::from_secs(2),
         "cancelled well before the answer would have ended"
+    );
+    // B's own stream sees the cancel too, and ends with it.
+    on_b.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    assert!(on_b.rest(Duration::from_secs(5)).is_empty());
+    // So does the command line's follower, which exits as a cancelled run does.
+    let followed = follower.wait(Duration::from_secs(10));
+    followed.assert_code(130);
+    let lines = followed.json_lines();
+    assert_eq!(lines.last().unwrap()["event"], "RunCancelled", "{lines:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["event"] == "RunCancelled")
+            .count(),
+        1
     );
     let run = wait_stored(
         &b.url(&format!("/sessions/s1/runs/{run_id}")),
@@ -348,8 +467,6 @@ fn a_cancel_on_one_server_stops_a_run_on_another() {
     stream.until(Duration::from_secs(10), |n, e| {
         content_piece(n, e, "slow-0 ")
     });
-    let mut env = TestEnv::new();
-    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
     let out = env.run(["cancel", &run_id]);
     out.assert_success();
     assert_eq!(out.stdout().trim(), format!("cancelled run {run_id}"));
@@ -411,6 +528,47 @@ fn resume_on_another_server_follows_a_run_to_its_end() {
         .collect();
     assert_eq!(terminal.len(), 1);
     assert_eq!(followed.last().unwrap().0, "RunCompleted");
+
+    // A background run on A, followed from B after the events its client saw: the same
+    // events with the same `event_index`, none lost or repeated.
+    let mut background = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "paced story"),
+            ("stream", "true"),
+            ("background", "true"),
+            ("session_id", "s2"),
+        ],
+    );
+    let started = background.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let seen = background.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "paced-2 ")
+    });
+    let last_seen = seen["event_index"]
+        .as_u64()
+        .expect("background events are numbered");
+    let mut resumed = Stream::open(
+        &b.url(&format!("/agents/story-writer/runs/{run_id}/resume")),
+        &[
+            ("last_event_index", &last_seen.to_string()),
+            ("session_id", "s2"),
+        ],
+    );
+    resumed.until(Duration::from_secs(5), |n, _| n == "replay");
+    let followed = resumed.rest(Duration::from_secs(15));
+    let mut original = background.seen.clone();
+    original.extend(background.rest(Duration::from_secs(15)));
+    let expected: Vec<&(String, Value)> = original
+        .iter()
+        .filter(|(_, e)| e["event_index"].as_u64() > Some(last_seen))
+        .collect();
+    assert_eq!(
+        followed.iter().collect::<Vec<_>>(),
+        expected,
+        "B's stream is the rest of A's"
+    );
+    assert_eq!(followed.last().unwrap().0, "RunCompleted");
 }
 
 #[test]
@@ -468,4 +626,260 @@ fn runs_list_and_follow_from_the_command_line() {
     assert_eq!(lines.last().unwrap()["event"], "RunCompleted");
     let listed = env.run(["runs", "list", "--status", "bogus"]);
     assert_eq!(listed.code(), Some(2));
+}
+
+/// Sends `signal` (`STOP`, `CONT`, …) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// Two servers with one place each, both busy. A accepts two background runs, which wait
+/// in the queue: one is cancelled (from the command line, or through B), one streams to
+/// its client from A. Once B has room it takes both up: the cancelled one is stored
+/// CANCELLED without a model call, the other runs, and its client (on A) sees all of it.
+/// `env` names the database (`AGENTOS_DB`) for PostgreSQL.
+pub fn queued_runs_are_cancelled_or_followed_wherever_they_run(
+    env: &[(&str, &str)],
+    cancel_from_cli: bool,
+) {
+    let a = Server::start_full(None, &["--max-runs", "1"], env);
+    let b = Peer::start_args(&a, &["--max-runs", "1"], env);
+    let mut busy_a = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[("message", "slow story"), ("session_id", "busy-a")],
+    );
+    busy_a.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let mut busy_b = Stream::open(
+        &b.url("/agents/story-writer/runs"),
+        &[("message", "slow story"), ("session_id", "busy-b")],
+    );
+    let busy_b_id = busy_b.until(Duration::from_secs(10), |n, _| n == "RunStarted")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let accepted = post_form(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "forgotten tale"),
+            ("stream", "false"),
+            ("background", "true"),
+            ("session_id", "forgotten"),
+        ],
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let run_id = accepted.json()["run_id"].as_str().unwrap().to_string();
+    let mut streamed = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "streamed tale"),
+            ("stream", "true"),
+            ("background", "true"),
+            ("session_id", "streamed"),
+        ],
+    );
+    let poll = b.url(&format!(
+        "/agents/story-writer/runs/{run_id}?session_id=forgotten"
+    ));
+    assert_eq!(get(&poll).json()["status"], "PENDING");
+
+    if cancel_from_cli {
+        let mut cli = TestEnv::new();
+        let db = env
+            .iter()
+            .find(|(k, _)| *k == "AGENTOS_DB")
+            .map_or_else(|| a.db_path().display().to_string(), |(_, v)| v.to_string());
+        cli.set_env("AGENTOS_DB", &db);
+        let out = cli.run(["cancel", &run_id]);
+        out.assert_success();
+        out.assert_stdout_contains(&format!("cancelled run {run_id} (it was queued"));
+    } else {
+        let answer = post_form(
+            &b.url(&format!("/agents/story-writer/runs/{run_id}/cancel")),
+            &[],
+        );
+        assert_eq!((answer.status, answer.json()), (200, json!({})));
+    }
+    assert_eq!(get(&poll).json()["status"], "PENDING", "still waiting");
+
+    // B gets room: it takes up both queued runs, oldest first.
+    let answer = post_form(
+        &b.url(&format!("/agents/story-writer/runs/{busy_b_id}/cancel")),
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    let run = wait_stored(&poll, Duration::from_secs(15), |r| {
+        r["status"] != "PENDING" && r["status"] != "RUNNING"
+    });
+    assert_eq!(run["status"], "CANCELLED", "{run}");
+    assert!(
+        !a.fake
+            .requests()
+            .iter()
+            .any(|r| r.to_string().contains("forgotten")),
+        "the cancelled run never called the model"
+    );
+
+    // The streamed run's client, on A, sees it from its start to its end.
+    streamed.until(Duration::from_secs(15), |n, _| n == "RunCompleted");
+    assert!(streamed.rest(Duration::from_secs(5)).is_empty());
+    let names: Vec<&str> = streamed.seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"RunStarted"), "{names:?}");
+    let content: String = streamed
+        .seen
+        .iter()
+        .filter(|(n, _)| n == "RunContent")
+        .filter_map(|(_, e)| e["content"].as_str())
+        .collect();
+    assert_eq!(
+        content,
+        "Story for 'streamed tale'. Starring Default-Bot. The end."
+    );
+    let completed = &streamed.seen.last().unwrap().1;
+    assert_eq!(completed["content"], content.as_str());
+    for (i, (_, event)) in streamed.seen.iter().enumerate() {
+        assert_eq!(event["event_index"], json!(i), "{names:?}");
+    }
+    drop(busy_a);
+}
+
+/// A server that stalls (SIGSTOP) past the owner timeout has its run settled as
+/// interrupted by another; when it comes back and ends the run (cancelled here), it
+/// does not overwrite what the other stored. `env` names the database for PostgreSQL.
+pub fn a_stalled_owner_does_not_overwrite_its_settled_run(env: &[(&str, &str)]) {
+    let mut all = env.to_vec();
+    all.push(FAST_TAKEOVER);
+    let a = Server::start_full(None, &[], &all);
+    let b = Peer::start(&a, &all);
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[("message", "slow story"), ("session_id", "s1")],
+    );
+    let run_id = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stream.until(Duration::from_secs(10), |n, e| {
+        content_piece(n, e, "slow-0 ")
+    });
+    let polled = b.url(&format!("/sessions/s1/runs/{run_id}"));
+    // A stall may catch A inside a write, holding the database until it resumes: then
+    // it resumes for a moment and stalls again.
+    let mut settled = None;
+    for _ in 0..5 {
+        signal(a.pid(), "STOP");
+        let deadline = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < deadline {
+            let run = get(&polled).json();
+            if run["status"] != "RUNNING" {
+                settled = Some(run);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if settled.is_some() {
+            break;
+        }
+        signal(a.pid(), "CONT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let settled = settled.expect("B settles the run of the stalled server");
+    signal(a.pid(), "CONT");
+    assert_eq!(settled["status"], "ERROR", "{settled}");
+    assert!(
+        settled["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Run interrupted"),
+        "{settled}"
+    );
+
+    // A comes back and ends the run: its client sees that end, the store keeps B's.
+    let answer = post_form(
+        &a.url(&format!("/agents/story-writer/runs/{run_id}/cancel")),
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    stream.until(Duration::from_secs(10), |n, _| n == "RunCancelled");
+    stream.rest(Duration::from_secs(10));
+    // A says so in its log.
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("after another process settled it"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A never logged the refusal: {log:?}"
+        );
+        log.extend(a.stderr_lines());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let run = get(&polled).json();
+    assert_eq!(run["status"], "ERROR", "{run}");
+    assert_eq!(run["content"], settled["content"]);
+    assert_eq!(run["events"], settled["events"]);
+}
+
+#[test]
+fn queued_runs_are_cancelled_from_the_command_line_or_followed_on_another_server() {
+    queued_runs_are_cancelled_or_followed_wherever_they_run(&[], true);
+}
+
+#[test]
+fn a_stalled_server_does_not_overwrite_a_run_settled_meanwhile() {
+    a_stalled_owner_does_not_overwrite_its_settled_run(&[]);
+}
+
+#[test]
+fn a_short_run_is_followed_from_the_events_it_stored() {
+    // Journals are written by time only once a minute: a short run has none.
+    let a = Server::start_with(&[], &[("AGENTOS_FLUSH_INTERVAL_MS", "60000")]);
+    let answer = post_form(
+        &a.url("/agents/story-writer/runs"),
+        &[("message", "a short tale"), ("session_id", "s1")],
+    );
+    let inline = crate::serve::parse_sse(&answer.body);
+    let run_id = inline[0].1["run_id"].as_str().unwrap().to_string();
+
+    // `resume` on the run replays its stored events after `last_event_index`.
+    let resumed = post_form(
+        &a.url(&format!("/agents/story-writer/runs/{run_id}/resume")),
+        &[("last_event_index", "0"), ("session_id", "s1")],
+    );
+    let events = crate::serve::parse_sse(&resumed.body);
+    assert_eq!(events[0].0, "replay");
+    let stored = get(&a.url(&format!("/sessions/s1/runs/{run_id}"))).json();
+    let stored_events = stored["events"].as_array().unwrap();
+    assert_eq!(events.len(), stored_events.len(), "replay, then events 1..");
+    for (i, (name, event)) in events.iter().enumerate().skip(1) {
+        assert_eq!(event["event_index"], json!(i));
+        assert_eq!(name, stored_events[i]["event"].as_str().unwrap());
+    }
+    assert_eq!(events.last().unwrap().0, "RunCompleted");
+    assert_eq!(
+        events.last().unwrap().1["content"],
+        "Story for 'a short tale'. Starring Default-Bot. The end."
+    );
+
+    // `agentos runs follow --jsonl` the same, from the start.
+    let mut env = TestEnv::new();
+    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
+    let followed = env.run(["runs", "follow", &run_id, "--jsonl"]);
+    followed.assert_success();
+    let lines = followed.json_lines();
+    assert_eq!(lines.len(), stored_events.len());
+    assert_eq!(lines[0]["event"], "RunStarted");
+    assert_eq!(lines.last().unwrap()["event"], "RunCompleted");
+    let text = env.run(["runs", "follow", &run_id]);
+    text.assert_success();
+    assert_eq!(
+        text.stdout().trim(),
+        "Story for 'a short tale'. Starring Default-Bot. The end."
+    );
 }

@@ -158,6 +158,10 @@ impl Server {
         self.dir.path().join("agentos.db")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server as a crash would (SIGKILL): nothing of it runs after this.
     pub fn terminate_hard(&mut self) {
         let _ = self.child.kill();
