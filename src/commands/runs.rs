@@ -114,22 +114,35 @@ async fn list(store: &Store, args: &RunsListArgs) -> anyhow::Result<()> {
 }
 
 async fn follow_run(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<()> {
-    let Some(stored) = store.get_run(&args.run_id).await? else {
-        return Err(fail(format!("no run {}", args.run_id)));
+    let run_id = args.run_id.as_str();
+    let Some(stored) = store.get_run(run_id).await? else {
+        // A background run waiting in the queue is followed from when it begins.
+        if store.queued_run(run_id).await?.is_some() {
+            return follow_events(store, args).await;
+        }
+        return Err(fail(format!("no run {run_id}")));
     };
+    let live = matches!(stored.run.status(), RunStatus::Running | RunStatus::Pending);
+    if !live && !args.jsonl {
+        let from = args.after.map_or(0, |n| n.saturating_add(1));
+        if !follow::start(store, run_id, from).await?.journaled {
+            // Ended without a journal: its stored events hold no content deltas, its
+            // answer is what it stored.
+            let text = stored.run.content_text();
+            if !text.is_empty() {
+                println!("{text}");
+            }
+            return exit_for(store, run_id).await;
+        }
+    }
+    follow_events(store, args).await
+}
+
+/// Writes the followed run's events (`--jsonl`) or its answer text as they come, then
+/// exits as the run ended.
+async fn follow_events(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<()> {
     let run_id = args.run_id.clone();
     let from = args.after.map_or(0, |n| n.saturating_add(1));
-    let start = follow::start(store, &run_id, from).await?;
-    let live = matches!(stored.run.status(), RunStatus::Running | RunStatus::Pending);
-    if !live && !start.journaled && !args.jsonl {
-        // Ended without a journal: its stored events hold no content deltas, its
-        // answer is what it stored.
-        let text = stored.run.content_text();
-        if !text.is_empty() {
-            println!("{text}");
-        }
-        return exit_for(store, &run_id).await;
-    }
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let following = tokio::spawn(follow::follow(store.clone(), run_id.clone(), from, tx));
     let mut out = io::stdout().lock();

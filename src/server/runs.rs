@@ -446,6 +446,9 @@ pub async fn resume(
 
     let store = state.engine.store();
     let stored = store.get_run(run_id).await?;
+    if stored.is_none() {
+        return resume_queued(&state, (component, id), run_id, (session_id, user_id), last).await;
+    }
     let Some(stored) = stored.filter(|s| {
         s.run.kind() == component
             && s.run.component_id() == id
@@ -500,6 +503,45 @@ pub async fn resume(
     Ok(event_stream(Body::full(Bytes::from(format!(
         "event: replay\ndata: {replay}\n\n"
     )))))
+}
+
+/// `resume` of a background run still waiting in the queue: followed from the store from
+/// when it begins.
+async fn resume_queued(
+    state: &AppState,
+    (component, id): (Kind, &str),
+    run_id: &str,
+    (session_id, user_id): (Option<&str>, Option<&str>),
+    last: i64,
+) -> ApiResult {
+    let store = state.engine.store();
+    let Some(queued) = store.queued_run(run_id).await?.filter(|q| {
+        q.kind == component
+            && q.component_id == id
+            && session_id.is_none_or(|sid| sid == q.session_id)
+    }) else {
+        return Err(ApiError::not_found("Run not found"));
+    };
+    if let Some(user) = user_id
+        && !session_visible(state, &queued.session_id, user).await?
+    {
+        return Err(ApiError::not_found("Run not found"));
+    }
+    let replay = python_json(&[
+        ("event", json!("replay")),
+        ("run_id", json!(run_id)),
+        ("status", json!("PENDING")),
+        ("total_events", json!(0)),
+        ("total_buffered", json!(0)),
+        ("last_event_index_requested", json!(last)),
+        (
+            "message",
+            json!("Run PENDING. Replaying 0 missed events (of 0 total)."),
+        ),
+    ]);
+    let first = Bytes::from(format!("event: replay\ndata: {replay}\n\n"));
+    let from = u64::try_from(last.saturating_add(1)).unwrap_or(0);
+    Ok(journal_stream(store, run_id, from, Some(first)))
 }
 
 /// An SSE stream of a run's events from the store's journal, from position `from` on,
