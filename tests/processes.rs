@@ -680,13 +680,27 @@ pub fn queued_runs_are_cancelled_or_followed_wherever_they_run(
             ("stream", "true"),
             ("background", "true"),
             ("session_id", "streamed"),
+            ("run_id", "streamed-run"),
         ],
     );
     let poll = b.url(&format!(
         "/agents/story-writer/runs/{run_id}?session_id=forgotten"
     ));
+    // Resumed through B while it waits: followed from when it begins.
+    wait_stored(
+        &b.url("/agents/story-writer/runs/streamed-run?session_id=streamed"),
+        Duration::from_secs(5),
+        |r| r["status"] == "PENDING",
+    );
+    let mut resumed = Stream::open(
+        &b.url("/agents/story-writer/runs/streamed-run/resume"),
+        &[("session_id", "streamed")],
+    );
+    let replay = resumed.until(Duration::from_secs(5), |n, _| n == "replay");
+    assert_eq!(replay["status"], "PENDING");
     assert_eq!(get(&poll).json()["status"], "PENDING");
 
+    let mut follower = None;
     if cancel_from_cli {
         let mut cli = TestEnv::new();
         let db = env
@@ -697,6 +711,8 @@ pub fn queued_runs_are_cancelled_or_followed_wherever_they_run(
         let out = cli.run(["cancel", &run_id]);
         out.assert_success();
         out.assert_stdout_contains(&format!("cancelled run {run_id} (it was queued"));
+        // The streamed run, still queued, is followed from the command line too.
+        follower = Some(cli.spawn(["runs", "follow", "streamed-run", "--jsonl"]));
     } else {
         let answer = post_form(
             &b.url(&format!("/agents/story-writer/runs/{run_id}/cancel")),
@@ -743,6 +759,19 @@ pub fn queued_runs_are_cancelled_or_followed_wherever_they_run(
     assert_eq!(completed["content"], content.as_str());
     for (i, (_, event)) in streamed.seen.iter().enumerate() {
         assert_eq!(event["event_index"], json!(i), "{names:?}");
+    }
+    let resumed_events = resumed.rest(Duration::from_secs(15));
+    assert_eq!(
+        resumed_events, streamed.seen,
+        "B's resumed stream is the client's"
+    );
+    if let Some(follower) = follower {
+        let followed = follower.wait(Duration::from_secs(15));
+        followed.assert_success();
+        let lines = followed.json_lines();
+        assert_eq!(lines.len(), streamed.seen.len());
+        assert_eq!(lines[0]["event"], "RunStarted");
+        assert_eq!(lines.last().unwrap()["event"], "RunCompleted");
     }
     drop(busy_a);
 }
