@@ -6,10 +6,19 @@
 //! numbers (whole numbers as `int`, or `uint` above the `int` range; others as `double`),
 //! strings, arrays (`list`) and objects (`map` with string keys).
 //!
-//! The CEL interpreter recurses over the expression tree, and its parser takes a lot of stack
-//! per nesting level. So expressions are bounded in length and depth, and parsing and
-//! evaluation run on a thread of their own with a stack sized for those bounds: an
-//! expression never overflows the stack of whichever thread asks for it.
+//! The CEL parser and interpreter recurse: the parser over nesting, the interpreter over the
+//! expression tree, comparisons and conversions over values. So expressions are bounded in
+//! length ([`MAX_LEN`]), nesting (`MAX_NESTING`) and tree depth ([`MAX_DEPTH`]), and the
+//! values of variables in depth ([`MAX_VALUE_DEPTH`]).
+//!
+//! - Evaluation runs inline, on the caller's thread: a workflow step evaluates its
+//!   expression within its task, with no thread of its own. The worst accepted expression
+//!   and values need at most [`EVAL_STACK`] (the test `evaluation_fits_in_eval_stack`
+//!   evaluates them on a thread of that size), which is half the stack of the threads that
+//!   run the engine: the server's tokio workers and the main thread of the other commands.
+//! - Parsing needs far more stack per nesting level (about 6 MiB at the deepest accepted
+//!   nesting in a debug build). It happens once per expression when the agents file is
+//!   loaded, never while a run executes, on a thread of its own with [`PARSE_STACK`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -19,14 +28,23 @@ use cel::common::ast::{EntryExpr, Expr as Node};
 use cel::{Context, Env, ExecutionError, IdedExpr, Value as CelValue};
 use serde_json::{Map, Value};
 
+use crate::limits;
+
 /// Longest expression source accepted, in bytes.
 pub const MAX_LEN: usize = 2048;
 /// Deepest nesting of parentheses, brackets, calls and conditionals the parser accepts.
 const MAX_NESTING: u16 = 32;
 /// Deepest expression tree accepted (a chain `a + b + …` is as deep as it is long).
 pub const MAX_DEPTH: usize = 64;
-/// Stack of the thread that parses or evaluates an expression; ample for the bounds above.
-const STACK_SIZE: usize = 32 << 20;
+/// The stack the evaluation of any accepted expression fits in, with values of any accepted
+/// depth (about 2.4 MiB measured in a debug build, for a chain of [`MAX_DEPTH`] operators).
+pub const EVAL_STACK: usize = 4 << 20;
+/// The stack of the thread that parses an expression; ample for [`MAX_NESTING`] and
+/// [`MAX_LEN`] in a debug build.
+const PARSE_STACK: usize = 32 << 20;
+/// Deepest nesting of lists and maps accepted in the value of a variable: a scalar is 0,
+/// `[]` is 1. Deeper values are refused with an error naming the variable.
+pub const MAX_VALUE_DEPTH: usize = 128;
 
 /// The standard CEL environment: functions, macros and types.
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
@@ -53,7 +71,9 @@ impl Expr {
                 source.len()
             ));
         }
-        let (ast, variables) = on_own_stack(|| {
+        // The tree is checked and, when too deep, dropped on the parser's thread too: both
+        // recurse over it.
+        let (ast, variables) = on_parser_stack(|| {
             let ast = ENV
                 .parser()
                 .max_recursion_depth(MAX_NESTING)
@@ -103,32 +123,38 @@ impl Expr {
         })
     }
 
-    fn eval<T: Send>(
+    /// Evaluates the expression inline, on the caller's stack (see the module's docs).
+    fn eval<T>(
         &self,
         vars: &Map<String, Value>,
-        convert: impl FnOnce(CelValue) -> Result<T, String> + Send,
+        convert: impl FnOnce(CelValue) -> Result<T, String>,
     ) -> Result<T, String> {
-        on_own_stack(|| {
-            let mut context = Context::with_env(Arc::clone(&ENV));
-            for (name, value) in vars {
-                context.add_variable_from_value(name.as_str(), to_cel(value));
+        let mut context = Context::with_env(Arc::clone(&ENV));
+        for (name, value) in vars {
+            let depth = limits::json_depth(value);
+            if depth > MAX_VALUE_DEPTH {
+                return Err(format!(
+                    "the variable `{name}` nests {depth} levels deep; expressions accept \
+                     values at most {MAX_VALUE_DEPTH} deep"
+                ));
             }
-            match CelValue::resolve(&self.ast, &context) {
-                Ok(value) => convert(value),
-                Err(ExecutionError::UndeclaredReference(name)) => {
-                    let known: Vec<String> = vars.keys().map(|k| format!("`{k}`")).collect();
-                    let known = if known.is_empty() {
-                        "no variables are defined here".to_string()
-                    } else {
-                        format!("the variables are {}", known.join(", "))
-                    };
-                    Err(format!(
-                        "`{name}` is neither a variable nor a function: {known}"
-                    ))
-                }
-                Err(e) => Err(e.to_string()),
+            context.add_variable_from_value(name.as_str(), to_cel(value));
+        }
+        match CelValue::resolve(&self.ast, &context) {
+            Ok(value) => convert(value),
+            Err(ExecutionError::UndeclaredReference(name)) => {
+                let known: Vec<String> = vars.keys().map(|k| format!("`{k}`")).collect();
+                let known = if known.is_empty() {
+                    "no variables are defined here".to_string()
+                } else {
+                    format!("the variables are {}", known.join(", "))
+                };
+                Err(format!(
+                    "`{name}` is neither a variable nor a function: {known}"
+                ))
             }
-        })?
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -152,17 +178,17 @@ impl PartialEq for Expr {
 
 impl Eq for Expr {}
 
-/// Runs `f` on a thread with a [`STACK_SIZE`] stack and waits for it.
-fn on_own_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+/// Runs `f` on a thread with a [`PARSE_STACK`] stack and waits for it.
+fn on_parser_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
-            .name("cel".into())
-            .stack_size(STACK_SIZE)
+            .name("cel-parser".into())
+            .stack_size(PARSE_STACK)
             .spawn_scoped(scope, f)
-            .map_err(|e| format!("could not start the expression evaluator: {e}"))?;
+            .map_err(|e| format!("could not start the expression parser: {e}"))?;
         handle
             .join()
-            .map_err(|_| "the expression evaluator failed unexpectedly".to_string())
+            .map_err(|_| "the expression parser failed unexpectedly".to_string())
     })
 }
 
@@ -290,7 +316,8 @@ fn free_variables<'a>(node: &'a IdedExpr, bound: &mut Vec<&'a str>, out: &mut BT
     }
 }
 
-/// Converts a JSON value to its CEL counterpart.
+/// Converts a JSON value to its CEL counterpart. Called on values at most
+/// [`MAX_VALUE_DEPTH`] deep.
 fn to_cel(value: &Value) -> CelValue {
     match value {
         Value::Null => CelValue::Null,
@@ -467,21 +494,106 @@ mod tests {
         assert!(compile_error(&deep).contains("too deeply nested"));
         let chain = vec!["a"; MAX_DEPTH + 1].join(" + ");
         assert!(compile_error(&chain).contains("too deeply nested"));
-        // The comparison is one level, the chain of additions the other 63.
+        // The comparison is one level, the chain of additions the other 63 (evaluated in
+        // `evaluation_fits_in_eval_stack`).
         let chain = vec!["1"; MAX_DEPTH - 1].join("+") + " == 63";
-        let expr = Expr::compile(&chain).unwrap();
-        assert_eq!(expr.eval_bool(&Map::new()), Ok(true));
+        assert!(Expr::compile(&chain).is_ok());
         let longest = vec!["a"; MAX_LEN / 2].join("+");
         assert!(compile_error(&longest).contains("too deeply nested"));
         let too_long = format!("'{}'", "x".repeat(MAX_LEN));
         assert!(compile_error(&too_long).contains("at most 2048"));
-        // Deep but accepted: nested macros and lists, evaluated from a small stack.
-        let nested = format!("{}true{}", "[1].all(x, ".repeat(20), ")".repeat(20));
+        // Parsed on a thread of its own: compiling from a small stack is fine.
+        let nested = format!("{}true{}", "[1].all(x, ".repeat(31), ")".repeat(31));
         let handle = std::thread::Builder::new()
             .stack_size(256 << 10)
-            .spawn(move || Expr::compile(&nested).unwrap().eval_bool(&Map::new()))
+            .spawn(move || Expr::compile(&nested).map(|_| ()))
             .unwrap();
-        assert_eq!(handle.join().unwrap(), Ok(true));
+        assert_eq!(handle.join().unwrap(), Ok(()));
+    }
+
+    fn nested_list(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |v, _| json!([v]))
+    }
+
+    fn nested_map(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |v, _| json!({"k": v}))
+    }
+
+    /// The deepest expressions and values accepted, each beside the first refused one.
+    fn worst_cases() -> Vec<(String, Map<String, Value>)> {
+        let no_vars = Map::new;
+        let values = vars(json!({
+            "deep_list": nested_list(MAX_VALUE_DEPTH),
+            "deep_map": nested_map(MAX_VALUE_DEPTH),
+        }));
+        let chain = |n: usize| vec!["1"; n].join(" + ") + &format!(" == {n}");
+        let macros = |n: usize| format!("{}true{}", "[1].all(x, ".repeat(n), ")".repeat(n));
+        let maps = |n: usize| format!("{}x{} != []", "[1].map(x, ".repeat(n), ")".repeat(n));
+        let parens = |n: usize| format!("{}1{} == 1", "(".repeat(n), ")".repeat(n));
+        let lists = |n: usize| format!("{}1{} != []", "[".repeat(n), "]".repeat(n));
+        let calls = |n: usize| format!("{}1{} == '1'", "string(".repeat(n), ")".repeat(n));
+        let conditionals =
+            |n: usize| format!("{}true{}", "true ? (".repeat(n), ") : false".repeat(n));
+        let too_deep = |source: String| {
+            let error = compile_error(&source);
+            assert!(error.contains("too deeply nested"), "{source}: {error}");
+        };
+        too_deep(chain(MAX_DEPTH));
+        too_deep(macros(32));
+        too_deep(maps(21));
+        too_deep(parens(33));
+        too_deep(lists(33));
+        too_deep(calls(33));
+        too_deep(conditionals(33));
+        vec![
+            (chain(MAX_DEPTH - 1), no_vars()),
+            (macros(31), no_vars()),
+            (maps(20), no_vars()),
+            (parens(32), no_vars()),
+            (lists(32), no_vars()),
+            (calls(32), no_vars()),
+            (conditionals(32), no_vars()),
+            (
+                "deep_list == deep_list && deep_list in [deep_list] && size(deep_list) == 1 \
+                 && type(deep_list) == list && deep_map == deep_map && 'k' in deep_map \
+                 && dyn(deep_map) == deep_map && [deep_list, deep_map] != []"
+                    .into(),
+                values,
+            ),
+        ]
+    }
+
+    #[test]
+    fn evaluation_fits_in_eval_stack() {
+        let compiled: Vec<_> = worst_cases()
+            .into_iter()
+            .map(|(source, vars)| (Expr::compile(&source).unwrap(), vars))
+            .collect();
+        let handle = std::thread::Builder::new()
+            .stack_size(EVAL_STACK)
+            .spawn(move || {
+                compiled
+                    .iter()
+                    .map(|(expr, vars)| (expr.source().to_string(), expr.eval_bool(vars)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap();
+        for (source, result) in handle.join().unwrap() {
+            assert_eq!(result, Ok(true), "{source}");
+        }
+    }
+
+    #[test]
+    fn values_deeper_than_the_bound_are_refused() {
+        let expr = Expr::compile("size(state) == 1").unwrap();
+        let ok = vars(json!({"state": nested_map(MAX_VALUE_DEPTH)}));
+        assert_eq!(expr.eval_bool(&ok), Ok(true));
+        let deep = vars(json!({"state": nested_list(MAX_VALUE_DEPTH + 1)}));
+        assert_eq!(
+            expr.eval_bool(&deep).unwrap_err(),
+            "the variable `state` nests 129 levels deep; expressions accept values at most \
+             128 deep"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bad input cannot crash, wedge or poison `agentos serve`: each test sends what once did
 //! (a path that panicked the router, JSON too deep to read back, huge paging numbers, a
-//! stalled body, another user's id, a huge model answer, a config that should not load)
-//! to the real binary and checks the answer a client gets.
+//! stalled body, another user's id, a huge model answer, a config that should not load,
+//! the deepest workflow expressions) to the real binary and checks the answer a client gets.
 //!
 //! See: issue 9 ("no input can crash, wedge or poison the server").
 
@@ -546,4 +546,84 @@ fn a_file_that_is_not_utf8_is_reported_with_its_line() {
         .assert_code(2)
         .assert_stderr_contains("agents.toml:4")
         .assert_stderr_contains("not valid UTF-8");
+}
+
+/// A workflow whose condition, loop and router hold the deepest expressions agentos accepts
+/// (a chain of 63 operators, 31 nested macros, 32 nested conditionals), evaluated inside
+/// the run's task.
+fn deepest_expressions_config() -> String {
+    let chain = vec!["1"; 63].join(" + ") + " == 63";
+    let macros = format!("{}true{}", "[1].all(x, ".repeat(31), ")".repeat(31));
+    let route = format!(
+        "{}\"checker\"{}",
+        "true ? (".repeat(31),
+        ") : \"writer\"".repeat(31)
+    );
+    format!(
+        r#"
+[[agents]]
+id = "writer"
+model = "test"
+instructions = "You write."
+
+[[agents]]
+id = "checker"
+model = "test"
+instructions = "You check."
+
+[[workflows]]
+id = "deep"
+
+[[workflows.steps]]
+name = "gate"
+type = "condition"
+when = '{chain}'
+steps = [{{ name = "deep-then", agent = "writer" }}]
+
+[[workflows.steps]]
+name = "again"
+type = "loop"
+max_iterations = 3
+until = '{macros}'
+steps = [{{ name = "deep-loop", agent = "writer" }}]
+
+[[workflows.steps]]
+name = "pick"
+type = "router"
+route = '{route}'
+steps = [{{ name = "writer", agent = "writer" }}, {{ name = "checker", agent = "checker" }}]
+"#
+    )
+}
+
+#[test]
+fn the_deepest_accepted_expressions_evaluate_in_a_run() {
+    let config = deepest_expressions_config();
+    let s = Server::start_config(&config);
+    let a = post_form(
+        &s.url("/workflows/deep/runs"),
+        &[
+            ("message", "go"),
+            ("stream", "false"),
+            ("session_id", "deep-s"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let run = a.json();
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    let text = run.to_string();
+    assert!(text.contains("deep-then"), "the condition held: {text}");
+    assert!(text.contains("deep-loop"), "the loop ran: {text}");
+    assert!(
+        run["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("You check.")),
+        "the router picked the checker: {run}"
+    );
+
+    let env = TestEnv::new();
+    env.write_config(&config);
+    let out = env.run(["run", "deep", "-m", "go"]);
+    out.assert_success();
+    assert!(out.stdout().contains("You check."), "{}", out.stdout());
 }

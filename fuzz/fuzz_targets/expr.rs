@@ -3,8 +3,8 @@
 //!
 //! Input: the expression, a NUL byte, then bytes that build the variables (names from the
 //! ones workflows define, values of every JSON type). Properties: nothing panics (the CEL
-//! parser and interpreter included, so an evaluation never ends in "the expression
-//! evaluator failed"); compiling is deterministic; `variables()` is sorted and unique.
+//! parser and interpreter included, so compiling never ends in "the expression parser
+//! failed unexpectedly"); compiling is deterministic; `variables()` is sorted and unique.
 #![no_main]
 
 use agentos::expr::Expr;

@@ -80,8 +80,14 @@ pub async fn as_owner<T>(
     result
 }
 
+/// The stack of the threads that run the engine: twice what the evaluation of any workflow
+/// expression needs (`expr::EVAL_STACK`), which runs inline on them.
+pub const WORKER_STACK: usize = 2 * crate::expr::EVAL_STACK;
+
 /// Runs `future` to its end on a single-threaded runtime: how the commands other than
-/// `serve` run the engine and the store.
+/// `serve` run the engine and the store. The runtime runs on the calling thread, the main
+/// thread, whose stack (8 MiB by default on Linux and macOS) is as large as [`WORKER_STACK`]:
+/// enough for the workflow expressions the engine evaluates inline.
 pub fn block_on<T>(
     future: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {

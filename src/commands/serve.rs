@@ -63,9 +63,14 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     };
     let state = Arc::new(AppState::new(engine, options));
 
+    // Workers get 8 MiB stacks rather than tokio's 2 MiB: workflow expressions evaluate
+    // inline on them, and the deepest accepted ones need up to `expr::EVAL_STACK` (4 MiB;
+    // about 2.4 MiB in a debug build), which leaves half for the engine's own frames. The
+    // stack is reserved, not used: a worker touches only what it needs.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("agentos-server")
+        .thread_stack_size(super::WORKER_STACK)
         .build()
         .context("could not start the async runtime")?;
     let result = runtime.block_on(async {
