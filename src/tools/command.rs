@@ -4,8 +4,9 @@
 //! only allowlisted variables pass through, so API keys stay out unless a tool lists them.
 //! The arguments arrive twice: as a JSON object on stdin and as `AGENTOS_ARG_<NAME>`
 //! variables. The program runs in its own process group, and the whole group is killed
-//! when the call times out, is cancelled, or when the program exits and leaves processes
-//! behind, so no call leaks processes or hangs on a pipe a background process holds open.
+//! when the call times out, is cancelled, is dropped before its end, or when the program
+//! exits and leaves processes behind, so no call leaks processes or hangs on a pipe a
+//! background process holds open.
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -96,7 +97,10 @@ impl CommandTool {
             .command(args)
             .spawn()
             .map_err(|e| format!("could not start {program}: {e}"))?;
-        let pgid = child.id();
+        // Declared after `child`, so dropped before it: when the call's future is dropped
+        // mid-call (its run aborted, the runtime shutting down), the group is killed while
+        // the program is not yet reaped, and so while its id still names the group.
+        let mut group = Group(child.id());
 
         // Stdin is written, and stdout and stderr read, beside the wait, so a child that
         // writes a lot before reading, or never reads at all, cannot block the call.
@@ -123,9 +127,7 @@ impl CommandTool {
         };
         // Whatever happened, nothing of the call outlives it: the program itself when it
         // timed out or was cancelled, its background processes when it exited.
-        if let Some(pgid) = pgid {
-            kill_group(pgid);
-        }
+        group.kill();
         if !matches!(outcome, Outcome::Exited(_)) {
             // Reap the killed program; it is gone at once after SIGKILL.
             let _ = tokio::time::timeout(DRAIN_GRACE, child.wait()).await;
@@ -200,6 +202,24 @@ enum Outcome {
     Exited(std::io::Result<ExitStatus>),
     Cancelled,
     TimedOut,
+}
+
+/// The process group of a running call. [`Group::kill`] kills it once; dropping it unkilled
+/// (the call's future dropped before its end) kills it then.
+struct Group(Option<u32>);
+
+impl Group {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            kill_group(pgid);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Sends SIGKILL to every process in the group `pgid`. The id is not reused while any
@@ -613,6 +633,47 @@ mod tests {
         // A program that never reads a large input still runs and returns.
         let d = def(dir.path(), "echo ok\n");
         assert_eq!(call(&d, args), Ok("ok".into()));
+    }
+
+    #[test]
+    fn a_dropped_call_kills_its_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let child_file = dir.path().join("child");
+        let d = def(
+            dir.path(),
+            &format!(
+                "sleep 60 &\necho $! > '{}'\necho $$ > '{}'\nsleep 60\n",
+                child_file.display(),
+                pid_file.display()
+            ),
+        );
+        let tool = CommandTool::new(&d);
+        let cancel = CancelToken::new();
+        let args = json!({});
+        let pids = block(async {
+            let call = tool.call(&args, &cancel);
+            let pids = async {
+                loop {
+                    if let (Ok(a), Ok(b)) = (
+                        std::fs::read_to_string(&pid_file),
+                        std::fs::read_to_string(&child_file),
+                    ) {
+                        if a.ends_with('\n') && b.ends_with('\n') {
+                            break (a.trim().to_string(), b.trim().to_string());
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            // The call is dropped when the pids are in, its program and child running.
+            tokio::select! {
+                result = call => panic!("the call ended: {result:?}"),
+                pids = pids => pids,
+            }
+        });
+        assert_gone(&pids.0);
+        assert_gone(&pids.1);
     }
 
     #[test]
