@@ -627,3 +627,77 @@ fn the_deepest_accepted_expressions_evaluate_in_a_run() {
     out.assert_success();
     assert!(out.stdout().contains("You check."), "{}", out.stdout());
 }
+
+#[test]
+fn every_log_line_of_a_run_carries_its_run_and_session_ids() {
+    let s = Server::start_with(&[], &[("AGENTOS_LOG", "agentos=debug,warn")]);
+    let url = s.url("/agents/offline/runs");
+    let a = post_form(
+        &url,
+        &[
+            ("message", "hi"),
+            ("stream", "false"),
+            ("session_id", "span-1"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    // A state no reader can decode: opening the session for the next run reports it, from
+    // inside the run's span.
+    let db = rusqlite::Connection::open(s.db_path()).expect("open the server's db");
+    db.execute(
+        "UPDATE sessions SET session_state = ?1 WHERE session_id = 'span-1'",
+        [nested(1000)],
+    )
+    .expect("update");
+    drop(db);
+    let b = post_form(
+        &url,
+        &[
+            ("message", "again"),
+            ("stream", "false"),
+            ("session_id", "span-1"),
+            ("run_id", "span-run-2"),
+        ],
+    );
+    assert_eq!(b.status, 200, "{}", b.body);
+    // A run in a new session: its id, made by the engine, reaches the span too.
+    let c = post_form(
+        &url,
+        &[
+            ("message", "new"),
+            ("stream", "false"),
+            ("run_id", "span-run-3"),
+        ],
+    );
+    assert_eq!(c.status, 200, "{}", c.body);
+    let new_session = c.json()["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = Vec::new();
+    let (mut start_line, mut end_line) = (None, None);
+    while (start_line.is_none() || end_line.is_none()) && Instant::now() < deadline {
+        lines.extend(s.stderr_lines());
+        start_line = lines
+            .iter()
+            .find(|l| l.contains("session_state of session span-1 could not be decoded"))
+            .cloned();
+        end_line = lines
+            .iter()
+            .find(|l| l.contains("run finished") && l.contains("span-run-3"))
+            .cloned();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start_line = start_line.unwrap_or_else(|| panic!("no decode warning: {lines:#?}"));
+    assert!(
+        start_line.contains("run_id=span-run-2") && start_line.contains("session_id=span-1"),
+        "{start_line}"
+    );
+    let end_line = end_line.unwrap_or_else(|| panic!("no end of run-3: {lines:#?}"));
+    assert!(
+        end_line.contains(&format!("session_id={new_session}")),
+        "{end_line}"
+    );
+}

@@ -1144,3 +1144,37 @@ fn sigterm_cancels_in_flight_runs_and_exits() {
         agentos::run::RunStatus::Cancelled
     );
 }
+
+#[test]
+fn an_insecure_public_bind_is_warned_about_in_the_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentos"))
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--insecure"])
+        .env_remove("OS_SECURITY_KEY")
+        .env_remove("AGENTOS_LOG")
+        .env(
+            "AGENTOS_CONFIG",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("agents.toml"),
+        )
+        .env("AGENTOS_DB", dir.path().join("agentos.db"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agentos serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut before = Vec::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("serving on http://") {
+            break;
+        }
+        before.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        before.iter().any(|l| l.contains("WARN")
+            && l.contains("non-loopback address, without a security key (--insecure)")),
+        "{before:#?}"
+    );
+}

@@ -83,7 +83,11 @@ pub fn run(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         // Installed before the address is announced, so a signal sent right after it is seen.
         let shutdown = shutdown_signal()?;
         if !loopback && state.options.security_key.is_none() {
-            eprintln!("agentos: warning: serving on a non-loopback address without a security key");
+            tracing::warn!(
+                "serving on {}, a non-loopback address, without a security key (--insecure): \
+                 anyone who can reach it can run agents",
+                display_addr(addr)
+            );
         }
         // Registered before the address is announced: from then on other processes can
         // cancel and follow this server's runs, and its own are safe from a crash.

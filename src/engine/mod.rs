@@ -536,6 +536,9 @@ impl Engine {
         if session.user_id.is_none() {
             session.user_id.clone_from(&req.user_id);
         }
+        // A server run's span learns the id of a session created here; elsewhere this is
+        // a no-op.
+        tracing::Span::current().record("session_id", tracing::field::display(&session.session_id));
 
         let mut state = match &session.session_state {
             Value::Object(map) => map.clone(),

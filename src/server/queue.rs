@@ -20,7 +20,7 @@ use super::form::Form;
 use super::live::Slot;
 use super::response::json_response;
 use super::runs::{
-    Delivery, bool_field, deliver, journal_stream, reserve, run_request, start_detached,
+    Delivery, bool_field, deliver, journal_stream, reserve, run_request, run_span, start_detached,
 };
 use crate::engine::RunRequest;
 use crate::kind::Kind;
@@ -103,7 +103,8 @@ async fn start(
         presence.journal_from_start(&run_id);
     }
     let engine = state.engine.clone();
-    let started = start_detached(&state, async move {
+    let span = run_span((component, id), &run_id, request.session_id.as_deref());
+    let started = start_detached(&state, &span, async move {
         engine.start_kind(component, request).await
     })
     .await;
@@ -119,10 +120,19 @@ async fn start(
         }
     };
     if dequeued? {
-        tracing::info!(run_id = %run_id, "cancelled while it was queued");
+        tracing::info!(parent: &span, "cancelled while it was queued");
         state.runs.cancel(&run_id);
     }
-    deliver(state, slot, pending, (component, id), &run_id, delivery).await
+    deliver(
+        state,
+        slot,
+        pending,
+        (component, id),
+        &run_id,
+        delivery,
+        span,
+    )
+    .await
 }
 
 /// Takes up queued runs while this server has room, until the server stops.

@@ -100,11 +100,42 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
 
     let slot = reserve(&state)?;
     let engine = state.engine.clone();
-    let pending = start_detached(&state, async move {
+    let span = run_span((component, id), &run_id, request.session_id.as_deref());
+    let pending = start_detached(&state, &span, async move {
         engine.start_kind(component, request).await
     })
     .await?;
-    deliver(state, slot, pending, (component, id), &run_id, delivery).await
+    deliver(
+        state,
+        slot,
+        pending,
+        (component, id),
+        &run_id,
+        delivery,
+        span,
+    )
+    .await
+}
+
+/// The span every log line of a server run is written in, from its start (session, history,
+/// the stored RUNNING row) to its end. A session the run creates has its id recorded in the
+/// span when the engine opens it.
+pub(super) fn run_span(
+    (component, id): (Kind, &str),
+    run_id: &str,
+    session_id: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "run",
+        run_id = %run_id,
+        session_id = tracing::field::Empty,
+        component = %id,
+        kind = %component.as_str(),
+    );
+    if let Some(session_id) = session_id {
+        span.record("session_id", tracing::field::display(session_id));
+    }
+    span
 }
 
 /// Starts (or continues) a run in a task of its own. Starting stores the run RUNNING, so
@@ -112,21 +143,25 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
 /// cancelled: it is stored CANCELLED instead of staying RUNNING forever.
 pub(super) async fn start_detached(
     state: &Arc<AppState>,
+    span: &tracing::Span,
     start: impl Future<Output = Result<PendingRun, EngineError>> + Send + 'static,
 ) -> Result<PendingRun, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let engine = state.engine.clone();
-    tokio::spawn(async move {
-        let result = start.await;
-        if let Err(Ok(orphan)) = tx.send(result) {
-            let cancel = CancelToken::new();
-            cancel.cancel();
-            let _ = engine.execute(orphan, &cancel, &Discard).await;
-        }
-    });
+    tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let result = start.await;
+            if let Err(Ok(orphan)) = tx.send(result) {
+                let cancel = CancelToken::new();
+                cancel.cancel();
+                let _ = engine.execute(orphan, &cancel, &Discard).await;
+            }
+        },
+        span.clone(),
+    ));
     rx.await
         .map_err(|_| ApiError::internal("run start failed"))?
-        .map_err(engine_error)
+        .map_err(|err| span.in_scope(|| engine_error(err)))
 }
 
 /// Executes a started (or continued) run and answers as the form asked: a JSON run
@@ -138,6 +173,7 @@ pub(super) async fn deliver(
     component: (Kind, &str),
     run_id: &str,
     delivery: Delivery,
+    span: tracing::Span,
 ) -> ApiResult {
     let session_id = pending.session_id().to_string();
     let live = state
@@ -159,7 +195,7 @@ pub(super) async fn deliver(
             filter,
             next_index: AtomicU64::new(0),
         };
-        spawn_execution(state, live, pending, sink);
+        spawn_execution(state, live, pending, sink, span);
         return Ok(match follower {
             Some(rx) => event_stream(Body::stream(rx, None)),
             None => json_response(
@@ -176,7 +212,7 @@ pub(super) async fn deliver(
             filter,
             cancel: cancel.clone(),
         };
-        spawn_execution(state, live, pending, sink);
+        spawn_execution(state, live, pending, sink, span);
         // The client going away drops the body, which cancels the run at once.
         return Ok(event_stream(Body::stream(
             rx,
@@ -184,7 +220,7 @@ pub(super) async fn deliver(
         )));
     }
     let guard = CancelOnDrop(Some(live.cancel.clone()));
-    let handle = spawn_execution(state, live, pending, RunSink::Nobody);
+    let handle = spawn_execution(state, live, pending, RunSink::Nobody, span);
     let run = handle
         .await
         .map_err(|_| ApiError::internal("JoinError"))?
@@ -288,13 +324,8 @@ fn spawn_execution(
     live: Arc<LiveRun>,
     pending: PendingRun,
     sink: RunSink,
+    span: tracing::Span,
 ) -> tokio::task::JoinHandle<Result<AnyRun, EngineError>> {
-    let span = tracing::info_span!(
-        "run",
-        run_id = %live.run_id,
-        session_id = %live.session_id,
-        component = %live.component_id,
-    );
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let cancel = live.cancel.clone();
@@ -762,8 +793,9 @@ pub async fn continue_run(
         .get("user_id")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
+    let span = run_span((Kind::Agent, agent_id), run_id, Some(&session_id));
     let (agent, run, session) = (agent_id.to_string(), run_id.to_string(), session_id);
-    let pending = start_detached(&state, async move {
+    let pending = start_detached(&state, &span, async move {
         engine
             .continue_run(
                 &agent,
@@ -797,6 +829,7 @@ pub async fn continue_run(
         (Kind::Agent, agent_id),
         run_id,
         delivery,
+        span,
     )
     .await
 }

@@ -150,13 +150,14 @@ impl PgStore {
     {
         let (tx, rx) = oneshot::channel();
         let pool = self.pool.clone();
-        tokio::spawn(async move {
+        // In the caller's span, so what the call logs carries a run's ids.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let result = match pool.get().await {
                 Ok(mut client) => f(&mut client).await,
                 Err(e) => Err(StoreError::from(e)),
             };
             let _ = tx.send(result);
-        });
+        }));
         Pending::from_receiver(rx)
     }
 
@@ -167,9 +168,10 @@ impl PgStore {
         F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let span = tracing::Span::current();
         let job: Job = Box::new(move |client| {
             Box::pin(async move {
-                let _ = tx.send(f(client).await);
+                let _ = tx.send(tracing::Instrument::instrument(f(client), span).await);
             })
         });
         match self.writer().send(job) {
