@@ -2,8 +2,8 @@
 //! (`GET /{agents|teams|workflows}/{id}/runs…`).
 //!
 //! Handlers validate the query and JSON body first, answering 422 in FastAPI's shape
-//! exactly as AgentOS does, then read or write the store on a blocking thread and render
-//! the result with [`super::schemas`].
+//! exactly as AgentOS does, then await the store (whose calls run on its own threads or
+//! connections, never on the runtime's) and render the result with [`super::schemas`].
 //!
 //! # Compatibility
 //!

@@ -1,7 +1,7 @@
 //! Workflows: steps that run agents and teams, one step's output the next one's input.
 //!
-//! A workflow run executes its steps in order on the calling thread (a parallel step's
-//! children on threads of their own), passing each step's content on as the next step's
+//! A workflow run executes its steps in order within its task (a parallel step's children
+//! as concurrent futures of that task), passing each step's content on as the next step's
 //! input. Agent and team steps are ordinary runs in the workflow's session, with the
 //! workflow run as their parent; they are kept inside the workflow run
 //! (`step_executor_runs`), not stored apart. Events of the steps' runs reach the caller's
