@@ -407,6 +407,133 @@ fn another_users_id_never_reaches_a_session() {
     assert_eq!(a.json()["status"], "COMPLETED", "{}", a.body);
 }
 
+/// A team and a workflow on the offline model, for the user-id rule on their routes.
+const TEAM_AND_WORKFLOW: &str = r#"
+[[agents]]
+id = "writer"
+model = "test"
+
+[[teams]]
+id = "crew"
+model = "test"
+members = ["writer"]
+
+[[workflows]]
+id = "flow"
+steps = [{ name = "write", agent = "writer" }]
+"#;
+
+/// `path` (which names `user_id=bob`) answers 404, and 200 once it names alice instead.
+#[track_caller]
+fn hidden_from_bob(s: &Server, path: &str) {
+    let a = get(&s.url(path));
+    assert_eq!(a.status, 404, "{path}: {}", a.body);
+    let owner = get(&s.url(&path.replace("user_id=bob", "user_id=alice")));
+    assert_eq!(owner.status, 200, "{path} as alice: {}", owner.body);
+}
+
+#[test]
+fn another_users_id_never_reaches_a_team_or_workflow_session() {
+    let s = Server::start_config(TEAM_AND_WORKFLOW);
+    for (kind, id) in [("teams", "crew"), ("workflows", "flow")] {
+        let session = format!("alice-{id}");
+        let run = post_form(
+            &s.url(&format!("/{kind}/{id}/runs")),
+            &[
+                ("message", "write: hello"),
+                ("stream", "false"),
+                ("session_id", session.as_str()),
+                ("user_id", "alice"),
+            ],
+        );
+        assert_eq!(run.status, 200, "{}", run.body);
+        let run_id = run.json()["run_id"].as_str().expect("run id").to_string();
+        hidden_from_bob(
+            &s,
+            &format!("/{kind}/{id}/runs?session_id={session}&user_id=bob"),
+        );
+        hidden_from_bob(
+            &s,
+            &format!("/{kind}/{id}/runs/{run_id}?session_id={session}&user_id=bob"),
+        );
+        if kind == "workflows" {
+            let url = s.url(&format!("/workflows/{id}/runs/{run_id}/continue"));
+            let bob = post_form(
+                &url,
+                &[("session_id", session.as_str()), ("user_id", "bob")],
+            );
+            assert_eq!(bob.status, 404, "{}", bob.body);
+            let alice = post_form(
+                &url,
+                &[("session_id", session.as_str()), ("user_id", "alice")],
+            );
+            assert_eq!(alice.status, 409, "{}", alice.body);
+        }
+    }
+}
+
+#[test]
+fn another_users_id_never_reaches_a_queued_run() {
+    let s = Server::start_with(&["--max-runs", "1"], &[]);
+    let url = s.url("/agents/story-writer/runs");
+    // The server's one place is taken by a slow run, so a background run waits queued.
+    let mut busy = crate::processes::Stream::open(
+        &url,
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "busy"),
+        ],
+    );
+    busy.until(Duration::from_secs(10), |name, _| name == "RunStarted");
+    let accepted = post_form(
+        &url,
+        &[
+            ("message", "queued story"),
+            ("stream", "false"),
+            ("background", "true"),
+            ("session_id", "alice-queued"),
+            ("user_id", "alice"),
+        ],
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let run_id = accepted.json()["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let path = format!("/agents/story-writer/runs/{run_id}?session_id=alice-queued");
+    let bob = get(&s.url(&format!("{path}&user_id=bob")));
+    assert_eq!(bob.status, 404, "{}", bob.body);
+    let alice = get(&s.url(&format!("{path}&user_id=alice")));
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert_eq!(alice.json()["status"], "PENDING", "{}", alice.body);
+    let anyone = get(&s.url(&path));
+    assert_eq!(anyone.json()["status"], "PENDING", "{}", anyone.body);
+    drop(busy);
+}
+
+#[test]
+fn bulk_delete_with_a_user_id_deletes_only_that_users_sessions() {
+    let s = Server::start();
+    for (session, user) in [("alice-1", "alice"), ("bob-1", "bob")] {
+        let a = post_form(
+            &s.url("/agents/offline/runs"),
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("session_id", session),
+                ("user_id", user),
+            ],
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let body = json!({"session_ids": ["alice-1", "bob-1"], "session_types": ["agent", "agent"]});
+    let a = crate::serve::send_json("DELETE", &s.url("/sessions?user_id=bob"), &body);
+    assert_eq!(a.status, 204, "{}", a.body);
+    assert_eq!(get(&s.url("/sessions/alice-1")).status, 200);
+    assert_eq!(get(&s.url("/sessions/bob-1")).status, 404);
+}
+
 #[test]
 fn a_huge_answer_is_cut_at_max_answer_bytes_and_stored_once() {
     let s = Server::start_config(CONFIRM_CONFIG);

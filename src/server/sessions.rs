@@ -205,11 +205,11 @@ pub async fn delete_many(state: Arc<AppState>, req: Req) -> ApiResult {
     let store = state.engine.store();
     let ids: Vec<String> = match &user_id {
         None => ids,
-        Some(user) => {
+        Some(_) => {
             let mut owned = Vec::new();
             for id in ids {
                 let session = store.get_session(&id).await?;
-                if session.is_some_and(|s| s.user_id.as_deref() == Some(user)) {
+                if session.is_some_and(|s| s.visible_to(user_id.as_deref())) {
                     owned.push(id);
                 }
             }
@@ -447,6 +447,7 @@ pub async fn component_run(
             .queued_run(run_id)
             .await?
             .filter(|q| q.session_id == session_id && q.kind == component && q.component_id == id)
+            .filter(|q| q.visible_to(user_id.as_deref()))
         {
             return Ok(ok(&queued_run(&queued)));
         }

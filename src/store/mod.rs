@@ -76,8 +76,14 @@ impl Session {
     /// existing session is stricter, as in AgentOS: an owned session only takes runs from
     /// its owner.)
     pub fn visible_to(&self, user_id: Option<&str>) -> bool {
-        user_id.is_none_or(|u| self.user_id.as_deref() == Some(u))
+        visible(self.user_id.as_deref(), user_id)
     }
+}
+
+/// The rule of [`Session::visible_to`], for what belongs to `owner`'s session (a session,
+/// or a queued run whose session does not exist yet).
+pub(crate) fn visible(owner: Option<&str>, user_id: Option<&str>) -> bool {
+    user_id.is_none_or(|u| owner == Some(u))
 }
 
 /// Filter and paging for [`Store::list_sessions`].

@@ -118,11 +118,27 @@ pub struct QueuedRun {
     pub kind: Kind,
     pub component_id: String,
     pub session_id: String,
-    /// The run's form fields, as a JSON object of strings.
+    /// The run's form fields, as a JSON array of `[name, value]` string pairs.
     pub request: Value,
     /// The process that accepted it.
     pub accepted_by: Option<String>,
     pub accepted_at: f64,
+}
+
+impl QueuedRun {
+    /// The first value of the form field `name`, as the form gives it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.request.as_array()?.iter().find_map(|pair| {
+            (pair.get(0)?.as_str()? == name).then_some(())?;
+            pair.get(1)?.as_str()
+        })
+    }
+
+    /// Whether a request naming `user_id` may see this run: the rule of
+    /// [`super::Session::visible_to`], with the user id the run will give its session.
+    pub fn visible_to(&self, user_id: Option<&str>) -> bool {
+        super::visible(self.field("user_id").filter(|u| !u.is_empty()), user_id)
+    }
 }
 
 /// What a follower finds in the store.
