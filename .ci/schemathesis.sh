@@ -48,8 +48,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# With ST_SERVER_LOG=FILE the server logs every request, and its log is copied to FILE.
-if [ -n "${ST_SERVER_LOG:-}" ]; then export AGENTOS_LOG_REQUESTS=1; fi
+# With ST_SERVER_LOG=FILE the server logs every request (at debug on agentos::http, beside
+# its default info), and its log is copied to FILE.
+if [ -n "${ST_SERVER_LOG:-}" ]; then export AGENTOS_LOG=agentos::http=debug,agentos=info,warn; fi
 "$bin" serve --port 0 --config .ci/schemathesis-agents.toml --db "$work/agentos.db" \
     2>"$work/server.log" &
 pid=$!

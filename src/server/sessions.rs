@@ -765,7 +765,6 @@ impl Invalid {
             .and_then(Kind::parse)
     }
 
-    /// An integer query parameter, at least `ge` when given.
     /// An integer query parameter within `ge..=le` (FastAPI's `ge`/`le` errors otherwise).
     fn int_query(
         &mut self,
