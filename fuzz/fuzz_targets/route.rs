@@ -11,11 +11,11 @@
 //! `/`, `/health`, `/info` and `/openapi.json`.
 #![no_main]
 
+use agentos::kind::Kind;
 use agentos::server::ServerOptions;
 use agentos::server::auth;
 use agentos::server::request::Req;
 use agentos::server::router::{Route, percent_decode, resolve};
-use agentos::kind::Kind;
 use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode, Uri};
 use libfuzzer_sys::fuzz_target;

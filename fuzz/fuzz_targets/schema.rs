@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(schema) => {
             assert_eq!(value["type"], "object");
             let OutputFormat::JsonSchema {
-                name, schema: inner, ..
+                name,
+                schema: inner,
+                ..
             } = &schema.format
             else {
                 panic!("a schema gives a JSON Schema format: {:?}", schema.format);
@@ -53,7 +55,12 @@ fuzz_target!(|data: &[u8]| {
     match OutputSchema::from_response_format(&value) {
         Ok(schema) => {
             assert_eq!(schema.content_type, "dict");
-            if let OutputFormat::JsonSchema { name, schema: inner, .. } = &schema.format {
+            if let OutputFormat::JsonSchema {
+                name,
+                schema: inner,
+                ..
+            } = &schema.format
+            {
                 assert!((1..=64).contains(&name.len()), "{name:?}");
                 if json_depth(&value) <= MAX_JSON_DEPTH {
                     assert_eq!(&read_back(inner), inner);
