@@ -39,6 +39,7 @@ pub use journal::{Journal, JournalSink};
 pub use recover::{INTERRUPTED, is_terminal};
 
 use crate::cancel::CancelToken;
+use crate::run::unix_now;
 use crate::store::backend::Notice;
 use crate::store::{ProcessInfo, Store, StoreResult};
 
@@ -449,13 +450,6 @@ impl Drop for Tracked {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Fractional Unix seconds.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// This machine's name, as `agentos runs list` shows owners.

@@ -333,6 +333,13 @@ impl RunOutput {
     }
 }
 
+/// Fractional Unix seconds: heartbeats, queue times and cutoffs.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Current Unix time in whole seconds, the unit of every run and event timestamp.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()

@@ -24,8 +24,8 @@ use super::runs::{
 };
 use crate::engine::RunRequest;
 use crate::kind::Kind;
-use crate::presence::{Presence, unix_now};
-use crate::run::new_id;
+use crate::presence::Presence;
+use crate::run::{new_id, unix_now};
 use crate::store::QueuedRun;
 use crate::store::backend::Notice;
 

@@ -29,7 +29,7 @@ impl SqliteStore {
     /// stamped with this machine's clock, as every heartbeat is: the processes sharing a
     /// SQLite file share a machine.
     pub fn register_process(&self, info: &ProcessInfo) -> StoreResult<()> {
-        let now = crate::presence::unix_now();
+        let now = crate::run::unix_now();
         self.write(|tx| {
             tx.prepare_cached(
                 "INSERT INTO processes (process_id, kind, pid, host, address, started_at, \
@@ -52,7 +52,7 @@ impl SqliteStore {
     /// Refreshes a process's heartbeat. False when its row is gone (another process took
     /// it for dead).
     pub fn heartbeat(&self, process_id: &str) -> StoreResult<bool> {
-        let now = crate::presence::unix_now();
+        let now = crate::run::unix_now();
         self.write(|tx| {
             let changed = tx
                 .prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE process_id = ?1")?
@@ -82,7 +82,7 @@ impl SqliteStore {
         alive: &str,
         timeout: std::time::Duration,
     ) -> StoreResult<(Vec<String>, Vec<Orphan>)> {
-        let cutoff = crate::presence::unix_now() - timeout.as_secs_f64();
+        let cutoff = crate::run::unix_now() - timeout.as_secs_f64();
         self.read(|tx| {
             let dead: Vec<String> = tx
                 .prepare_cached(

@@ -55,7 +55,7 @@ impl SqliteStore {
         run_id: Option<&str>,
         timeout: std::time::Duration,
     ) -> StoreResult<Option<QueuedRun>> {
-        let now = crate::presence::unix_now();
+        let now = crate::run::unix_now();
         let cutoff = now - timeout.as_secs_f64();
         let found = self.write(|tx| {
             Ok(tx
