@@ -293,8 +293,9 @@ fn a_stalled_server_does_not_overwrite_a_run_settled_meanwhile() {
     )]);
 }
 
-/// How many runs have each status, straight from the database.
-fn statuses(url: &str) -> Vec<(String, i64)> {
+/// How many runs have each status, with the least content of each, straight from the
+/// database.
+fn statuses(url: &str) -> Vec<(String, i64, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -306,13 +307,14 @@ fn statuses(url: &str) -> Vec<(String, i64)> {
         tokio::spawn(connection);
         client
             .query(
-                "SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status",
+                "SELECT status, COUNT(*), MIN(LEFT(run, 700)) FROM runs \
+                 GROUP BY status ORDER BY status",
                 &[],
             )
             .await
             .expect("count")
             .iter()
-            .map(|row| (row.get(0), row.get(1)))
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect()
     })
 }

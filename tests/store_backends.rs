@@ -405,24 +405,46 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         if let AnyRun::Agent(r) = &mut settled.run {
             r.status = RunStatus::Error;
         }
+        // The write itself checks the owner's silence: an owner that heartbeated within
+        // the settler's timeout keeps its run, whatever the settler read before.
+        assert!(
+            !store
+                .settle_orphan(settled.clone(), vec![], Some("dead".into()), MINUTE)
+                .await
+                .unwrap(),
+            "a live owner's run is never settled"
+        );
+        store
+            .forget_silent_processes(dead.clone(), MINUTE)
+            .await
+            .unwrap();
+        assert!(
+            store.heartbeat("dead").await.unwrap(),
+            "a process that heartbeated is not forgotten"
+        );
         assert!(
             store
                 .settle_orphan(
                     settled.clone(),
                     vec![json!({"event": "RunError"})],
-                    Some("dead".into())
+                    Some("dead".into()),
+                    Duration::ZERO
                 )
                 .await
                 .unwrap()
         );
         assert!(
             !store
-                .settle_orphan(settled, vec![], Some("dead".into()))
+                .settle_orphan(settled, vec![], Some("dead".into()), Duration::ZERO)
                 .await
                 .unwrap(),
             "settled once"
         );
-        store.forget_processes(dead).await.unwrap();
+        store
+            .forget_silent_processes(dead, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(!store.heartbeat("dead").await.unwrap(), "forgotten");
         assert_eq!(
             store.request_cancel("r1").await.unwrap(),
             CancelOutcome::Ended(RunStatus::Error)
@@ -524,7 +546,7 @@ fn heartbeats_are_stamped_by_the_store_and_settled_runs_stay_settled() {
         }
         assert!(
             store
-                .settle_orphan(settled, vec![], Some("behind".into()))
+                .settle_orphan(settled, vec![], Some("behind".into()), Duration::ZERO)
                 .await
                 .unwrap()
         );

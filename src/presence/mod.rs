@@ -9,11 +9,14 @@
 //!   (one machine), the database's `now()` for PostgreSQL, so clock skew between machines
 //!   never settles a live owner's runs. A process that stalled past the timeout and comes
 //!   back finds its runs settled: it does not overwrite them (the store refuses, and the
-//!   engine logs it).
-//! - **Takeover.** Every process, at start-up and with each heartbeat, settles the runs
-//!   of processes silent for longer than the timeout: they are stored `ERROR`, saying
-//!   the process running them stopped, with the content their journal holds
-//!   (`recover.rs`).
+//!   engine logs it). Heartbeats have a task and a store connection of their own
+//!   (SQLite: a thread beside the writer's queue; PostgreSQL: a pool beside the one runs
+//!   use), so a busy process's heartbeat never waits behind its own work.
+//! - **Takeover.** Every process, at start-up and as often as it heartbeats (in a task of
+//!   its own), settles the runs of processes silent for longer than the timeout: they
+//!   are stored `ERROR`, saying the process running them stopped, with the content
+//!   their journal holds (`recover.rs`). The write that settles a run checks the owner's
+//!   silence again, so an owner that heartbeated after it was found silent keeps its runs.
 //! - **Journals.** The events of each top-level run still going are written to the store
 //!   in batches, every [`Settings::flush_interval`] (100 ms by default,
 //!   `AGENTOS_FLUSH_INTERVAL_MS`; `0` turns journals off), and at once when a run's
@@ -167,6 +170,7 @@ impl Presence {
             tracing::warn!("could not settle the runs of stopped processes: {err}");
         }
         tokio::spawn(presence.clone().heartbeats());
+        tokio::spawn(presence.clone().settler());
         tokio::spawn(presence.clone().cancel_watch());
         if !settings.flush_interval.is_zero() {
             tokio::spawn(presence.clone().flusher());
@@ -188,10 +192,7 @@ impl Presence {
     pub async fn stop(&self) {
         self.flush_all();
         self.stopped.cancel();
-        let _ = self
-            .store
-            .forget_processes(vec![self.info.process_id.clone()])
-            .await;
+        let _ = self.store.forget_process(&self.info.process_id).await;
     }
 
     /// Lets other processes cancel the run `run_id` through `token` until the guard drops.
@@ -285,16 +286,16 @@ impl Presence {
         }
     }
 
+    /// Only heartbeats: nothing else this process does may delay them, or other
+    /// processes would take it for stopped.
     async fn heartbeats(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.heartbeat_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut beats: u64 = 0;
         loop {
             tokio::select! {
                 () = self.stopped.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            beats += 1;
             match self.store.heartbeat(&self.info.process_id).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -304,6 +305,22 @@ impl Presence {
                 }
                 Err(err) => tracing::warn!("heartbeat failed: {err}"),
             }
+        }
+    }
+
+    /// Settles the runs of stopped processes as often as heartbeats go, and now and then
+    /// cleans old journals.
+    async fn settler(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.heartbeat_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut beats: u64 = 0;
+        loop {
+            tokio::select! {
+                () = self.stopped.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            beats += 1;
             if let Err(err) = self.settle_orphans().await {
                 tracing::warn!("could not settle the runs of stopped processes: {err}");
             }
@@ -404,7 +421,7 @@ pub async fn settle_orphans(store: &Store, alive: &str, timeout: Duration) -> St
         .then_some(orphan.journal.len() as u64);
         let (run, events) = recover::interrupted(orphan);
         let tail = journal_tail(&orphan_journal_len, &run_id, &events);
-        if store.settle_orphan(run, events, owner_id).await? {
+        if store.settle_orphan(run, events, owner_id, timeout).await? {
             // Followers of the run end with its error event.
             if let Some(batch) = tail {
                 drop(store.append_journal(vec![batch]));
@@ -414,7 +431,7 @@ pub async fn settle_orphans(store: &Store, alive: &str, timeout: Duration) -> St
         }
     }
     if !dead.is_empty() {
-        store.forget_processes(dead).await?;
+        store.forget_silent_processes(dead, timeout).await?;
     }
     Ok(settled)
 }

@@ -104,14 +104,19 @@ pub trait Backend: Send + Sync {
     /// Stamps the heartbeat with the store's clock: the machine's (SQLite) or the
     /// database's (PostgreSQL), never a caller's.
     fn heartbeat(&self, process_id: String) -> Pending<bool>;
-    fn forget_processes(&self, ids: Vec<String>) -> Pending<()>;
+    /// With `silent_for`, only those of `ids` still silent that long (by the heartbeat
+    /// clock) when the row is deleted.
+    fn forget_processes(&self, ids: Vec<String>, silent_for: Option<Duration>) -> Pending<()>;
     /// Silence is measured with the same clock as heartbeats.
     fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)>;
+    /// Only while the run is still live, still `owner`'s, and `owner` still silent for
+    /// `silent_for` at the moment of the write.
     fn settle_orphan(
         &self,
         run: StoredRun,
         events: Vec<Value>,
         owner: Option<String>,
+        silent_for: Duration,
     ) -> Pending<bool>;
     fn request_cancel(&self, run_id: String) -> Pending<CancelOutcome>;
     fn cancel_requests(&self, owner: String) -> Pending<Vec<String>>;

@@ -168,8 +168,15 @@ impl Store {
         self.backend().heartbeat(process_id.to_string())
     }
 
-    pub fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
-        self.backend().forget_processes(ids)
+    /// Removes a process that stops cleanly.
+    pub fn forget_process(&self, id: &str) -> Pending<()> {
+        self.backend().forget_processes(vec![id.to_string()], None)
+    }
+
+    /// Removes processes found silent, unless one heartbeats again before the removal:
+    /// those still silent for `timeout` by the store's clock.
+    pub fn forget_silent_processes(&self, ids: Vec<String>, timeout: Duration) -> Pending<()> {
+        self.backend().forget_processes(ids, Some(timeout))
     }
 
     /// Processes silent for longer than `timeout` by the store's clock (other than
@@ -178,14 +185,17 @@ impl Store {
         self.backend().orphans(alive.to_string(), timeout)
     }
 
-    /// Stores a settled orphan unless it stopped being a live run of `owner` meanwhile.
+    /// Stores a settled orphan unless, meanwhile, it stopped being a live run of `owner`
+    /// or `owner` heartbeated again (within `timeout` by the store's clock): checked in
+    /// the write itself, so a live owner's run is never settled.
     pub fn settle_orphan(
         &self,
         run: StoredRun,
         events: Vec<Value>,
         owner: Option<String>,
+        timeout: Duration,
     ) -> Pending<bool> {
-        self.backend().settle_orphan(run, events, owner)
+        self.backend().settle_orphan(run, events, owner, timeout)
     }
 
     pub fn request_cancel(&self, run_id: &str) -> Pending<CancelOutcome> {

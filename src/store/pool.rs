@@ -3,6 +3,10 @@
 //! job to the right queue and await its result, so a store call never blocks a runtime
 //! thread, and reads never queue behind writes.
 //!
+//! Heartbeats have a thread and a connection of their own ([`Pool::control`]): a busy
+//! process's heartbeat never waits behind its queue of writes (other processes would take
+//! it for stopped); it waits at most for the write lock, held by one transaction at a time.
+//!
 //! A job whose caller went away (a cancelled request) still runs to its end: a write is
 //! never left half done. Writes queued together are committed in one transaction
 //! ([`write_jobs`]), each in a savepoint of its own.
@@ -28,6 +32,8 @@ pub(crate) struct Pool {
     writer: Sender<Job>,
     /// `None` when reads share the writer's connection (an in-memory database).
     readers: Option<Sender<Job>>,
+    /// Heartbeats; `None` with an in-memory database (the writer takes them).
+    control: Option<Sender<Job>>,
 }
 
 impl Pool {
@@ -50,10 +56,21 @@ impl Pool {
             }
             tx
         });
+        let control = readers.is_some().then(|| {
+            let (tx, rx) = channel::<Job>();
+            let rx = Mutex::new(rx);
+            let path = path.to_path_buf();
+            let fallback = writer_tx.clone();
+            spawn("agentos-store-heartbeat", move || {
+                read_jobs(&rx, &path, &fallback);
+            });
+            tx
+        });
         Pool {
             path: path.to_path_buf(),
             writer: writer_tx,
             readers,
+            control,
         }
     }
 
@@ -69,6 +86,16 @@ impl Pool {
         F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
     {
         queue(self.readers.as_ref().unwrap_or(&self.writer), f)
+    }
+
+    /// Queues `f` (a small write that must not wait behind the writer's queue: a
+    /// heartbeat) for the control connection.
+    pub(super) fn control<T, F>(&self, f: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SqliteStore) -> StoreResult<T> + Send + 'static,
+    {
+        queue(self.control.as_ref().unwrap_or(&self.writer), f)
     }
 
     /// Queues `f` for the writer connection.
@@ -177,8 +204,8 @@ fn write_jobs(db: &SqliteStore, jobs: &Receiver<Job>) {
     }
 }
 
-/// A reader thread: opens its connection on the first job, then runs jobs until the
-/// queue closes. Without a connection, jobs go to the writer.
+/// A reader thread (or the control thread): opens its connection on the first job, then
+/// runs jobs until the queue closes. Without a connection, jobs go to the writer.
 fn read_jobs(rx: &Mutex<Receiver<Job>>, path: &Path, fallback: &Sender<Job>) {
     let mut db: Option<SqliteStore> = None;
     loop {

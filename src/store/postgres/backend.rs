@@ -153,14 +153,16 @@ impl Backend for PgStore {
         self.write(move |c| Box::pin(async move { q::register_process(&*c, &info).await }))
     }
 
-    /// On a pooled connection rather than the writer: a busy server's heartbeat must not
-    /// wait behind its backlog of writes, or other servers would take it for dead.
+    /// On the control connection, neither behind the writer's backlog nor waiting for a
+    /// connection the runs hold: a busy server must not be taken for dead.
     fn heartbeat(&self, id: String) -> Pending<bool> {
-        self.read(move |c| Box::pin(async move { q::heartbeat(&*c, &id).await }))
+        self.control(move |c| Box::pin(async move { q::heartbeat(&*c, &id).await }))
     }
 
-    fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::forget_processes(&*c, &ids).await }))
+    fn forget_processes(&self, ids: Vec<String>, silent_for: Option<Duration>) -> Pending<()> {
+        self.write(move |c| {
+            Box::pin(async move { q::forget_processes(&*c, &ids, silent_for).await })
+        })
     }
 
     fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)> {
@@ -172,9 +174,12 @@ impl Backend for PgStore {
         run: StoredRun,
         events: Vec<Value>,
         owner: Option<String>,
+        silent_for: Duration,
     ) -> Pending<bool> {
         self.write(move |c| {
-            Box::pin(async move { q::settle_orphan(c, &run, &events, owner.as_deref()).await })
+            Box::pin(async move {
+                q::settle_orphan(c, &run, &events, owner.as_deref(), silent_for).await
+            })
         })
     }
 

@@ -4,7 +4,9 @@
 //! - **Connections.** A deadpool pool of tokio-postgres connections (`--db-pool` or
 //!   `AGENTOS_DB_POOL`, 16 by default) serves reads; one writer task takes every write in
 //!   the order it was made, on a connection of its own, so a run's journal batches and
-//!   its outcome reach the database in order, as with SQLite's writer thread.
+//!   its outcome reach the database in order, as with SQLite's writer thread. Heartbeats
+//!   take a connection of their own (a pool of one), so a busy server's heartbeat never
+//!   waits for a connection its runs hold, and other servers never take it for stopped.
 //! - **TLS** (rustls) as libpq's `sslmode`: `prefer` (the default) and `require` encrypt
 //!   without checking the server's certificate; `verify-full` checks it against
 //!   Mozilla's roots and the host name; `disable` never encrypts.
@@ -55,6 +57,8 @@ pub fn is_url(location: &str) -> bool {
 /// A PostgreSQL database. See the module documentation.
 pub struct PgStore {
     pool: Pool,
+    /// Heartbeats' own connection.
+    control: Pool,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     describe: String,
@@ -102,25 +106,29 @@ impl PgStore {
         })
         .join()
         .map_err(|_| StoreError::Corrupt("the migration thread panicked".into()))??;
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Open {
-                path: redact(url),
-                source: Box::new(e),
-            })?;
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(CONNECT_TIMEOUT))
+                .create_timeout(Some(CONNECT_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::Open {
+                    path: redact(url),
+                    source: Box::new(e),
+                })
+        };
+        let (pool, control) = (pool(pool_size.max(1))?, pool(1)?);
         Ok(PgStore {
             pool,
+            control,
             config,
             tls,
             describe,
@@ -148,17 +156,16 @@ impl PgStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let pool = self.pool.clone();
-        // In the caller's span, so what the call logs carries a run's ids.
-        tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let result = match pool.get().await {
-                Ok(mut client) => f(&mut client).await,
-                Err(e) => Err(StoreError::from(e)),
-            };
-            let _ = tx.send(result);
-        }));
-        Pending::from_receiver(rx)
+        on_pool(&self.pool, f)
+    }
+
+    /// Runs `f` (a heartbeat) on the control connection.
+    pub(super) fn control<T, F>(&self, f: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        on_pool(&self.control, f)
     }
 
     /// Queues `f` for the writer, which runs writes one at a time in the order queued.
@@ -198,6 +205,25 @@ impl PgStore {
             })
             .subscribe()
     }
+}
+
+/// Runs `f` on a connection of `pool`, in a task of its own.
+fn on_pool<T, F>(pool: &Pool, f: F) -> Pending<T>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let pool = pool.clone();
+    // In the caller's span, so what the call logs carries a run's ids.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        let result = match pool.get().await {
+            Ok(mut client) => f(&mut client).await,
+            Err(e) => Err(StoreError::from(e)),
+        };
+        let _ = tx.send(result);
+    }));
+    Pending::from_receiver(rx)
 }
 
 /// The writer: runs jobs in order on one connection, taking a new one when it breaks.

@@ -828,9 +828,20 @@ pub(super) async fn heartbeat(c: &impl GenericClient, id: &str) -> StoreResult<b
     Ok(c.execute(&stmt, &[&id]).await? > 0)
 }
 
-pub(super) async fn forget_processes(c: &impl GenericClient, ids: &[String]) -> StoreResult<()> {
-    c.execute("DELETE FROM processes WHERE process_id = ANY($1)", &[&ids])
-        .await?;
+pub(super) async fn forget_processes(
+    c: &impl GenericClient,
+    ids: &[String],
+    silent_for: Option<Duration>,
+) -> StoreResult<()> {
+    let silent_for = silent_for.map(|t| t.as_secs_f64());
+    c.execute(
+        &format!(
+            "DELETE FROM processes WHERE process_id = ANY($1) \
+             AND ($2::DOUBLE PRECISION IS NULL OR heartbeat_at < {DB_NOW} - $2)"
+        ),
+        &[&ids, &silent_for],
+    )
+    .await?;
     Ok(())
 }
 
@@ -936,15 +947,20 @@ pub(super) async fn settle_orphan(
     run: &StoredRun,
     events: &[Value],
     owner: Option<&str>,
+    silent_for: Duration,
 ) -> StoreResult<bool> {
     let columns = run_columns(&run.run, events)?;
     let tx = client.transaction().await?;
     let changed = tx
         .execute(
-            "UPDATE runs SET status = $2, content = NULL, run = $3, events = $4, owner = NULL, \
-             cancel_requested = FALSE, updated_at = GREATEST(updated_at, $5) \
-             WHERE run_id = $1 AND status IN ('RUNNING', 'PENDING') \
-             AND owner IS NOT DISTINCT FROM $6",
+            &format!(
+                "UPDATE runs SET status = $2, content = NULL, run = $3, events = $4, \
+                 owner = NULL, cancel_requested = FALSE, updated_at = GREATEST(updated_at, $5) \
+                 WHERE run_id = $1 AND status IN ('RUNNING', 'PENDING') \
+                 AND owner IS NOT DISTINCT FROM $6 \
+                 AND NOT EXISTS (SELECT 1 FROM processes \
+                                 WHERE process_id = $6 AND heartbeat_at >= {DB_NOW} - $7)"
+            ),
             &[
                 &run.run.run_id(),
                 &run.run.status().as_str(),
@@ -952,6 +968,7 @@ pub(super) async fn settle_orphan(
                 &columns.events,
                 &now_secs(),
                 &owner,
+                &silent_for.as_secs_f64(),
             ],
         )
         .await?;

@@ -156,11 +156,11 @@ impl Backend for Pool {
     }
 
     fn heartbeat(&self, id: String) -> Pending<bool> {
-        self.write(move |db| db.heartbeat(&id))
+        self.control(move |db| db.heartbeat(&id))
     }
 
-    fn forget_processes(&self, ids: Vec<String>) -> Pending<()> {
-        self.write(move |db| db.forget_processes(&ids))
+    fn forget_processes(&self, ids: Vec<String>, silent_for: Option<Duration>) -> Pending<()> {
+        self.write(move |db| db.forget_processes(&ids, silent_for))
     }
 
     fn orphans(&self, alive: String, timeout: Duration) -> Pending<(Vec<String>, Vec<Orphan>)> {
@@ -172,8 +172,9 @@ impl Backend for Pool {
         run: StoredRun,
         events: Vec<Value>,
         owner: Option<String>,
+        silent_for: Duration,
     ) -> Pending<bool> {
-        self.write(move |db| db.settle_orphan(&run, &events, owner.as_deref()))
+        self.write(move |db| db.settle_orphan(&run, &events, owner.as_deref(), silent_for))
     }
 
     fn request_cancel(&self, id: String) -> Pending<CancelOutcome> {

@@ -61,12 +61,20 @@ impl SqliteStore {
         })
     }
 
-    /// Forgets processes (one that stopped cleanly, or dead ones whose runs were settled).
-    pub fn forget_processes(&self, ids: &[String]) -> StoreResult<()> {
+    /// Forgets processes: one that stopped cleanly, or (with `silent_for`) dead ones whose
+    /// runs were settled, as long as they are still silent.
+    pub fn forget_processes(
+        &self,
+        ids: &[String],
+        silent_for: Option<std::time::Duration>,
+    ) -> StoreResult<()> {
+        let cutoff = silent_for.map(|t| crate::run::unix_now() - t.as_secs_f64());
         self.write(|tx| {
-            let mut delete = tx.prepare_cached("DELETE FROM processes WHERE process_id = ?1")?;
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM processes WHERE process_id = ?1 AND (?2 IS NULL OR heartbeat_at < ?2)",
+            )?;
             for id in ids {
-                delete.execute([id])?;
+                delete.execute(params![id, cutoff])?;
             }
             Ok(())
         })
@@ -160,14 +168,18 @@ impl SqliteStore {
         run: &StoredRun,
         events: &[serde_json::Value],
         owner: Option<&str>,
+        silent_for: std::time::Duration,
     ) -> StoreResult<bool> {
         let columns = super::RunColumns::new(&run.run, events)?;
+        let cutoff = crate::run::unix_now() - silent_for.as_secs_f64();
         self.write(|tx| {
             let changed = tx
                 .prepare_cached(
                     "UPDATE runs SET status = ?2, content = ?3, run = ?4, events = ?5, \
                      owner = NULL, cancel_requested = 0, updated_at = max(updated_at, ?6) \
-                     WHERE run_id = ?1 AND status IN ('RUNNING', 'PENDING') AND owner IS ?7",
+                     WHERE run_id = ?1 AND status IN ('RUNNING', 'PENDING') AND owner IS ?7 \
+                     AND NOT EXISTS (SELECT 1 FROM processes \
+                                     WHERE process_id = ?7 AND heartbeat_at >= ?8)",
                 )?
                 .execute(params![
                     run.run.run_id(),
@@ -177,6 +189,7 @@ impl SqliteStore {
                     columns.events,
                     crate::run::now_secs(),
                     owner,
+                    cutoff,
                 ])?;
             Ok(changed > 0)
         })
@@ -366,13 +379,40 @@ mod tests {
         if let AnyRun::Agent(r) = &mut settled.run {
             r.status = RunStatus::Error;
         }
-        assert!(store.settle_orphan(&settled, &[], Some("dead")).unwrap());
         assert!(
-            !store.settle_orphan(&settled, &[], Some("dead")).unwrap(),
+            !store
+                .settle_orphan(
+                    &settled,
+                    &[],
+                    Some("dead"),
+                    std::time::Duration::from_secs(4_000_000_000)
+                )
+                .unwrap(),
+            "an owner that heartbeated within the timeout keeps its run"
+        );
+        assert!(
+            store
+                .settle_orphan(&settled, &[], Some("dead"), timeout)
+                .unwrap()
+        );
+        assert!(
+            !store
+                .settle_orphan(&settled, &[], Some("dead"), timeout)
+                .unwrap(),
             "a second settler finds nothing to do"
         );
         assert_eq!(store.orphans("me", timeout).unwrap().1.len(), 0);
-        store.forget_processes(&["dead".into()]).unwrap();
+        store
+            .forget_processes(&["alive".into()], Some(timeout))
+            .unwrap();
+        store
+            .forget_processes(&["dead".into()], Some(timeout))
+            .unwrap();
+        assert!(
+            store.heartbeat("alive").unwrap(),
+            "a live process is not forgotten"
+        );
+        assert!(!store.heartbeat("dead").unwrap());
 
         // Cancel requests reach the owner; ended and unknown runs say so.
         assert_eq!(
