@@ -896,6 +896,17 @@ fn a_short_run_is_followed_from_the_events_it_stored() {
         "Story for 'a short tale'. Starring Default-Bot. The end."
     );
 
+    // A client that counted the live stream's events (content deltas among them) may be
+    // past the stored ones: it still gets how the run ended.
+    let resumed = post_form(
+        &a.url(&format!("/agents/story-writer/runs/{run_id}/resume")),
+        &[("last_event_index", "40"), ("session_id", "s1")],
+    );
+    let events = crate::serve::parse_sse(&resumed.body);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["replay", "RunCompleted"], "{}", resumed.body);
+    assert_eq!(events[1].1["event_index"], json!(41));
+
     // `agentos runs follow --jsonl` the same, from the start.
     let mut env = TestEnv::new();
     env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());

@@ -136,12 +136,18 @@ pub async fn follow(
     }
 }
 
-/// Sends a run's stored events from position `from` on, up to and with its terminal event.
+/// Sends a run's stored events from position `from` on, up to and with its terminal
+/// event, which is sent even when it lies before `from`: stored events leave out content
+/// deltas, so a client counting the live stream's events may be past their end, and
+/// still learns how the run ended (at position `from`).
 async fn replay_stored(events: &[Value], run_id: &str, from: u64, tx: &mpsc::Sender<(u64, Value)>) {
-    let skip = usize::try_from(from).unwrap_or(usize::MAX);
-    for (seq, event) in events.iter().enumerate().skip(skip) {
+    for (seq, event) in events.iter().enumerate() {
+        let seq = seq as u64;
         let terminal = is_terminal(event, run_id);
-        if tx.send((seq as u64, event.clone())).await.is_err() || terminal {
+        if seq < from && !terminal {
+            continue;
+        }
+        if tx.send((seq.max(from), event.clone())).await.is_err() || terminal {
             return;
         }
     }

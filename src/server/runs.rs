@@ -502,8 +502,9 @@ pub async fn resume(
         let (missed, total) = if live || start.journaled {
             (start.missed as u64, start.total)
         } else {
+            // The terminal event comes however far the client had got.
             let total = stored.events.len() as u64;
-            (total.saturating_sub(from), total)
+            (total.saturating_sub(from).max(1), total)
         };
         let message = format!("Run {status}. Replaying {missed} missed events (of {total} total).");
         let replay = python_json(&[
