@@ -753,6 +753,26 @@ fn the_deepest_accepted_expressions_evaluate_in_a_run() {
     let out = env.run(["run", "deep", "-m", "go"]);
     out.assert_success();
     assert!(out.stdout().contains("You check."), "{}", out.stdout());
+
+    // The engine's stack does not depend on the main thread's (`ulimit -s`).
+    let agentos = env.cmd(["run", "deep", "-m", "go"]);
+    let mut small_stack = std::process::Command::new("sh");
+    small_stack
+        .arg("-c")
+        .arg("ulimit -s 1024 && exec \"$0\" \"$@\"")
+        .arg(agentos.get_program())
+        .args(agentos.get_args())
+        .current_dir(agentos.get_current_dir().expect("the test's directory"))
+        .stdin(std::process::Stdio::null());
+    for (key, value) in agentos.get_envs() {
+        match value {
+            Some(value) => small_stack.env(key, value),
+            None => small_stack.env_remove(key),
+        };
+    }
+    let out = crate::util::run_command(small_stack, None);
+    out.assert_success();
+    assert!(out.stdout().contains("You check."), "{}", out.stdout());
 }
 
 #[test]

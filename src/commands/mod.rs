@@ -85,15 +85,25 @@ pub async fn as_owner<T>(
 pub const WORKER_STACK: usize = 2 * crate::expr::EVAL_STACK;
 
 /// Runs `future` to its end on a single-threaded runtime: how the commands other than
-/// `serve` run the engine and the store. The runtime runs on the calling thread, the main
-/// thread, whose stack (8 MiB by default on Linux and macOS) is as large as [`WORKER_STACK`]:
-/// enough for the workflow expressions the engine evaluates inline.
-pub fn block_on<T>(
-    future: impl std::future::Future<Output = anyhow::Result<T>>,
+/// `serve` run the engine and the store. The runtime runs on a thread of its own with a
+/// [`WORKER_STACK`] stack, as the server's workers have, whatever stack the main thread got
+/// (`ulimit -s`): enough for the workflow expressions the engine evaluates inline.
+pub fn block_on<T: Send>(
+    future: impl std::future::Future<Output = anyhow::Result<T>> + Send,
 ) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?
-        .block_on(future)
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("agentos-engine".into())
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(scope, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("could not start the async runtime")?
+                    .block_on(future)
+            })
+            .context("could not start the engine's thread")?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

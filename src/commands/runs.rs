@@ -145,7 +145,7 @@ async fn follow_events(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<(
     let from = args.after.map_or(0, |n| n.saturating_add(1));
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let following = tokio::spawn(follow::follow(store.clone(), run_id.clone(), from, tx));
-    let mut out = io::stdout().lock();
+    let mut out = io::stdout();
     let mut at_line_start = true;
     let mut terminal = None;
     while let Some((seq, mut event)) = rx.recv().await {
@@ -174,7 +174,6 @@ async fn follow_events(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<(
     if !args.jsonl && !at_line_start {
         writeln!(out)?;
     }
-    drop(out);
     following.await.context("the follower stopped")??;
     match terminal {
         // How the run ended, as its last event says (its stored row may lag behind).

@@ -368,7 +368,7 @@ fn describe_command(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-fn run_command(mut cmd: Command, stdin: Option<Vec<u8>>) -> CmdOutput {
+pub fn run_command(mut cmd: Command, stdin: Option<Vec<u8>>) -> CmdOutput {
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
