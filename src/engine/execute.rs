@@ -696,6 +696,7 @@ impl Call<'_> {
                             .await;
                     }
                 }
+                Chunk::Reasoning(text) if text.is_empty() => {}
                 Chunk::Reasoning(text) => {
                     first.get_or_insert_with(Instant::now);
                     if streamed.reasoning.len() + text.len() > self.max_answer_bytes {
