@@ -197,7 +197,10 @@ impl Transport {
                 call.provider, call.url
             )))
         })?;
-        let sent = tokio::time::timeout(self.options.read_timeout, self.client.request(request));
+        // The wait for the answer's head includes connecting, which the connector bounds
+        // on its own (the connect timeout may be the longer of the two).
+        let head_timeout = self.options.read_timeout + self.options.connect_timeout;
+        let sent = tokio::time::timeout(head_timeout, self.client.request(request));
         match sent.await {
             Err(_) => Err(Failure::Other(self.read_timeout_error(call.provider))),
             Ok(Ok(response)) => Ok(response),
