@@ -119,9 +119,15 @@ async fn start(
             return Err(err);
         }
     };
-    if dequeued? {
-        tracing::info!(parent: &span, "cancelled while it was queued");
-        state.runs.cancel(&run_id);
+    // The run has begun: it is delivered whatever the queue said, or it would stay
+    // RUNNING under a live owner with nobody executing it.
+    match dequeued {
+        Ok(true) => {
+            tracing::info!(parent: &span, "cancelled while it was queued");
+            state.runs.cancel(&run_id);
+        }
+        Ok(false) => {}
+        Err(err) => tracing::warn!(parent: &span, "could not take the run off the queue: {err}"),
     }
     deliver(
         state,
