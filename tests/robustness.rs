@@ -509,6 +509,43 @@ fn another_users_id_never_reaches_a_queued_run() {
     assert_eq!(alice.json()["status"], "PENDING", "{}", alice.body);
     let anyone = get(&s.url(&path));
     assert_eq!(anyone.json()["status"], "PENDING", "{}", anyone.body);
+
+    // Resume follows the queued run for its owner, by the same rule.
+    let resume = s.url(&format!("/agents/story-writer/runs/{run_id}/resume"));
+    let bob = post_form(&resume, &[("last_event_index", "-1"), ("user_id", "bob")]);
+    assert_eq!(bob.status, 404, "{}", bob.body);
+    let mut alice = crate::processes::Stream::open(
+        &resume,
+        &[("last_event_index", "-1"), ("user_id", "alice")],
+    );
+    let replay = alice.until(Duration::from_secs(10), |name, _| name == "replay");
+    assert_eq!(replay["status"], "PENDING", "{replay}");
+    drop(alice);
+
+    // Queued into a session that exists already: polled as PENDING by its owner.
+    let session = json!({"session_id": "alice-existing", "user_id": "alice",
+                         "agent_id": "story-writer"});
+    let created = crate::serve::send_json("POST", &s.url("/sessions?type=agent"), &session);
+    assert!(created.status < 300, "{}", created.body);
+    let accepted = post_form(
+        &url,
+        &[
+            ("message", "queued story"),
+            ("stream", "false"),
+            ("background", "true"),
+            ("session_id", "alice-existing"),
+            ("user_id", "alice"),
+        ],
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let run_id = accepted.json()["run_id"].as_str().unwrap().to_string();
+    let path = format!("/agents/story-writer/runs/{run_id}?session_id=alice-existing");
+    let alice = get(&s.url(&format!("{path}&user_id=alice")));
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert_eq!(alice.json()["status"], "PENDING", "{}", alice.body);
+    assert_eq!(get(&s.url(&path)).json()["status"], "PENDING");
+    let bob = get(&s.url(&format!("{path}&user_id=bob")));
+    assert_eq!(bob.status, 404, "{}", bob.body);
     drop(busy);
 }
 

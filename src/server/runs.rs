@@ -547,15 +547,9 @@ async fn resume_queued(
     last: i64,
 ) -> ApiResult {
     let store = state.engine.store();
-    let Some(queued) = store.queued_run(run_id).await?.filter(|q| {
-        q.kind == component
-            && q.component_id == id
-            && session_id.is_none_or(|sid| sid == q.session_id)
-    }) else {
-        return Err(ApiError::not_found("Run not found"));
-    };
-    if let Some(user) = user_id
-        && !session_visible(state, &queued.session_id, user).await?
+    if super::sessions::visible_queued_run(store, (component, id), run_id, session_id, user_id)
+        .await?
+        .is_none()
     {
         return Err(ApiError::not_found("Run not found"));
     }

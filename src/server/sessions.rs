@@ -441,29 +441,58 @@ pub async fn component_run(
     component.require(state.engine.config(), id)?;
     let store = state.engine.store();
     let not_found = || ApiError::not_found("Run not found");
-    if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
-        // A background run still queued has no session yet.
-        if let Some(queued) = store
-            .queued_run(run_id)
-            .await?
-            .filter(|q| q.session_id == session_id && q.kind == component && q.component_id == id)
-            .filter(|q| q.visible_to(user_id.as_deref()))
-        {
-            return Ok(ok(&queued_run(&queued)));
-        }
-        return Err(not_found());
-    }
-    let stored = store
-        .get_run(run_id)
-        .await?
-        .filter(|r| {
+    if owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
+        let stored = store.get_run(run_id).await?.filter(|r| {
             r.run.session_id() == session_id
                 && r.run.kind() == component
                 && r.run.component_id() == id
-        })
-        .ok_or_else(not_found)?;
-    let run = schemas::polled_run(&stored);
-    Ok(ok(&run))
+        });
+        if let Some(stored) = stored {
+            return Ok(ok(&schemas::polled_run(&stored)));
+        }
+    }
+    // A background run still waiting in the queue has no row yet (nor, in a new
+    // session, a session).
+    match visible_queued_run(
+        store,
+        (component, id),
+        run_id,
+        Some(&session_id),
+        user_id.as_deref(),
+    )
+    .await?
+    {
+        Some(queued) => Ok(ok(&queued_run(&queued))),
+        None => Err(not_found()),
+    }
+}
+
+/// A background run still waiting in the queue, if `user_id` may see it: by the rule of
+/// [`crate::store::Session::visible_to`], applied to its session when that exists, else
+/// to the user id the run will give its session.
+pub(super) async fn visible_queued_run(
+    store: &Store,
+    (component, id): (Kind, &str),
+    run_id: &str,
+    session_id: Option<&str>,
+    user_id: Option<&str>,
+) -> Result<Option<crate::store::QueuedRun>, ApiError> {
+    let Some(queued) = store.queued_run(run_id).await?.filter(|q| {
+        q.kind == component
+            && q.component_id == id
+            && session_id.is_none_or(|sid| sid == q.session_id)
+    }) else {
+        return Ok(None);
+    };
+    let visible = match store.get_session(&queued.session_id).await? {
+        Some(session) => {
+            session.session_type == component
+                && session.component_id == id
+                && session.visible_to(user_id)
+        }
+        None => queued.visible_to(user_id),
+    };
+    Ok(visible.then_some(queued))
 }
 
 /// A queued background run as polling shows it: its ids and `PENDING`.
