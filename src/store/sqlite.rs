@@ -463,16 +463,26 @@ impl SqliteStore {
         run: &impl RunRecord,
         session_type: Kind,
     ) -> StoreResult<()> {
-        if run.session_id() != session.session_id {
+        let encoded = EncodedRun::new(run, &[])?;
+        self.begin_encoded_run(&EncodedSession::new(session)?, &encoded, session_type)
+    }
+
+    /// [`SqliteStore::begin_run`] with the JSON already encoded (by the caller, off the
+    /// writer thread).
+    pub(crate) fn begin_encoded_run(
+        &self,
+        session: &EncodedSession,
+        run: &EncodedRun,
+        session_type: Kind,
+    ) -> StoreResult<()> {
+        let (session_json, session) = (&session.json, &session.session);
+        if run.session_id != session.session_id {
             return Err(StoreError::InvalidRun(format!(
                 "run '{}' belongs to session '{}', not '{}'",
-                run.run_id(),
-                run.session_id(),
-                session.session_id
+                run.run_id, run.session_id, session.session_id
             )));
         }
-        let session_json = SessionJson::new(session)?;
-        let columns = RunColumns::new(run, &[])?;
+        let columns = &run.columns;
         let now = now_secs();
         self.write(|tx| {
             tx.prepare_cached(concat!(
@@ -502,26 +512,26 @@ impl SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?
                 .execute(params![
-                    run.run_id(),
-                    run.session_id(),
-                    run.parent_run_id(),
-                    run.component_id(),
-                    run.user_id(),
-                    run.status(),
-                    run.input_content(),
+                    run.run_id,
+                    run.session_id,
+                    run.parent_run_id,
+                    run.component_id,
+                    run.user_id,
+                    run.status,
+                    run.input_content,
                     columns.content,
                     columns.run,
                     columns.events,
                     columns.input_tokens,
                     columns.output_tokens,
                     columns.total_tokens,
-                    run.created_at(),
+                    run.created_at,
                     now,
                     self.owner(),
                 ]);
             match inserted {
                 Ok(_) => Ok(()),
-                Err(e) if is_constraint(&e) => Err(StoreError::RunExists(run.run_id().to_string())),
+                Err(e) if is_constraint(&e) => Err(StoreError::RunExists(run.run_id.clone())),
                 Err(e) => Err(e.into()),
             }
         })
@@ -538,8 +548,14 @@ impl SqliteStore {
         events: &[Value],
         session_state: &Value,
     ) -> StoreResult<()> {
-        let columns = RunColumns::new(run, events)?;
-        let state = serde_json::to_string(session_state)?;
+        let encoded = EncodedRun::new(run, events)?;
+        self.finish_encoded_run(&encoded, &serde_json::to_string(session_state)?)
+    }
+
+    /// [`SqliteStore::finish_run`] with the JSON already encoded (by the caller, off the
+    /// writer thread): the run and its events, and the session's state.
+    pub(crate) fn finish_encoded_run(&self, run: &EncodedRun, state: &str) -> StoreResult<()> {
+        let columns = &run.columns;
         let now = now_secs();
         self.write(|tx| {
             let session_id: Option<String> = tx
@@ -552,8 +568,8 @@ impl SqliteStore {
                 )?
                 .query_row(
                     params![
-                        run.run_id(),
-                        run.status(),
+                        run.run_id,
+                        run.status,
                         columns.content,
                         columns.run,
                         columns.events,
@@ -569,12 +585,12 @@ impl SqliteStore {
             let Some(session_id) = session_id else {
                 let status: Option<RunStatus> = tx
                     .prepare_cached("SELECT status FROM runs WHERE run_id = ?1")?
-                    .query_row([run.run_id()], |row| row.get(0))
+                    .query_row([&run.run_id], |row| row.get(0))
                     .optional()?;
                 return Err(match status {
-                    None => StoreError::RunNotFound(run.run_id().to_string()),
+                    None => StoreError::RunNotFound(run.run_id.clone()),
                     Some(status) => StoreError::NotLive {
-                        run_id: run.run_id().to_string(),
+                        run_id: run.run_id.clone(),
                         status,
                     },
                 });
@@ -986,6 +1002,51 @@ fn summarize(
         output_tokens: to_u64(output_tokens),
         total_tokens: to_u64(total_tokens),
     })
+}
+
+/// A run as its row stores it, encoded: the JSON is made by whoever calls the store, so
+/// the one writer thread only writes.
+pub(crate) struct EncodedRun {
+    run_id: String,
+    session_id: String,
+    parent_run_id: Option<String>,
+    component_id: String,
+    user_id: Option<String>,
+    status: RunStatus,
+    input_content: String,
+    created_at: i64,
+    columns: RunColumns,
+}
+
+impl EncodedRun {
+    pub(crate) fn new(run: &impl RunRecord, events: &[Value]) -> StoreResult<Self> {
+        Ok(EncodedRun {
+            run_id: run.run_id().to_string(),
+            session_id: run.session_id().to_string(),
+            parent_run_id: run.parent_run_id().map(str::to_string),
+            component_id: run.component_id().to_string(),
+            user_id: run.user_id().map(str::to_string),
+            status: run.status(),
+            input_content: run.input_content().to_string(),
+            created_at: run.created_at(),
+            columns: RunColumns::new(run, events)?,
+        })
+    }
+}
+
+/// A session with its JSON columns encoded.
+pub(crate) struct EncodedSession {
+    session: Session,
+    json: SessionJson,
+}
+
+impl EncodedSession {
+    pub(crate) fn new(session: &Session) -> StoreResult<Self> {
+        Ok(EncodedSession {
+            json: SessionJson::new(session)?,
+            session: session.clone(),
+        })
+    }
 }
 
 /// The derived columns of a run row.

@@ -10,6 +10,7 @@ use crate::kind::Kind;
 use crate::run::{AnyRun, RunStatus};
 use crate::store::backend::{Backend, HistoryFetch, Notice};
 use crate::store::pool::Pool;
+use crate::store::sqlite::{EncodedRun, EncodedSession};
 use crate::store::{
     CancelOutcome, JournalBatch, JournalRead, Orphan, Pending, ProcessInfo, QueuedRun, RunListing,
     RunQuery, Session, SessionQuery, SessionSummary, SessionWithRuns, StoredRun,
@@ -76,12 +77,24 @@ impl Backend for Pool {
         })
     }
 
+    // The JSON of a run is encoded here, in the caller's task, not on the one writer
+    // thread: encoding is most of a write's work, and the writer serves every run.
     fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
-        self.write(move |db| db.begin_run(&session, &run, kind))
+        let encoded =
+            EncodedRun::new(&run, &[]).and_then(|r| Ok((EncodedSession::new(&session)?, r)));
+        match encoded {
+            Ok((session, run)) => self.write(move |db| db.begin_encoded_run(&session, &run, kind)),
+            Err(err) => Pending::ready(Err(err)),
+        }
     }
 
     fn finish_run(&self, run: AnyRun, events: Vec<Value>, state: Value) -> Pending<()> {
-        self.write(move |db| db.finish_run(&run, &events, &state))
+        let encoded =
+            EncodedRun::new(&run, &events).and_then(|r| Ok((r, serde_json::to_string(&state)?)));
+        match encoded {
+            Ok((run, state)) => self.write(move |db| db.finish_encoded_run(&run, &state)),
+            Err(err) => Pending::ready(Err(err)),
+        }
     }
 
     fn update_run_status(&self, id: String, status: RunStatus) -> Pending<bool> {
