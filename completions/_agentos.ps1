@@ -23,7 +23,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -54,7 +54,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'Use this model instead of the agent''s (`provider:model`, or `test`)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--no-stream', '--no-stream', [CompletionResultType]::ParameterName, 'Ask the model for the whole answer at once instead of streaming it')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the final run object as JSON (the API''s shape) instead of the text')
             [CompletionResult]::new('--jsonl', '--jsonl', [CompletionResultType]::ParameterName, 'Print every event as one JSON object per line, as it happens')
@@ -66,7 +66,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--note', '--note', [CompletionResultType]::ParameterName, 'Why; given to the model with a rejection')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--approve', '--approve', [CompletionResultType]::ParameterName, 'Let the paused tool calls run')
             [CompletionResult]::new('--reject', '--reject', [CompletionResultType]::ParameterName, 'Refuse the paused tool calls; the model is told (with --note)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the final run object as JSON instead of the text')
@@ -86,7 +86,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--body-timeout-secs', '--body-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds a client has to send its whole request body; slower ones get 408')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--insecure', '--insecure', [CompletionResultType]::ParameterName, 'Allow listening on a non-loopback address without a security key')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -95,7 +95,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;check' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -103,7 +103,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;agents' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'One line per agent, team and workflow (the default)')
@@ -114,7 +114,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;agents;list' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -122,7 +122,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;agents;show' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -145,7 +145,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;sessions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List sessions, newest first')
@@ -163,7 +163,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many to show')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON lines instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -172,7 +172,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;sessions;show' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the stored runs as JSON instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -181,7 +181,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;sessions;delete' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -189,7 +189,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;sessions;rename' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -221,7 +221,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--wait-secs', '--wait-secs', [CompletionResultType]::ParameterName, 'How long to wait for the run to stop (0: only ask)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
@@ -229,7 +229,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;runs' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List runs, newest first, with the process executing each live one')
@@ -243,7 +243,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'How many to show')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Team members'' and workflow steps'' runs too')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
@@ -254,7 +254,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--after', '--after', [CompletionResultType]::ParameterName, 'Start after this event index (as the API''s `last_event_index`); default: from the start')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('--jsonl', '--jsonl', [CompletionResultType]::ParameterName, 'Print every event as one JSON line (with its `event_index`) instead of the answer')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -278,7 +278,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
         'agentos;completions' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
-            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps (reads; writes have one of their own)')
+            [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break

@@ -20,7 +20,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -50,7 +50,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --model 'Use this model instead of the agent''s (`provider:model`, or `test`)'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --no-stream 'Ask the model for the whole answer at once instead of streaming it'
             cand --json 'Print the final run object as JSON (the API''s shape) instead of the text'
             cand --jsonl 'Print every event as one JSON object per line, as it happens'
@@ -61,7 +61,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --note 'Why; given to the model with a rejection'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --approve 'Let the paused tool calls run'
             cand --reject 'Refuse the paused tool calls; the model is told (with --note)'
             cand --json 'Print the final run object as JSON instead of the text'
@@ -80,7 +80,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --body-timeout-secs 'Seconds a client has to send its whole request body; slower ones get 408'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --insecure 'Allow listening on a non-loopback address without a security key'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -88,14 +88,14 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;check'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;agents'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'One line per agent, team and workflow (the default)'
@@ -105,14 +105,14 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;agents;list'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;agents;show'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -130,7 +130,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;sessions'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'List sessions, newest first'
@@ -147,7 +147,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --limit 'How many to show'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --json 'Print JSON lines instead of a table'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -155,7 +155,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;sessions;show'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --json 'Print the stored runs as JSON instead'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -163,14 +163,14 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;sessions;delete'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;sessions;rename'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
@@ -195,14 +195,14 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --wait-secs 'How long to wait for the run to stop (0: only ask)'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }
         &'agentos;runs'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
             cand list 'List runs, newest first, with the process executing each live one'
@@ -215,7 +215,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --limit 'How many to show'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --all 'Team members'' and workflow steps'' runs too'
             cand --json 'Print a JSON array instead of a table'
             cand -h 'Print help'
@@ -225,7 +225,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --after 'Start after this event index (as the API''s `last_event_index`); default: from the start'
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand --jsonl 'Print every event as one JSON line (with its `event_index`) instead of the answer'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -244,7 +244,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
         &'agentos;completions'= {
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
-            cand --db-pool 'PostgreSQL connections each process keeps (reads; writes have one of their own)'
+            cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
             cand -h 'Print help'
             cand --help 'Print help'
         }

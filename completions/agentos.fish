@@ -26,7 +26,7 @@ end
 
 complete -c agentos -n "__fish_agentos_needs_command" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_needs_command" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_needs_command" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_needs_command" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_needs_command" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_needs_command" -s V -l version -d 'Print version'
 complete -c agentos -n "__fish_agentos_needs_command" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
@@ -49,7 +49,7 @@ complete -c agentos -n "__fish_agentos_using_subcommand run" -l output-schema -d
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l model -d 'Use this model instead of the agent\'s (`provider:model`, or `test`)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand run" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand run" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l no-stream -d 'Ask the model for the whole answer at once instead of streaming it'
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l json -d 'Print the final run object as JSON (the API\'s shape) instead of the text'
 complete -c agentos -n "__fish_agentos_using_subcommand run" -l jsonl -d 'Print every event as one JSON object per line, as it happens'
@@ -57,7 +57,7 @@ complete -c agentos -n "__fish_agentos_using_subcommand run" -s h -l help -d 'Pr
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l note -d 'Why; given to the model with a rejection' -r
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand continue" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand continue" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l approve -d 'Let the paused tool calls run'
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l reject -d 'Refuse the paused tool calls; the model is told (with --note)'
 complete -c agentos -n "__fish_agentos_using_subcommand continue" -l json -d 'Print the final run object as JSON instead of the text'
@@ -73,34 +73,34 @@ complete -c agentos -n "__fish_agentos_using_subcommand serve" -l max-connection
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l body-timeout-secs -d 'Seconds a client has to send its whole request body; slower ones get 408' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand serve" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand serve" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -l insecure -d 'Allow listening on a non-loopback address without a security key'
 complete -c agentos -n "__fish_agentos_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand check" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand check" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand check" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand check" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand check" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "list" -d 'One line per agent, team and workflow (the default)'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and not __fish_seen_subcommand_from list show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "list" -d 'One line per agent, team and workflow (the default)'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "show" -d 'Everything about one agent, team or workflow, instructions and steps included'
 complete -c agentos -n "__fish_agentos_using_subcommand agents; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -f -a "list" -d 'List sessions, newest first'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and not __fish_seen_subcommand_from list show delete rename help" -f -a "show" -d 'Print a session\'s conversation'
@@ -112,21 +112,21 @@ complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_see
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -s n -l limit -d 'How many to show' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -l json -d 'Print JSON lines instead of a table'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -l json -d 'Print the stored runs as JSON instead'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from delete" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from delete" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from delete" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from delete" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from rename" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from rename" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from rename" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from rename" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from rename" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "list" -d 'List sessions, newest first'
 complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print a session\'s conversation'
@@ -136,11 +136,11 @@ complete -c agentos -n "__fish_agentos_using_subcommand sessions; and __fish_see
 complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l wait-secs -d 'How long to wait for the run to stop (0: only ask)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand cancel" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand cancel" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -f -a "list" -d 'List runs, newest first, with the process executing each live one'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and not __fish_seen_subcommand_from list follow help" -f -a "follow" -d 'Print a run\'s answer (or events) as it goes, from any process; ends with the run'
@@ -149,14 +149,14 @@ complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_su
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -s n -l limit -d 'How many to show' -r
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l all -d 'Team members\' and workflow steps\' runs too'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l json -d 'Print a JSON array instead of a table'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l after -d 'Start after this event index (as the API\'s `last_event_index`); default: from the start' -r
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l jsonl -d 'Print every event as one JSON line (with its `event_index`) instead of the answer'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from help" -f -a "list" -d 'List runs, newest first, with the process executing each live one'
@@ -164,7 +164,7 @@ complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_su
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
-complete -c agentos -n "__fish_agentos_using_subcommand completions" -l db-pool -d 'PostgreSQL connections each process keeps (reads; writes have one of their own)' -r
+complete -c agentos -n "__fish_agentos_using_subcommand completions" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
 complete -c agentos -n "__fish_agentos_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "run" -d 'Run an agent once and stream its answer to stdout'
 complete -c agentos -n "__fish_agentos_using_subcommand help; and not __fish_seen_subcommand_from run continue serve check agents sessions cancel runs completions help" -f -a "continue" -d 'Continue a run paused for a tool confirmation'

@@ -9,7 +9,7 @@ Environment:
   AGENTOS_CONFIG   agents file (else ./agents.toml, then the user config dir)
   AGENTOS_DB       the store: a SQLite file (else agentos.db in the user data dir) or a
                    postgres://user@host/db URL
-  AGENTOS_DB_POOL  PostgreSQL connections per process (16)
+  AGENTOS_DB_POOL  PostgreSQL read connections per process (16)
   OPENAI_API_KEY   key of the built-in `openai` provider (OPENAI_BASE_URL overrides its URL)
   ANTHROPIC_API_KEY  key of the built-in `anthropic` provider (ANTHROPIC_BASE_URL overrides
                    its URL, as Anthropic's SDKs take it: with or without `/v1`)
@@ -33,7 +33,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AGENTOS_DB", value_name = "PATH|URL")]
     pub db: Option<PathBuf>,
 
-    /// PostgreSQL connections each process keeps (reads; writes have one of their own).
+    /// PostgreSQL connections each process keeps for reads (writes have four of their own).
     #[arg(
         long,
         global = true,

@@ -157,6 +157,29 @@ impl<T> Pending<T> {
     }
 }
 
+impl Pending<()> {
+    /// The calls of `all`, already queued, as one: done when each is, failing with the
+    /// first failure.
+    pub(crate) fn all(mut all: Vec<Pending<()>>) -> Pending<()> {
+        if all.len() <= 1 {
+            return all.pop().unwrap_or_else(|| Pending::ready(Ok(())));
+        }
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut result = Ok(());
+            for pending in all {
+                if let Err(err) = pending.await
+                    && result.is_ok()
+                {
+                    result = Err(err);
+                }
+            }
+            let _ = tx.send(result);
+        });
+        Pending::from_receiver(rx)
+    }
+}
+
 impl<T> std::future::Future for Pending<T> {
     type Output = StoreResult<T>;
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{PgStore, queries as q};
+use super::{PgStore, WRITERS, queries as q, writer_of};
 use crate::kind::Kind;
-use crate::run::{AnyRun, RunStatus};
+use crate::run::{AnyRun, RunRecord, RunStatus};
 use crate::store::backend::{Backend, HistoryFetch, Notice};
 use crate::store::{
     CancelOutcome, JournalBatch, JournalRead, Orphan, Pending, ProcessInfo, QueuedRun, RunListing,
@@ -29,11 +29,15 @@ impl Backend for PgStore {
     }
 
     fn create_session(&self, session: Session) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::create_session(&*c, &session).await }))
+        self.write_for(&session.session_id.clone(), move |c| {
+            Box::pin(async move { q::create_session(&*c, &session).await })
+        })
     }
 
     fn rename_session(&self, id: String, name: String) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::rename_session(&*c, &id, &name).await }))
+        self.write_for(&id.clone(), move |c| {
+            Box::pin(async move { q::rename_session(&*c, &id, &name).await })
+        })
     }
 
     fn update_session(
@@ -43,7 +47,7 @@ impl Backend for PgStore {
         state: Option<Value>,
         metadata: Option<Value>,
     ) -> Pending<Option<Session>> {
-        self.write(move |c| {
+        self.write_for(&id.clone(), move |c| {
             Box::pin(async move {
                 q::update_session(&*c, &id, name.as_deref(), state.as_ref(), metadata.as_ref())
                     .await
@@ -52,7 +56,9 @@ impl Backend for PgStore {
     }
 
     fn delete_session(&self, id: String) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::delete_session(&*c, &id).await }))
+        self.write_for(&id.clone(), move |c| {
+            Box::pin(async move { q::delete_session(&*c, &id).await })
+        })
     }
 
     fn delete_sessions(&self, ids: Vec<String>, types: Option<Vec<Kind>>) -> Pending<u64> {
@@ -75,20 +81,22 @@ impl Backend for PgStore {
 
     fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
         let owner = self.owner();
-        self.write(move |c| {
+        self.write_for(&run.run_id().to_string(), move |c| {
             Box::pin(async move { q::begin_run(c, &session, &run, kind, owner.as_deref()).await })
         })
     }
 
     fn finish_run(&self, run: AnyRun, events: Vec<Value>, state: Value) -> Pending<()> {
         let owner = self.owner();
-        self.write(move |c| {
+        self.write_for(&run.run_id().to_string(), move |c| {
             Box::pin(async move { q::finish_run(c, &run, &events, &state, owner.as_deref()).await })
         })
     }
 
     fn update_run_status(&self, id: String, status: RunStatus) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::update_run_status(c, &id, status).await }))
+        self.write_for(&id.clone(), move |c| {
+            Box::pin(async move { q::update_run_status(c, &id, status).await })
+        })
     }
 
     fn transition_run(
@@ -99,7 +107,7 @@ impl Backend for PgStore {
         stage: Option<String>,
     ) -> Pending<bool> {
         let owner = self.owner();
-        self.write(move |c| {
+        self.write_for(&id.clone(), move |c| {
             Box::pin(async move {
                 q::transition_run(c, &id, from, to, stage.as_deref(), owner.as_deref()).await
             })
@@ -176,7 +184,7 @@ impl Backend for PgStore {
         owner: Option<String>,
         silent_for: Duration,
     ) -> Pending<bool> {
-        self.write(move |c| {
+        self.write_for(&run.run.run_id().to_string(), move |c| {
             Box::pin(async move {
                 q::settle_orphan(c, &run, &events, owner.as_deref(), silent_for).await
             })
@@ -184,7 +192,9 @@ impl Backend for PgStore {
     }
 
     fn request_cancel(&self, id: String) -> Pending<CancelOutcome> {
-        self.write(move |c| Box::pin(async move { q::request_cancel(c, &id).await }))
+        self.write_for(&id.clone(), move |c| {
+            Box::pin(async move { q::request_cancel(c, &id).await })
+        })
     }
 
     fn cancel_requests(&self, owner: String) -> Pending<Vec<String>> {
@@ -195,12 +205,30 @@ impl Backend for PgStore {
         self.read(move |c| Box::pin(async move { q::list_all_runs(&*c, &query).await }))
     }
 
+    /// Each run's batches go to that run's writer, behind its earlier writes and before
+    /// its outcome; the result is the first failure, if any.
     fn append_journal(&self, batches: Vec<JournalBatch>) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::append_journal(c, &batches).await }))
+        let mut by_writer: Vec<Vec<JournalBatch>> = (0..WRITERS).map(|_| Vec::new()).collect();
+        for batch in batches {
+            by_writer[writer_of(&batch.run_id)].push(batch);
+        }
+        let written: Vec<Pending<()>> = by_writer
+            .into_iter()
+            .enumerate()
+            .filter(|(_, batches)| !batches.is_empty())
+            .map(|(writer, batches)| {
+                self.write_to(writer, move |c| {
+                    Box::pin(async move { q::append_journal(c, &batches).await })
+                })
+            })
+            .collect();
+        Pending::all(written)
     }
 
     fn reset_journal(&self, id: String) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::reset_journal(&*c, &id).await }))
+        self.write_for(&id.clone(), move |c| {
+            Box::pin(async move { q::reset_journal(&*c, &id).await })
+        })
     }
 
     fn read_journal(&self, id: String, from: u64) -> Pending<JournalRead> {
@@ -212,7 +240,9 @@ impl Backend for PgStore {
     }
 
     fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::enqueue_run(c, &run).await }))
+        self.write_for(&run.run_id.clone(), move |c| {
+            Box::pin(async move { q::enqueue_run(c, &run).await })
+        })
     }
 
     /// On a pooled connection rather than the writer: a claim is one statement, and
@@ -229,11 +259,15 @@ impl Backend for PgStore {
     }
 
     fn release_run(&self, run_id: String) -> Pending<()> {
-        self.write(move |c| Box::pin(async move { q::release_run(c, &run_id).await }))
+        self.write_for(&run_id.clone(), move |c| {
+            Box::pin(async move { q::release_run(c, &run_id).await })
+        })
     }
 
     fn dequeue_run(&self, run_id: String) -> Pending<bool> {
-        self.write(move |c| Box::pin(async move { q::dequeue_run(&*c, &run_id).await }))
+        self.write_for(&run_id.clone(), move |c| {
+            Box::pin(async move { q::dequeue_run(&*c, &run_id).await })
+        })
     }
 
     fn queued_run(&self, run_id: String) -> Pending<Option<QueuedRun>> {

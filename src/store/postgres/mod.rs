@@ -2,9 +2,12 @@
 //! several `agentos serve` processes on several machines sharing one database.
 //!
 //! - **Connections.** A deadpool pool of tokio-postgres connections (`--db-pool` or
-//!   `AGENTOS_DB_POOL`, 16 by default) serves reads; one writer task takes every write in
-//!   the order it was made, on a connection of its own, so a run's journal batches and
-//!   its outcome reach the database in order, as with SQLite's writer thread. Heartbeats
+//!   `AGENTOS_DB_POOL`, 16 by default) serves reads. Writes go through [`WRITERS`] writer
+//!   tasks, each with a connection of its own taking its writes in the order they were
+//!   made; every write about one run (or one session) goes to the same writer, chosen by
+//!   its id, so a run's journal batches and its outcome reach the database in order, as
+//!   with SQLite's writer thread, while the commits of different runs overlap (each
+//!   commit waits for the database's disk). Heartbeats
 //!   take a connection of their own (a pool of one), so a busy server's heartbeat never
 //!   waits for a connection its runs hold, and other servers never take it for stopped.
 //! - **TLS** (rustls) as libpq's `sslmode`: `prefer` (the default) and `require` encrypt
@@ -36,6 +39,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::backend::Notice;
 use super::{Pending, StoreError, StoreResult};
 
+/// Writer tasks, each on a connection of the pool (see the module documentation).
+pub(super) const WRITERS: usize = 4;
 /// Connections in the read pool unless `--db-pool`/`AGENTOS_DB_POOL` say otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 /// How long getting a connection may take before a store call fails.
@@ -62,7 +67,7 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     describe: String,
-    writer: OnceLock<mpsc::UnboundedSender<Job>>,
+    writers: OnceLock<Vec<mpsc::UnboundedSender<Job>>>,
     /// The process whose runs this store begins, once known.
     owner: Arc<OnceLock<String>>,
     notices: OnceLock<broadcast::Sender<Notice>>,
@@ -125,14 +130,15 @@ impl PgStore {
                     source: Box::new(e),
                 })
         };
-        let (pool, control) = (pool(pool_size.max(1))?, pool(1)?);
+        // The writers hold their connections for good: they come on top of the reads'.
+        let (pool, control) = (pool(pool_size.max(1) + WRITERS)?, pool(1)?);
         Ok(PgStore {
             pool,
             control,
             config,
             tls,
             describe,
-            writer: OnceLock::new(),
+            writers: OnceLock::new(),
             owner: Arc::new(OnceLock::new()),
             notices: OnceLock::new(),
         })
@@ -168,8 +174,26 @@ impl PgStore {
         on_pool(&self.control, f)
     }
 
-    /// Queues `f` for the writer, which runs writes one at a time in the order queued.
+    /// Queues `f` for the first writer: a write about no run or session in particular.
     pub(super) fn write<T, F>(&self, f: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.write_to(0, f)
+    }
+
+    /// Queues `f` for the writer of `key` (a run or session id), which runs its writes one
+    /// at a time in the order queued.
+    pub(super) fn write_for<T, F>(&self, key: &str, f: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        self.write_to(writer_of(key), f)
+    }
+
+    pub(super) fn write_to<T, F>(&self, writer: usize, f: F) -> Pending<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
@@ -181,17 +205,21 @@ impl PgStore {
                 let _ = tx.send(tracing::Instrument::instrument(f(client), span).await);
             })
         });
-        match self.writer().send(job) {
+        match self.writers()[writer].send(job) {
             Ok(()) => Pending::from_receiver(rx),
             Err(_) => Pending::stopped(),
         }
     }
 
-    fn writer(&self) -> &mpsc::UnboundedSender<Job> {
-        self.writer.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(write_jobs(self.pool.clone(), rx));
-            tx
+    fn writers(&self) -> &[mpsc::UnboundedSender<Job>] {
+        self.writers.get_or_init(|| {
+            (0..WRITERS)
+                .map(|_| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(write_jobs(self.pool.clone(), rx));
+                    tx
+                })
+                .collect()
         })
     }
 
@@ -205,6 +233,14 @@ impl PgStore {
             })
             .subscribe()
     }
+}
+
+/// The writer of the writes about `key` (a run or session id): always the same one.
+pub(super) fn writer_of(key: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % WRITERS as u64) as usize
 }
 
 /// Runs `f` on a connection of `pool`, in a task of its own.
