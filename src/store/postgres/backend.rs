@@ -29,13 +29,13 @@ impl Backend for PgStore {
     }
 
     fn create_session(&self, session: Session) -> Pending<()> {
-        self.write_for(&session.session_id.clone(), move |c| {
+        self.write_to(writer_of(&session.session_id), move |c| {
             Box::pin(async move { q::create_session(&*c, &session).await })
         })
     }
 
     fn rename_session(&self, id: String, name: String) -> Pending<bool> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move { q::rename_session(&*c, &id, &name).await })
         })
     }
@@ -47,7 +47,7 @@ impl Backend for PgStore {
         state: Option<Value>,
         metadata: Option<Value>,
     ) -> Pending<Option<Session>> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move {
                 q::update_session(&*c, &id, name.as_deref(), state.as_ref(), metadata.as_ref())
                     .await
@@ -56,7 +56,7 @@ impl Backend for PgStore {
     }
 
     fn delete_session(&self, id: String) -> Pending<bool> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move { q::delete_session(&*c, &id).await })
         })
     }
@@ -81,20 +81,20 @@ impl Backend for PgStore {
 
     fn begin_run(&self, session: Session, run: AnyRun, kind: Kind) -> Pending<()> {
         let owner = self.owner();
-        self.write_for(&run.run_id().to_string(), move |c| {
+        self.write_to(writer_of(run.run_id()), move |c| {
             Box::pin(async move { q::begin_run(c, &session, &run, kind, owner.as_deref()).await })
         })
     }
 
     fn finish_run(&self, run: AnyRun, events: Vec<Value>, state: Value) -> Pending<()> {
         let owner = self.owner();
-        self.write_for(&run.run_id().to_string(), move |c| {
+        self.write_to(writer_of(run.run_id()), move |c| {
             Box::pin(async move { q::finish_run(c, &run, &events, &state, owner.as_deref()).await })
         })
     }
 
     fn update_run_status(&self, id: String, status: RunStatus) -> Pending<bool> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move { q::update_run_status(c, &id, status).await })
         })
     }
@@ -107,7 +107,7 @@ impl Backend for PgStore {
         stage: Option<String>,
     ) -> Pending<bool> {
         let owner = self.owner();
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move {
                 q::transition_run(c, &id, from, to, stage.as_deref(), owner.as_deref()).await
             })
@@ -184,7 +184,7 @@ impl Backend for PgStore {
         owner: Option<String>,
         silent_for: Duration,
     ) -> Pending<bool> {
-        self.write_for(&run.run.run_id().to_string(), move |c| {
+        self.write_to(writer_of(run.run.run_id()), move |c| {
             Box::pin(async move {
                 q::settle_orphan(c, &run, &events, owner.as_deref(), silent_for).await
             })
@@ -192,7 +192,7 @@ impl Backend for PgStore {
     }
 
     fn request_cancel(&self, id: String) -> Pending<CancelOutcome> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move { q::request_cancel(c, &id).await })
         })
     }
@@ -226,7 +226,7 @@ impl Backend for PgStore {
     }
 
     fn reset_journal(&self, id: String) -> Pending<()> {
-        self.write_for(&id.clone(), move |c| {
+        self.write_to(writer_of(&id), move |c| {
             Box::pin(async move { q::reset_journal(&*c, &id).await })
         })
     }
@@ -240,7 +240,7 @@ impl Backend for PgStore {
     }
 
     fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
-        self.write_for(&run.run_id.clone(), move |c| {
+        self.write_to(writer_of(&run.run_id), move |c| {
             Box::pin(async move { q::enqueue_run(c, &run).await })
         })
     }
@@ -259,13 +259,13 @@ impl Backend for PgStore {
     }
 
     fn release_run(&self, run_id: String) -> Pending<()> {
-        self.write_for(&run_id.clone(), move |c| {
+        self.write_to(writer_of(&run_id), move |c| {
             Box::pin(async move { q::release_run(c, &run_id).await })
         })
     }
 
     fn dequeue_run(&self, run_id: String) -> Pending<bool> {
-        self.write_for(&run_id.clone(), move |c| {
+        self.write_to(writer_of(&run_id), move |c| {
             Box::pin(async move { q::dequeue_run(&*c, &run_id).await })
         })
     }

@@ -183,16 +183,8 @@ impl PgStore {
         self.write_to(0, f)
     }
 
-    /// Queues `f` for the writer of `key` (a run or session id), which runs its writes one
-    /// at a time in the order queued.
-    pub(super) fn write_for<T, F>(&self, key: &str, f: F) -> Pending<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Client) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
-    {
-        self.write_to(writer_of(key), f)
-    }
-
+    /// Queues `f` for writer `writer` ([`writer_of`] a run or session id), which runs its
+    /// writes one at a time in the order queued.
     pub(super) fn write_to<T, F>(&self, writer: usize, f: F) -> Pending<T>
     where
         T: Send + 'static,
