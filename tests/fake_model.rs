@@ -413,6 +413,10 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
             break;
         }
         let Ok(stream) = stream else { continue };
+        // An answer goes out in several writes (head, chunks): without this, Nagle's
+        // algorithm holds each small write for the client's delayed ACK (40 ms), as no
+        // real provider does.
+        let _ = stream.set_nodelay(true);
         let connection = state.connections.fetch_add(1, Ordering::SeqCst) + 1;
         let state = state.clone();
         let _ = std::thread::Builder::new()

@@ -2,7 +2,9 @@
 //! batches so other processes can follow the run and a crash loses only the last batch.
 //!
 //! Events are kept as they are sent ([`JournalSink`]) and written by the process's
-//! flusher once the run has lived a flush interval, then with every interval; when the
+//! flusher once the run has lived a flush interval, then with every interval. Until then
+//! they are kept as events, not JSON: most runs end sooner and are never journaled, and
+//! pay nothing for it. When the
 //! run ends its last events are written just before its outcome is stored, so a follower
 //! that finds the run ended finds its whole journal. Batches are bounded
 //! in size too: once a run's unwritten events reach [`BATCH_BYTES`], they are written at
@@ -30,11 +32,17 @@ pub struct Journal {
     started: Instant,
     /// Written however short the run (its client follows it from the store).
     eager: bool,
+    /// Age from which the run is journaled: the flush interval.
+    min_age: std::time::Duration,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 pub(super) struct State {
+    /// Events sent while the run was younger than the flush interval, as they were sent.
+    young: Vec<Event>,
+    /// About how many bytes of JSON `young` would make.
+    young_bytes: usize,
     /// Events sent and not yet turned into a batch, as JSON lines.
     pending: String,
     pending_count: u64,
@@ -47,12 +55,18 @@ pub(super) struct State {
 }
 
 impl Journal {
-    pub(super) fn new(run_id: &str, store: Store, eager: bool) -> Journal {
+    pub(super) fn new(
+        run_id: &str,
+        store: Store,
+        eager: bool,
+        min_age: std::time::Duration,
+    ) -> Journal {
         Journal {
             run_id: run_id.to_string(),
             store,
             started: Instant::now(),
             eager,
+            min_age,
             state: Mutex::new(State::default()),
         }
     }
@@ -67,14 +81,18 @@ impl Journal {
 
     /// Keeps an event; writes what is held at once when it reached [`BATCH_BYTES`].
     fn push(&self, event: &Event) {
-        let line = event.to_json();
         let mut state = self.state();
-        if state.pending_count > 0 {
-            state.pending.push('\n');
+        if !self.eager && self.started.elapsed() < self.min_age {
+            state.young_bytes += approximate_size(event);
+            state.young.push(event.clone());
+            if state.young_bytes < BATCH_BYTES {
+                return;
+            }
+        } else {
+            state.encode_young();
+            state.push_line(&event.to_json());
         }
-        state.pending.push_str(&line);
-        state.pending_count += 1;
-        if state.pending.len() >= BATCH_BYTES {
+        if state.pending.len() >= BATCH_BYTES || state.young_bytes >= BATCH_BYTES {
             self.write(&mut state);
         }
     }
@@ -121,8 +139,39 @@ impl Journal {
     }
 }
 
+/// About the size of an event's JSON, without making it: its text and a fixed share for
+/// its ids and keys.
+fn approximate_size(event: &Event) -> usize {
+    const FIELDS: usize = 400;
+    match &event.data {
+        crate::event::EventData::RunContent {
+            content,
+            reasoning_content,
+            ..
+        } => FIELDS + content.as_str().map_or(FIELDS, str::len) + reasoning_content.len(),
+        _ => FIELDS,
+    }
+}
+
 impl State {
+    fn push_line(&mut self, line: &str) {
+        if self.pending_count > 0 {
+            self.pending.push('\n');
+        }
+        self.pending.push_str(line);
+        self.pending_count += 1;
+    }
+
+    /// Turns the events kept as events into JSON lines, in order.
+    fn encode_young(&mut self) {
+        for event in std::mem::take(&mut self.young) {
+            self.push_line(&event.to_json());
+        }
+        self.young_bytes = 0;
+    }
+
     fn batch(&mut self, run_id: &str) {
+        self.encode_young();
         if self.pending_count == 0 {
             return;
         }
@@ -158,6 +207,8 @@ mod tests {
     use super::*;
     use crate::event::{AgentSource, EventData, EventSource};
 
+    const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
     fn content(text: &str) -> Event {
         let source = Arc::new(EventSource::Agent(AgentSource {
             run_id: "r1".into(),
@@ -178,7 +229,7 @@ mod tests {
     #[tokio::test]
     async fn a_journal_is_written_once_its_events_reach_the_byte_bound() {
         let store = Store::open_in_memory().unwrap();
-        let journal = Journal::new("r1", store.clone(), false);
+        let journal = Journal::new("r1", store.clone(), false, MINUTE);
         journal.push(&content("small"));
         assert!(!store.read_journal("r1", 0).await.unwrap().journaled);
         let piece = "x".repeat(BATCH_BYTES / 2);
@@ -194,11 +245,11 @@ mod tests {
         assert_eq!(read.events.len(), 1, "the rest is written as the run ends");
 
         // An eager journal is written when its run ends, however short it was.
-        let eager = Journal::new("r2", store.clone(), true);
+        let eager = Journal::new("r2", store.clone(), true, MINUTE);
         eager.push(&content("only"));
         eager.finish();
         assert_eq!(store.read_journal("r2", 0).await.unwrap().events.len(), 1);
-        let lazy = Journal::new("r3", store.clone(), false);
+        let lazy = Journal::new("r3", store.clone(), false, MINUTE);
         lazy.push(&content("only"));
         lazy.finish();
         assert!(!store.read_journal("r3", 0).await.unwrap().journaled);

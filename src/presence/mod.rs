@@ -225,7 +225,12 @@ impl Presence {
             return None;
         }
         let eager = lock(&self.eager).remove(run_id);
-        let journal = Arc::new(Journal::new(run_id, self.store.clone(), eager));
+        let journal = Arc::new(Journal::new(
+            run_id,
+            self.store.clone(),
+            eager,
+            self.settings.flush_interval,
+        ));
         lock(&self.journals).insert(run_id.to_string(), journal.clone());
         // A continued run starts a new event stream under the same id.
         if continued {
