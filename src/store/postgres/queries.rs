@@ -493,17 +493,28 @@ pub(super) async fn finish_run(
     let state = serde_json::to_string(session_state)?;
     let now = now_secs();
     let tx = client.transaction().await?;
+    // The session's row first, then the run's: the order beginning a run and deleting a
+    // session take them in, so two writers never wait for each other in a circle. (Both
+    // are undone below when the run is not this process's live run.)
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE sessions SET session_state = $2, updated_at = GREATEST(updated_at, $3) \
+             WHERE session_id = $1",
+        )
+        .await?;
+    tx.execute(&stmt, &[&run.session_id(), &state, &now])
+        .await?;
     let stmt = tx
         .prepare_cached(
             "UPDATE runs SET status = $2, content = NULL, run = $3, events = $4, \
              input_tokens = $5, output_tokens = $6, total_tokens = $7, \
              updated_at = GREATEST(updated_at, $8), owner = NULL, cancel_requested = FALSE \
              WHERE run_id = $1 AND status IN ('RUNNING', 'PENDING') \
-             AND (owner IS NULL OR owner = $9) RETURNING session_id",
+             AND (owner IS NULL OR owner = $9)",
         )
         .await?;
-    let row = tx
-        .query_opt(
+    let updated = tx
+        .execute(
             &stmt,
             &[
                 &run.run_id(),
@@ -518,7 +529,7 @@ pub(super) async fn finish_run(
             ],
         )
         .await?;
-    let Some(row) = row else {
+    if updated == 0 {
         let found = tx
             .query_opt(
                 "SELECT status FROM runs WHERE run_id = $1",
@@ -532,15 +543,7 @@ pub(super) async fn finish_run(
                 status: status(row.get(0))?,
             },
         });
-    };
-    let session_id: String = row.get(0);
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE sessions SET session_state = $2, updated_at = GREATEST(updated_at, $3) \
-             WHERE session_id = $1",
-        )
-        .await?;
-    tx.execute(&stmt, &[&session_id, &state, &now]).await?;
+    }
     // Followers elsewhere look at the run again.
     notify(&tx, JOURNAL_CHANNEL, run.run_id()).await?;
     tx.commit().await?;
