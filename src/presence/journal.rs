@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
+use serde_json::Value;
 
 use crate::event::{Event, EventSink};
 use crate::store::{JournalBatch, Store};
@@ -39,9 +40,10 @@ pub struct Journal {
 
 #[derive(Default)]
 pub(super) struct State {
-    /// Events sent while the run was younger than the flush interval, as they were sent.
-    young: Vec<Event>,
-    /// About how many bytes of JSON `young` would make.
+    /// Events sent while the run was younger than the flush interval: as they were sent,
+    /// or as JSON for the few whose size cannot be told without encoding them.
+    young: Vec<Young>,
+    /// How many bytes of JSON `young` makes, at most about.
     young_bytes: usize,
     /// Events sent and not yet turned into a batch, as JSON lines.
     pending: String,
@@ -83,8 +85,18 @@ impl Journal {
     fn push(&self, event: &Event) {
         let mut state = self.state();
         if !self.eager && self.started.elapsed() < self.min_age {
-            state.young_bytes += approximate_size(event);
-            state.young.push(event.clone());
+            let young = match size_bound(event) {
+                Some(bytes) => {
+                    state.young_bytes += bytes;
+                    Young::Event(Box::new(event.clone()))
+                }
+                None => {
+                    let line = event.to_json();
+                    state.young_bytes += line.len();
+                    Young::Line(line)
+                }
+            };
+            state.young.push(young);
             if state.young_bytes < BATCH_BYTES {
                 return;
             }
@@ -93,7 +105,7 @@ impl Journal {
             state.push_line(&event.to_json());
         }
         if state.pending.len() >= BATCH_BYTES || state.young_bytes >= BATCH_BYTES {
-            self.write(&mut state);
+            drop(self.write(&mut state));
         }
     }
 
@@ -114,18 +126,16 @@ impl Journal {
     }
 
     /// Batches what is pending and hands every batch made to the store, with the state
-    /// locked.
-    fn write(&self, state: &mut State) {
+    /// locked; gives the write, which nobody need await: it is queued already.
+    fn write(&self, state: &mut State) -> Option<crate::store::Pending<()>> {
         state.batch(&self.run_id);
         let batches = Self::take_batches(state);
-        if !batches.is_empty() {
-            drop(self.store.append_journal(batches));
-        }
+        (!batches.is_empty()).then(|| self.store.append_journal(batches))
     }
 
-    /// Writes everything held now (the process is stopping).
-    pub(super) fn flush(&self) {
-        self.write(&mut self.state());
+    /// Writes everything held now (the process is stopping); gives the write.
+    pub(super) fn flush(&self) -> Option<crate::store::Pending<()>> {
+        self.write(&mut self.state())
     }
 
     /// The run ended: its last events are written if it is journaled (a run that never
@@ -135,21 +145,76 @@ impl Journal {
         if !state.written && !self.eager {
             return;
         }
-        self.write(&mut state);
+        drop(self.write(&mut state));
     }
 }
 
-/// About the size of an event's JSON, without making it: its text and a fixed share for
-/// its ids and keys.
-fn approximate_size(event: &Event) -> usize {
-    const FIELDS: usize = 400;
+/// An event kept while its run is young.
+enum Young {
+    Event(Box<Event>),
+    Line(String),
+}
+
+/// A bound on the size of an event's JSON, without making it, for the events a run sends
+/// most and whose size lies in their text: content deltas, and a run's end. `None` for the
+/// others (tool results, team members' runs, workflow steps can be large), which are
+/// encoded at once.
+fn size_bound(event: &Event) -> Option<usize> {
+    use crate::event::EventData;
+    // Ids, names, timestamps, keys; text counted twice for escapes.
+    const FIELDS: usize = 600;
+    let text = |s: &str| 2 * s.len();
     match &event.data {
-        crate::event::EventData::RunContent {
+        EventData::RunContent {
             content,
             reasoning_content,
+            model_provider_data,
             ..
-        } => FIELDS + content.as_str().map_or(FIELDS, str::len) + reasoning_content.len(),
-        _ => FIELDS,
+        } => Some(
+            FIELDS
+                + value_bound(content)
+                + text(reasoning_content)
+                + model_provider_data.as_ref().map_or(0, value_bound),
+        ),
+        EventData::RunCompleted {
+            content,
+            reasoning_content,
+            model_provider_data,
+            session_state,
+            metadata,
+            member_responses: None,
+            ..
+        } => Some(
+            FIELDS
+                + content.as_ref().map_or(0, value_bound)
+                + reasoning_content.as_deref().map_or(0, text)
+                + [model_provider_data, session_state, metadata]
+                    .into_iter()
+                    .map(|v| v.as_ref().map_or(0, value_bound))
+                    .sum::<usize>(),
+        ),
+        EventData::RunStarted { .. }
+        | EventData::ModelRequestStarted { .. }
+        | EventData::ModelRequestCompleted { .. }
+        | EventData::RunContentCompleted {}
+        | EventData::RunContinued {} => Some(FIELDS),
+        _ => None,
+    }
+}
+
+/// A bound on the size of a JSON value once written: its text counted twice for escapes,
+/// and a few bytes for every other token.
+fn value_bound(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 2 * s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| value_bound(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| 2 * k.len() + 4 + value_bound(v))
+                .sum::<usize>()
+        }
+        _ => 24,
     }
 }
 
@@ -164,8 +229,11 @@ impl State {
 
     /// Turns the events kept as events into JSON lines, in order.
     fn encode_young(&mut self) {
-        for event in std::mem::take(&mut self.young) {
-            self.push_line(&event.to_json());
+        for young in std::mem::take(&mut self.young) {
+            match young {
+                Young::Event(event) => self.push_line(&event.to_json()),
+                Young::Line(line) => self.push_line(&line),
+            }
         }
         self.young_bytes = 0;
     }

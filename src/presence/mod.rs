@@ -186,11 +186,16 @@ impl Presence {
         self.settings
     }
 
-    /// Writes what the journals hold, stops the background tasks and removes this
-    /// process from the store. Runs still live stay owned by it until another process
-    /// takes them over (a clean shutdown cancels them first).
+    /// Writes what the journals hold (and waits for those writes, whichever of the store's
+    /// writers carries them), stops the background tasks and removes this process from
+    /// the store. Runs still live stay owned by it until another process takes them over
+    /// (a clean shutdown cancels them first).
     pub async fn stop(&self) {
-        self.flush_all();
+        for written in self.flush_all() {
+            if let Err(err) = written.await {
+                tracing::warn!("could not write a run's journal: {err}");
+            }
+        }
         self.stopped.cancel();
         let _ = self.store.forget_process(&self.info.process_id).await;
     }
@@ -254,11 +259,13 @@ impl Presence {
         lock(&self.journals).remove(journal.run_id());
     }
 
-    fn flush_all(&self) {
+    /// Writes what every journal holds; gives the writes.
+    fn flush_all(&self) -> Vec<crate::store::Pending<()>> {
         let journals: Vec<Arc<Journal>> = lock(&self.journals).values().cloned().collect();
-        for journal in journals {
-            journal.flush();
-        }
+        journals
+            .iter()
+            .filter_map(|journal| journal.flush())
+            .collect()
     }
 
     /// Every flush interval: batches the new events of every run that has lived an
