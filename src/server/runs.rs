@@ -476,9 +476,15 @@ pub async fn resume(
     }
 
     let store = state.engine.store();
-    let stored = store.get_run(run_id).await?;
+    let mut stored = store.get_run(run_id).await?;
     if stored.is_none() {
-        return resume_queued(&state, (component, id), run_id, (session_id, user_id), last).await;
+        if store.queued_run(run_id).await?.is_some() {
+            return resume_queued(&state, (component, id), run_id, (session_id, user_id), last)
+                .await;
+        }
+        // It may have begun between the two looks: a run leaves the queue only once its
+        // row exists.
+        stored = store.get_run(run_id).await?;
     }
     let Some(stored) = stored.filter(|s| {
         s.run.kind() == component

@@ -440,30 +440,37 @@ pub async fn component_run(
     let user_id = last_query(&req, "user_id").map(str::to_string);
     component.require(state.engine.config(), id)?;
     let store = state.engine.store();
-    let not_found = || ApiError::not_found("Run not found");
-    if owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
-        let stored = store.get_run(run_id).await?.filter(|r| {
+    let stored = || async {
+        if !owns_session(store, (component, id), &session_id, user_id.as_deref()).await? {
+            return Ok::<_, ApiError>(None);
+        }
+        Ok(store.get_run(run_id).await?.filter(|r| {
             r.run.session_id() == session_id
                 && r.run.kind() == component
                 && r.run.component_id() == id
-        });
-        if let Some(stored) = stored {
-            return Ok(ok(&schemas::polled_run(&stored)));
-        }
+        }))
+    };
+    if let Some(stored) = stored().await? {
+        return Ok(ok(&schemas::polled_run(&stored)));
     }
     // A background run still waiting in the queue has no row yet (nor, in a new
     // session, a session).
-    match visible_queued_run(
+    let queued = visible_queued_run(
         store,
         (component, id),
         run_id,
         Some(&session_id),
         user_id.as_deref(),
     )
-    .await?
-    {
-        Some(queued) => Ok(ok(&queued_run(&queued))),
-        None => Err(not_found()),
+    .await?;
+    if let Some(queued) = queued {
+        return Ok(ok(&queued_run(&queued)));
+    }
+    // It may have begun between the two looks: a run leaves the queue only once its row
+    // (and its session) exist.
+    match stored().await? {
+        Some(stored) => Ok(ok(&schemas::polled_run(&stored))),
+        None => Err(ApiError::not_found("Run not found")),
     }
 }
 
