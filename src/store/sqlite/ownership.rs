@@ -52,8 +52,9 @@ impl SqliteStore {
     /// Refreshes a process's heartbeat. False when its row is gone (another process took
     /// it for dead).
     pub fn heartbeat(&self, process_id: &str) -> StoreResult<bool> {
-        let now = crate::run::unix_now();
         self.write(|tx| {
+            // Read once the write lock is held: waiting for it must not age the beat.
+            let now = crate::run::unix_now();
             let changed = tx
                 .prepare_cached("UPDATE processes SET heartbeat_at = ?2 WHERE process_id = ?1")?
                 .execute(params![process_id, now])?;
