@@ -661,3 +661,109 @@ fn a_client_leaving_while_its_run_starts_gives_its_place_back() {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["status"], "COMPLETED");
 }
+
+/// A minimal MCP server over stdio: one tool, `shout`.
+const MCP_SERVER: &str = r#"
+import json, sys
+for line in sys.stdin:
+    msg = json.loads(line)
+    method, id = msg.get("method"), msg.get("id")
+    if id is None:
+        continue
+    if method == "initialize":
+        result = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "shouter", "version": "1.0"}}
+    elif method == "tools/list":
+        result = {"tools": [{"name": "shout", "description": "Upper-cases a text.",
+                             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}]}
+    else:
+        print(json.dumps({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": method}}), flush=True)
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": id, "result": result}), flush=True)
+"#;
+
+#[test]
+fn agents_list_their_tools_as_agentos_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("shouter.py");
+    std::fs::write(&script, MCP_SERVER).expect("write the MCP server");
+    let config = format!(
+        "{CONFIG}\n[mcp.shouter]\ncommand = \"python3\"\nargs = [\"{}\"]\n\n\
+         [mcp.gone]\ncommand = \"/nonexistent/agentos-mcp-server\"\n\n\
+         [[agents]]\nid = \"mcp-agent\"\nmodel = \"test\"\ntools = [\"get_time\", \"mcp:shouter\"]\n\
+         tool_call_limit = 4\n\n\
+         [[agents]]\nid = \"half-agent\"\nmodel = \"test\"\ntools = [\"get_time\", \"mcp:gone\"]\n\n\
+         [[agents]]\nid = \"no-tools\"\nmodel = \"test\"\n",
+        script.display()
+    );
+    let s = Server::start_config(&config);
+    let theirs = capture_json("005_get_agents");
+    let theirs_of = |id: &str| {
+        theirs
+            .as_array()
+            .and_then(|list| list.iter().find(|a| a["id"] == id))
+            .unwrap_or_else(|| panic!("capture 005 has {id}"))
+            .clone()
+    };
+
+    let list = crate::serve::get(&s.url("/agents"));
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list = list.json();
+    let ours_of = |id: &str| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|a| a["id"] == id))
+            .unwrap_or_else(|| panic!("/agents has {id}: {list}"))
+            .clone()
+    };
+    // The same keys in the same order as AgentOS, `tools` after `model`.
+    let weather = ours_of("weather-agent");
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&weather), keys(&theirs_of("weather-agent")));
+    assert_eq!(
+        weather["tools"]["tools"][0],
+        theirs_of("weather-agent")["tools"]["tools"][0],
+        "get_weather is described as AgentOS describes it"
+    );
+    let names: Vec<&str> = weather["tools"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["get_weather", "get_time", "broken"]);
+    // A tool that needs confirmation says so, in AgentOS's shape.
+    let confirm = ours_of("confirm-agent");
+    let their_confirm = theirs_of("confirm-agent");
+    assert_same_keys(
+        &confirm["tools"]["tools"][0],
+        &their_confirm["tools"]["tools"][0],
+        &[],
+    );
+    assert_eq!(confirm["tools"]["tools"][0]["requires_confirmation"], true);
+    // No tools, no `tools` key; `GET /agents/{id}` says the same as the list.
+    assert!(ours_of("no-tools").get("tools").is_none());
+    let one = crate::serve::get(&s.url("/agents/weather-agent")).json();
+    assert_eq!(one, weather);
+
+    // An MCP server's tools, listed once it has been started for the description.
+    let mcp = crate::serve::get(&s.url("/agents/mcp-agent")).json();
+    assert_eq!(
+        mcp["tools"],
+        json!({"tools": [
+            {"name": "get_time", "description": "The time in a city.",
+             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+            {"name": "shout", "description": "Upper-cases a text.",
+             "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}
+        ], "tool_call_limit": 4}),
+        "{mcp}"
+    );
+    // A server that cannot start leaves its tools out; the agent is still described.
+    let half = crate::serve::get(&s.url("/agents/half-agent"));
+    assert_eq!(half.status, 200, "{}", half.body);
+    let half = half.json();
+    let half_names: Vec<&str> = half["tools"]["tools"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(half_names, ["get_time"]);
+}

@@ -231,6 +231,17 @@ impl Engine {
         &self.config
     }
 
+    /// The tools `agent` offers its model, for describing it (`GET /agents`): MCP servers
+    /// are started as a run would start them; one that cannot be leaves its tools out,
+    /// with a warning in the log.
+    pub async fn tool_specs(&self, agent: &AgentDef) -> Vec<crate::tools::ToolSpec> {
+        let (specs, missing) = self.tools.describe(&agent.tools).await;
+        if let Some(reason) = missing {
+            tracing::warn!(agent = %agent.id, "tools left out of the agent's description: {reason}");
+        }
+        specs
+    }
+
     /// Stores how a run ended. A run another process settled meanwhile (it took this
     /// process for stopped while it was stalled) keeps what that process stored: the
     /// outcome here is logged, not written.

@@ -24,6 +24,7 @@ use crate::config::{
     AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, StepDef, StepKind, TeamDef, WorkflowDef,
 };
 use crate::model::{self, ModelInfo};
+use crate::tools::ToolSpec;
 
 /// The id of agentos's one database (the SQLite store), as `db_id` in AgentOS's shapes.
 pub const DB_ID: &str = "agentos";
@@ -169,37 +170,49 @@ pub fn openapi(state: &Arc<AppState>) -> ApiResult {
 }
 
 /// `GET /agents`: every agent, in file order.
-pub fn agents(state: &Arc<AppState>) -> ApiResult {
+pub async fn agents(state: &Arc<AppState>) -> ApiResult {
     let config = state.engine.config();
+    let tools = AgentTools::of(state, &config.agents).await;
     let list: Vec<Value> = config
         .agents
         .iter()
-        .map(|a| agent_json(config, a))
+        .map(|a| agent_json(config, a, &tools))
         .collect();
     Ok(ok(&list))
 }
 
 /// `GET /agents/{id}`.
-pub fn agent(state: &Arc<AppState>, id: &str) -> ApiResult {
+pub async fn agent(state: &Arc<AppState>, id: &str) -> ApiResult {
     let config = state.engine.config();
     match config.agent(id) {
-        Some(agent) => Ok(ok(&agent_json(config, agent))),
+        Some(agent) => {
+            let tools = AgentTools::of(state, std::slice::from_ref(agent)).await;
+            Ok(ok(&agent_json(config, agent, &tools)))
+        }
         None => Err(ApiError::not_found("Agent not found")),
     }
 }
 
 /// `GET /teams`: every team, in file order, each as `GET /teams/{id}` describes it.
-pub fn teams(state: &Arc<AppState>) -> ApiResult {
+pub async fn teams(state: &Arc<AppState>) -> ApiResult {
     let config = state.engine.config();
-    let list: Vec<Value> = config.teams.iter().map(|t| team_json(config, t)).collect();
+    let tools = AgentTools::of(state, &config.agents).await;
+    let list: Vec<Value> = config
+        .teams
+        .iter()
+        .map(|t| team_json(config, t, &tools))
+        .collect();
     Ok(ok(&list))
 }
 
 /// `GET /teams/{id}`.
-pub fn team(state: &Arc<AppState>, id: &str) -> ApiResult {
+pub async fn team(state: &Arc<AppState>, id: &str) -> ApiResult {
     let config = state.engine.config();
     match config.team(id) {
-        Some(team) => Ok(ok(&team_json(config, team))),
+        Some(team) => {
+            let tools = AgentTools::of(state, &config.agents).await;
+            Ok(ok(&team_json(config, team, &tools)))
+        }
         None => Err(ApiError::not_found("Team not found")),
     }
 }
@@ -217,10 +230,13 @@ pub fn workflows(state: &Arc<AppState>) -> ApiResult {
 }
 
 /// `GET /workflows/{id}`: the workflow with its steps.
-pub fn workflow(state: &Arc<AppState>, id: &str) -> ApiResult {
+pub async fn workflow(state: &Arc<AppState>, id: &str) -> ApiResult {
     let config = state.engine.config();
     match config.workflow(id) {
-        Some(workflow) => Ok(ok(&workflow_json(config, workflow))),
+        Some(workflow) => {
+            let tools = AgentTools::of(state, &config.agents).await;
+            Ok(ok(&workflow_json(config, workflow, &tools)))
+        }
         None => Err(ApiError::not_found("Workflow not found")),
     }
 }
@@ -245,7 +261,9 @@ fn model_info(config: &Config, spec: &str) -> ModelInfo {
 
 /// AgentOS's `AgentResponse` for one agent. Settings at their defaults are omitted, as
 /// AgentOS does; instructions are shown raw, with `{placeholders}` unfilled.
-fn agent_json(config: &Config, agent: &AgentDef) -> Value {
+/// AgentOS's `AgentResponse` for one agent. `tools` are the specs its model is offered;
+/// an agent without tools has no `tools` key, as in AgentOS.
+fn agent_json(config: &Config, agent: &AgentDef, tools: &AgentTools) -> Value {
     let model = model_info(config, &agent.model);
     let mut out = Map::new();
     out.insert("id".into(), json!(agent.id));
@@ -260,6 +278,16 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
         "model".into(),
         json!({"name": model.class_name, "model": model.id, "provider": model.provider}),
     );
+    let specs = tools.of_agent(&agent.id);
+    if !specs.is_empty() {
+        let list: Vec<Value> = specs.iter().map(tool_json).collect();
+        let mut tools = Map::new();
+        tools.insert("tools".into(), Value::Array(list));
+        if agent.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
+            tools.insert("tool_call_limit".into(), json!(agent.tool_call_limit));
+        }
+        out.insert("tools".into(), Value::Object(tools));
+    }
 
     out.insert(
         "sessions".into(),
@@ -289,6 +317,38 @@ fn agent_json(config: &Config, agent: &AgentDef) -> Value {
     Value::Object(out)
 }
 
+/// The tools each agent offers its model, read before an agent, team or workflow is
+/// described (starting an agent's MCP servers is asynchronous, describing is not).
+#[derive(Default)]
+struct AgentTools(std::collections::HashMap<String, Vec<ToolSpec>>);
+
+impl AgentTools {
+    async fn of(state: &Arc<AppState>, agents: &[AgentDef]) -> Self {
+        let mut tools = std::collections::HashMap::new();
+        for agent in agents.iter().filter(|a| !a.tools.is_empty()) {
+            tools.insert(agent.id.clone(), state.engine.tool_specs(agent).await);
+        }
+        AgentTools(tools)
+    }
+
+    fn of_agent(&self, id: &str) -> &[ToolSpec] {
+        self.0.get(id).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One tool as AgentOS lists it: `name`, `description`, the JSON Schema of its
+/// `parameters`, and `requires_confirmation` only when it is set.
+fn tool_json(spec: &ToolSpec) -> Value {
+    let mut out = Map::new();
+    out.insert("name".into(), json!(spec.name));
+    out.insert("description".into(), json!(spec.description));
+    out.insert("parameters".into(), spec.parameters.clone());
+    if spec.requires_confirmation {
+        out.insert("requires_confirmation".into(), json!(true));
+    }
+    Value::Object(out)
+}
+
 /// The delegation tool a team's leader is offered, as its model sees it: `name`,
 /// `description` and the JSON Schema of its `parameters`.
 pub fn delegation_tool(config: &Config, team: &TeamDef) -> Value {
@@ -304,7 +364,7 @@ pub fn delegation_tool(config: &Config, team: &TeamDef) -> Value {
 
 /// AgentOS's `TeamResponse` for one team; members are described in full, sub-teams as
 /// teams. Settings at their defaults are omitted, as AgentOS does.
-fn team_json(config: &Config, team: &TeamDef) -> Value {
+fn team_json(config: &Config, team: &TeamDef, tools: &AgentTools) -> Value {
     let model = model_info(config, &team.model);
     let mut out = Map::new();
     out.insert("id".into(), json!(team.id));
@@ -318,12 +378,12 @@ fn team_json(config: &Config, team: &TeamDef) -> Value {
         "model".into(),
         json!({"name": model.class_name, "model": model.id, "provider": model.provider}),
     );
-    let mut tools = Map::new();
-    tools.insert("tools".into(), json!([delegation_tool(config, team)]));
+    let mut delegation = Map::new();
+    delegation.insert("tools".into(), json!([delegation_tool(config, team)]));
     if team.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
-        tools.insert("tool_call_limit".into(), json!(team.tool_call_limit));
+        delegation.insert("tool_call_limit".into(), json!(team.tool_call_limit));
     }
-    out.insert("tools".into(), Value::Object(tools));
+    out.insert("tools".into(), Value::Object(delegation));
     out.insert(
         "sessions".into(),
         sessions_json(team.add_history_to_context, team.num_history_runs),
@@ -341,8 +401,8 @@ fn team_json(config: &Config, team: &TeamDef) -> Value {
         .members
         .iter()
         .filter_map(|member| match member {
-            MemberRef::Agent(id) => config.agent(id).map(|a| agent_json(config, a)),
-            MemberRef::Team(id) => config.team(id).map(|t| team_json(config, t)),
+            MemberRef::Agent(id) => config.agent(id).map(|a| agent_json(config, a, tools)),
+            MemberRef::Team(id) => config.team(id).map(|t| team_json(config, t, tools)),
         })
         .collect();
     out.insert("members".into(), Value::Array(members));
@@ -369,7 +429,7 @@ fn workflow_summary(workflow: &WorkflowDef) -> Value {
 
 /// AgentOS's `WorkflowResponse`: `db_id` before `description` (unlike the summary) and the
 /// steps listed recursively.
-fn workflow_json(config: &Config, workflow: &WorkflowDef) -> Value {
+fn workflow_json(config: &Config, workflow: &WorkflowDef, tools: &AgentTools) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(workflow.id));
     out.insert("name".into(), json!(workflow.name));
@@ -380,7 +440,7 @@ fn workflow_json(config: &Config, workflow: &WorkflowDef) -> Value {
     let steps: Vec<Value> = workflow
         .steps
         .iter()
-        .map(|s| step_json(config, s))
+        .map(|s| step_json(config, s, tools))
         .collect();
     out.insert("steps".into(), Value::Array(steps));
     out.insert("workflow_agent".into(), json!(false));
@@ -392,7 +452,7 @@ fn workflow_json(config: &Config, workflow: &WorkflowDef) -> Value {
 
 /// A step as `GET /workflows/{id}` lists it: `name`, `description` (when set), `type`, the
 /// agent or team it runs, and nested `steps` (a router's choices too) and `else_steps`.
-fn step_json(config: &Config, step: &StepDef) -> Value {
+fn step_json(config: &Config, step: &StepDef, tools: &AgentTools) -> Value {
     let mut out = Map::new();
     out.insert("name".into(), json!(step.name));
     if let Some(description) = &step.description {
@@ -400,17 +460,17 @@ fn step_json(config: &Config, step: &StepDef) -> Value {
     }
     out.insert("type".into(), json!(step_type(&step.kind)));
     let nested = |steps: &[StepDef]| -> Value {
-        Value::Array(steps.iter().map(|s| step_json(config, s)).collect())
+        Value::Array(steps.iter().map(|s| step_json(config, s, tools)).collect())
     };
     match &step.kind {
         StepKind::Agent { id, .. } => {
             if let Some(agent) = config.agent(id) {
-                out.insert("agent".into(), agent_json(config, agent));
+                out.insert("agent".into(), agent_json(config, agent, tools));
             }
         }
         StepKind::Team { id, .. } => {
             if let Some(team) = config.team(id) {
-                out.insert("team".into(), team_json(config, team));
+                out.insert("team".into(), team_json(config, team, tools));
             }
         }
         StepKind::Parallel(steps) | StepKind::Loop { steps, .. } => {
@@ -569,6 +629,13 @@ model = "ollama:llama3.2"
         (status, serde_json::from_slice(&bytes).unwrap())
     }
 
+    fn block<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
     fn futures_collect(resp: hyper::Response<crate::server::body::Body>) -> Vec<u8> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -687,7 +754,7 @@ model = "ollama:llama3.2"
     #[test]
     fn agents_follow_agentos_shape() {
         let s = state(None);
-        let (_, list) = body(agents(&s));
+        let (_, list) = body(block(agents(&s)));
         assert_eq!(list.as_array().unwrap().len(), 3);
         assert_eq!(
             list[0],
@@ -702,7 +769,7 @@ model = "ollama:llama3.2"
                 "is_component":false,"sandboxed":false
             })
         );
-        let (status, full) = body(agent(&s, "full"));
+        let (status, full) = body(block(agent(&s, "full")));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             keys(&full),
@@ -739,12 +806,12 @@ model = "ollama:llama3.2"
             full["response_settings"],
             json!({"output_schema_name":"MovieScript"})
         );
-        let (_, local) = body(agent(&s, "local"));
+        let (_, local) = body(block(agent(&s, "local")));
         assert_eq!(local["model"]["name"], "OpenAILike");
         assert!(local.get("system_message").is_none());
 
         assert_eq!(
-            body(agent(&s, "nope")),
+            body(block(agent(&s, "nope"))),
             (StatusCode::NOT_FOUND, json!({"detail":"Agent not found"}))
         );
     }
@@ -817,10 +884,10 @@ steps = [{ name = "once", agent = "writer" }]
     #[test]
     fn teams_follow_agentos_shape() {
         let s = flows();
-        let (status, list) = body(teams(&s));
+        let (status, list) = body(block(teams(&s)));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list.as_array().unwrap().len(), 2);
-        let (_, team) = body(team(&s, "research-team"));
+        let (_, team) = body(block(team(&s, "research-team")));
         assert_eq!(list[0], team, "list items and details are the same object");
         assert_eq!(
             keys(&team),
@@ -880,7 +947,7 @@ steps = [{ name = "once", agent = "writer" }]
         assert_eq!(team["members"][1]["model"]["name"], "TestModel");
 
         // Broadcast: the one-call tool; a sub-team member described as a team.
-        let (_, all) = body(super::team(&s, "all"));
+        let (_, all) = body(block(super::team(&s, "all")));
         assert_eq!(all["mode"], "broadcast");
         let tool = &all["tools"]["tools"][0];
         assert_eq!(tool["name"], "delegate_task_to_members");
@@ -896,7 +963,7 @@ steps = [{ name = "once", agent = "writer" }]
         assert_eq!(all["members"][1]["members"][0]["id"], "researcher");
 
         assert_eq!(
-            body(super::team(&s, "x")),
+            body(block(super::team(&s, "x"))),
             (StatusCode::NOT_FOUND, json!({"detail":"Team not found"}))
         );
     }
@@ -914,7 +981,7 @@ steps = [{ name = "once", agent = "writer" }]
                  "sandboxed":false}
             ])
         );
-        let (status, wf) = body(workflow(&s, "content-workflow"));
+        let (status, wf) = body(block(workflow(&s, "content-workflow")));
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             keys(&wf),
@@ -944,12 +1011,12 @@ steps = [{ name = "once", agent = "writer" }]
         );
         assert_eq!(steps[2]["type"], "Condition");
         assert_eq!(steps[2]["else_steps"][0]["name"], "skip");
-        let (_, bare) = body(workflow(&s, "bare"));
+        let (_, bare) = body(block(workflow(&s, "bare")));
         assert!(bare.get("description").is_none());
         assert_eq!(bare["steps"][0]["type"], "Loop");
         assert_eq!(bare["steps"][0]["steps"][0]["name"], "once");
         assert_eq!(
-            body(workflow(&s, "x")),
+            body(block(workflow(&s, "x"))),
             (
                 StatusCode::NOT_FOUND,
                 json!({"detail":"Workflow not found"})

@@ -103,4 +103,24 @@ impl Registry {
         }
         Ok(Toolbox { tools })
     }
+
+    /// What an agent's tools look like to its model, to describe the agent: its
+    /// toolbox's specs (starting the MCP servers it needs), or, when a server cannot be
+    /// started or lacks a tool, its command tools alone and the reason the rest is missing.
+    pub async fn describe(&self, refs: &[ToolRef]) -> (Vec<ToolSpec>, Option<String>) {
+        match self.toolbox(refs).await {
+            Ok(toolbox) => (toolbox.specs(), None),
+            Err(e) => {
+                let commands = refs
+                    .iter()
+                    .filter_map(|r| match r {
+                        ToolRef::Command(name) => self.commands.get(name),
+                        ToolRef::Mcp { .. } => None,
+                    })
+                    .map(|t| t.spec().clone())
+                    .collect();
+                (commands, Some(e))
+            }
+        }
+    }
 }
