@@ -580,6 +580,10 @@ fn form_errors_match_captures() {
             ],
         ),
         (
+            "408_agent_run_bad_version_422",
+            &[("message", "hi"), ("stream", "false"), ("version", "abc")],
+        ),
+        (
             "406_agent_run_metadata_not_object_400",
             &[
                 ("message", "hi"),
@@ -607,6 +611,71 @@ fn form_errors_match_captures() {
     let a = send_json("POST", &url, &json!({"message": "hi"}));
     assert_eq!(a.status, 422);
     assert_eq!(a.json(), capture_json("402_agent_run_json_body_422"));
+}
+
+#[test]
+fn versions_are_integers_and_uploads_are_refused() {
+    let s = Server::start_config(
+        "[[agents]]\nid = \"story-writer\"\nmodel = \"test\"\n\n\
+         [[teams]]\nid = \"story-team\"\nmodel = \"test\"\nmembers = [\"story-writer\"]\n",
+    );
+    for kind in ["agents/story-writer", "teams/story-team"] {
+        let url = s.url(&format!("/{kind}/runs"));
+        for ok in ["2", " 3 ", "4.0", "-1", ""] {
+            let a = post_multipart(
+                &url,
+                &[("message", "hi"), ("stream", "false"), ("version", ok)],
+            );
+            assert_eq!(a.status, 200, "{kind} version {ok:?}: {}", a.body);
+        }
+        for bad in ["1.5", "abc", "1e3", "+", "0x10"] {
+            let a = post_multipart(
+                &url,
+                &[("message", "hi"), ("stream", "false"), ("version", bad)],
+            );
+            assert_eq!(a.status, 422, "{kind} version {bad:?}: {}", a.body);
+            assert_eq!(a.json()["detail"][0]["type"], "int_parsing");
+            assert_eq!(a.json()["detail"][0]["input"], bad);
+        }
+    }
+
+    // An uploaded file is refused, not dropped, and no run is stored; an empty file input
+    // (a browser's form with no file chosen) is no upload.
+    let upload = |filename: &str, data: &str, session: &str| {
+        let boundary = "agentosuploadboundary";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n\r\nSummarise\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"stream\"\r\n\r\nfalse\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n{session}\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\n\
+             Content-Type: text/plain\r\n\r\n{data}\r\n--{boundary}--\r\n"
+        );
+        answer(
+            agent()
+                .post(&s.url("/agents/story-writer/runs"))
+                .header(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .send(body.as_bytes())
+                .expect("POST upload"),
+        )
+    };
+    let a = upload("notes.txt", "some notes", "sess-upload");
+    assert_eq!(a.status, 400, "{}", a.body);
+    let detail = a.json()["detail"].as_str().unwrap_or_default().to_string();
+    assert!(
+        detail.contains("notes.txt") && detail.contains("not supported"),
+        "{detail}"
+    );
+    let runs = get(&s.url("/sessions/sess-upload/runs"));
+    assert_eq!(
+        runs.status, 404,
+        "no session or run is stored: {}",
+        runs.body
+    );
+    let a = upload("", "", "sess-no-upload");
+    assert_eq!(a.status, 200, "{}", a.body);
 }
 
 #[test]

@@ -87,6 +87,10 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
         background: bool_field(&form, "background")?.unwrap_or(false),
         stream_events: bool_field(&form, "stream_events")?.unwrap_or(true),
     };
+    check_int(&form, "version")?;
+    if component != Kind::Workflow {
+        refuse_files(&form)?;
+    }
     component.require(state.engine.config(), id)?;
     let mut request = run_request(&form, id, message, delivery.stream)?;
     let run_id = request.run_id.get_or_insert_with(new_id).clone();
@@ -633,6 +637,49 @@ pub(super) fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiErr
     form.get(name)
         .map(|v| form::parse_bool(name, v))
         .transpose()
+}
+
+/// Checks an integer field (`version`, which agentos takes and does not use: agents.toml
+/// holds one version of each component) as pydantic parses one: surrounding whitespace
+/// and a zero fraction allowed, anything else FastAPI's 422 `int_parsing` error. An empty
+/// value counts as absent, as FastAPI takes an empty form field.
+fn check_int(form: &Form, name: &str) -> Result<(), ApiError> {
+    let Some(raw) = form.get(name).filter(|v| !v.is_empty()) else {
+        return Ok(());
+    };
+    let trimmed = raw.trim();
+    let whole = match trimmed.split_once('.') {
+        Some((whole, fraction)) if fraction.bytes().all(|b| b == b'0') => whole,
+        Some(_) => "",
+        None => trimmed,
+    };
+    let digits = whole.strip_prefix(['+', '-']).unwrap_or(whole);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::validation(
+            "int_parsing",
+            "body",
+            name,
+            "Input should be a valid integer, unable to parse string as an integer",
+            Value::String(raw.to_string()),
+        ));
+    }
+    Ok(())
+}
+
+/// Uploaded `files` are refused rather than dropped: agentos does not pass attachments to
+/// models. A browser's empty file input (no name, no bytes) is no upload.
+fn refuse_files(form: &Form) -> Result<(), ApiError> {
+    match form
+        .files()
+        .iter()
+        .find(|f| f.name == "files" && !(f.filename.is_empty() && f.data.is_empty()))
+    {
+        Some(file) => Err(ApiError::bad_request(format!(
+            "File uploads are not supported by agentos (file `{}`): send its text in `message`",
+            file.filename
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A JSON object field; invalid JSON or another type is ignored, as AgentOS does. An
