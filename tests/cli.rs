@@ -992,3 +992,45 @@ fn sessions_show_json_lists_the_stored_runs() {
         assert_eq!(run["agent_id"], "test-agent");
     }
 }
+
+/// A pipe whose reading end is already closed (`agentos … | true`, with `true` gone), for
+/// a command's stdout: its first write fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    let mut reader = std::process::Command::new("true")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn true");
+    let write_end = reader.stdin.take().expect("piped stdin");
+    reader.wait().expect("true exits");
+    std::process::Stdio::from(write_end)
+}
+
+#[test]
+fn every_command_takes_a_closed_stdout_quietly() {
+    let env = TestEnv::new();
+    let run = env.run(["run", "test-agent", "-m", "hi", "-s", "closed-1", "--json"]);
+    run.assert_success();
+    let run_id = run.json()["run_id"].as_str().expect("run_id").to_string();
+    let cases: [&[&str]; 6] = [
+        &["check"],
+        &["agents"],
+        &["runs", "follow", &run_id],
+        &["runs", "list"],
+        &["sessions", "list"],
+        &["sessions", "rename", "closed-1", "Renamed"],
+    ];
+    for args in cases {
+        let out = env
+            .cmd(args)
+            .stdout(closed_pipe())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run agentos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // What the command did still happened.
+    let sessions = env.sessions();
+    assert_eq!(sessions[0]["session_name"], "Renamed", "{sessions:?}");
+}

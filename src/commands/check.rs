@@ -10,7 +10,7 @@ pub fn run(path: Option<&std::path::Path>, ctx: &Context) -> anyhow::Result<()> 
     };
     let config = Config::load(&path)?;
     let (report, warnings) = config.check_report();
-    print!("{report}");
+    std::io::Write::write_all(&mut std::io::stdout(), report.as_bytes())?;
     for warning in warnings {
         eprintln!("warning: {warning}");
     }

@@ -130,7 +130,7 @@ async fn follow_run(store: &Store, args: &RunsFollowArgs) -> anyhow::Result<()> 
             // answer is what it stored.
             let text = stored.run.content_text();
             if !text.is_empty() {
-                println!("{text}");
+                writeln!(io::stdout(), "{text}")?;
             }
             return exit_for(store, run_id).await;
         }
@@ -240,10 +240,11 @@ async fn cancel_run(store: &Store, args: &CancelArgs) -> anyhow::Result<()> {
     match store.request_cancel(run_id).await? {
         CancelOutcome::Unknown => Err(fail(format!("no run {run_id}"))),
         CancelOutcome::Queued => {
-            println!(
+            writeln!(
+                io::stdout(),
                 "cancelled run {run_id} (it was queued: the server that takes it up stores it \
                  CANCELLED without running it)"
-            );
+            )?;
             Ok(())
         }
         CancelOutcome::Ended(RunStatus::Paused) => {
@@ -256,7 +257,7 @@ async fn cancel_run(store: &Store, args: &CancelArgs) -> anyhow::Result<()> {
                 )
                 .await?
             {
-                println!("cancelled run {run_id} (it was paused)");
+                writeln!(io::stdout(), "cancelled run {run_id} (it was paused)")?;
                 Ok(())
             } else {
                 Err(fail(format!("run {run_id} is no longer paused")))
@@ -269,7 +270,7 @@ async fn cancel_run(store: &Store, args: &CancelArgs) -> anyhow::Result<()> {
         CancelOutcome::Requested { .. } => {
             let wait = Duration::from_secs_f64(args.wait_secs.min(86_400.0));
             if wait.is_zero() {
-                println!("asked for run {run_id} to be cancelled");
+                writeln!(io::stdout(), "asked for run {run_id} to be cancelled")?;
                 return Ok(());
             }
             let deadline = Instant::now() + wait;
@@ -277,7 +278,7 @@ async fn cancel_run(store: &Store, args: &CancelArgs) -> anyhow::Result<()> {
                 let status = store.get_run(run_id).await?.map(|s| s.run.status());
                 match status {
                     Some(RunStatus::Cancelled) => {
-                        println!("cancelled run {run_id}");
+                        writeln!(io::stdout(), "cancelled run {run_id}")?;
                         return Ok(());
                     }
                     Some(RunStatus::Running | RunStatus::Pending) => {}

@@ -21,14 +21,14 @@ pub fn run(command: SessionsCommand, ctx: &Context) -> anyhow::Result<()> {
                 if !store.delete_session(&id).await? {
                     return Err(not_found(&id));
                 }
-                println!("deleted session {id}");
+                writeln!(std::io::stdout(), "deleted session {id}")?;
                 Ok(())
             }
             SessionsCommand::Rename { id, name } => {
                 if !store.rename_session(&id, &name).await? {
                     return Err(not_found(&id));
                 }
-                println!("renamed session {id} to {name}");
+                writeln!(std::io::stdout(), "renamed session {id} to {name}")?;
                 Ok(())
             }
         }
