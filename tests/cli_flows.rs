@@ -163,3 +163,40 @@ fn an_unknown_id_names_agents_teams_and_workflows() {
     out.assert_code(2);
     out.assert_stderr_contains("nobody");
 }
+
+#[test]
+fn flags_that_name_nothing_usable_are_refused_up_front() {
+    let env = TestEnv::new();
+    env.write_config(&format!(
+        "{CONFIG}\n[[workflows]]\nid = \"flow\"\n[[workflows.steps]]\nname = \"write\"\nagent = \"writer\"\n"
+    ));
+    // The workflow itself runs.
+    env.run(["run", "flow", "-m", "hi"]).assert_success();
+    for flags in [
+        ["--model", "test"],
+        ["--output-schema", r#"{"type":"object"}"#],
+    ] {
+        let out = env.run(["run", "flow", "-m", "hi", flags[0], flags[1]]);
+        out.assert_code(2);
+        out.assert_stderr_contains(&format!("{} does not apply to workflow `flow`", flags[0]));
+    }
+    // A bad --model is the flag's fault, not the agents file's.
+    let out = env.run(["run", "writer", "-m", "hi", "--model", "gpt4"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("--model: `gpt4` is not a model reference");
+    assert!(!out.stderr().contains("agents.toml"), "{}", out.describe());
+    let out = env.run(["run", "writer", "-m", "hi", "--model", "nosuch:x"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("--model: unknown provider `nosuch`");
+    // Nothing was stored for the refused runs: one session, the workflow's.
+    assert_eq!(env.sessions().len(), 1);
+    // Empty ids are no ids, as over HTTP: a new session with a generated id, no user.
+    let out = env.run(["run", "writer", "-m", "hi", "-s", "", "-u", "", "--json"]);
+    out.assert_success();
+    let run = out.json();
+    assert!(
+        run["session_id"].as_str().is_some_and(|s| s.len() == 36),
+        "{run}"
+    );
+    assert!(run["user_id"].is_null(), "{run}");
+}

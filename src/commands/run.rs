@@ -19,6 +19,7 @@ use crate::schema::OutputSchema;
 
 pub fn run(args: RunArgs, ctx: &Context) -> anyhow::Result<()> {
     let config = Arc::new(ctx.config()?);
+    check_flags(&args, &config)?;
     let request = build_request(&args)?;
     let engine = Engine::new(config.clone(), ctx.store()?);
     engine.validate(&request)?;
@@ -201,6 +202,33 @@ fn ask_confirmations(run: &RunOutput) -> anyhow::Result<Vec<ToolDecision>> {
     Ok(decisions)
 }
 
+/// Refuses flags that name nothing usable before stdin is read: a `--model` that is not a
+/// model reference or names an unknown provider (said of the flag, not of the agents
+/// file), and `--model` or `--output-schema` for a workflow, whose steps run their own
+/// agents and teams.
+fn check_flags(args: &RunArgs, config: &crate::config::Config) -> anyhow::Result<()> {
+    if config.workflow(&args.agent).is_some() {
+        let given = [
+            ("--model", args.model.is_some()),
+            ("--output-schema", args.output_schema.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(UsageError(format!(
+                "{flag} does not apply to workflow `{}`: each of its steps runs its own agent \
+                 or team",
+                args.agent
+            ))
+            .into());
+        }
+    }
+    if let Some(spec) = &args.model {
+        config
+            .locate_model(spec, None)
+            .map_err(|e| UsageError(format!("--model: {}", e.message)))?;
+    }
+    Ok(())
+}
+
 /// Turns the flags and piped stdin into a run request.
 fn build_request(args: &RunArgs) -> anyhow::Result<RunRequest> {
     let piped = if io::stdin().is_terminal() {
@@ -234,8 +262,9 @@ fn build_request(args: &RunArgs) -> anyhow::Result<RunRequest> {
     Ok(RunRequest {
         agent_id: args.agent.clone(),
         message,
-        session_id: args.session.clone(),
-        user_id: args.user.clone(),
+        // Empty ids are no ids, as over HTTP: a new session, no user.
+        session_id: args.session.clone().filter(|s| !s.is_empty()),
+        user_id: args.user.clone().filter(|u| !u.is_empty()),
         run_id: None,
         session_state: json_object("--session-state", args.session_state.as_deref())?,
         dependencies: json_object("--dependencies", args.dependencies.as_deref())?,
