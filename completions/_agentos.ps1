@@ -244,7 +244,7 @@ Register-ArgumentCompleter -Native -CommandName 'agentos' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Agents file to use')
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)')
             [CompletionResult]::new('--db-pool', '--db-pool', [CompletionResultType]::ParameterName, 'PostgreSQL connections each process keeps for reads (writes have four of their own)')
-            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Team members'' and workflow steps'' runs too')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Team members'' runs too (a workflow''s steps are kept inside its run)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print a JSON array instead of a table')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')

@@ -216,7 +216,7 @@ set edit:completion:arg-completer[agentos] = {|@words|
             cand --config 'Agents file to use'
             cand --db 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)'
             cand --db-pool 'PostgreSQL connections each process keeps for reads (writes have four of their own)'
-            cand --all 'Team members'' and workflow steps'' runs too'
+            cand --all 'Team members'' runs too (a workflow''s steps are kept inside its run)'
             cand --json 'Print a JSON array instead of a table'
             cand -h 'Print help'
             cand --help 'Print help'

@@ -150,7 +150,7 @@ complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_su
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l config -d 'Agents file to use' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db -d 'Where sessions and runs are kept: a SQLite file, or a PostgreSQL URL (`postgres://user@host:5432/db`, `?sslmode=require` for TLS)' -r -F
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l db-pool -d 'PostgreSQL connections each process keeps for reads (writes have four of their own)' -r
-complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l all -d 'Team members\' and workflow steps\' runs too'
+complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l all -d 'Team members\' runs too (a workflow\'s steps are kept inside its run)'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -l json -d 'Print a JSON array instead of a table'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c agentos -n "__fish_agentos_using_subcommand runs; and __fish_seen_subcommand_from follow" -l after -d 'Start after this event index (as the API\'s `last_event_index`); default: from the start' -r

@@ -286,7 +286,7 @@ pub struct RunsListArgs {
     /// repeatable.
     #[arg(long, value_name = "STATUS")]
     pub status: Vec<String>,
-    /// Team members' and workflow steps' runs too.
+    /// Team members' runs too (a workflow's steps are kept inside its run).
     #[arg(long)]
     pub all: bool,
     /// How many to show.

@@ -729,6 +729,75 @@ fn history_holds_completed_top_level_runs_without_system_prompts() {
     });
 }
 
+/// A team run object as the engine stores it; `parent` makes it a member run.
+fn team_run(session_id: &str, run_id: &str, team: &str, parent: Option<&str>) -> AnyRun {
+    AnyRun::Team(
+        serde_json::from_value(json!({
+            "run_id": run_id, "team_id": team, "team_name": team, "session_id": session_id,
+            "parent_run_id": parent, "content_type": "str", "model": "test",
+            "model_provider": "Test", "created_at": 100, "metrics": {}, "status": "RUNNING",
+            "messages": [], "input": {"input_content": "hi"}
+        }))
+        .expect("a team run object"),
+    )
+}
+
+#[test]
+fn member_runs_are_listed_with_their_own_kind() {
+    on_both(async |store| {
+        let mut s = session("t1", "crew", None, 100);
+        s.session_type = Kind::Team;
+        store
+            .begin_run(s.clone(), team_run("t1", "lead", "crew", None), Kind::Team)
+            .await
+            .unwrap();
+        let mut member = run("t1", "agent-member", "hi", 101);
+        member.parent_run_id = Some("lead".into());
+        store
+            .begin_run(s.clone(), AnyRun::Agent(member), Kind::Team)
+            .await
+            .unwrap();
+        store
+            .begin_run(
+                s.clone(),
+                team_run("t1", "team-member", "subteam", Some("lead")),
+                Kind::Team,
+            )
+            .await
+            .unwrap();
+        let listed = store
+            .list_all_runs(RunQuery {
+                statuses: vec![],
+                include_members: true,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let kinds: Vec<(&str, Kind, &str)> = listed
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.kind, r.component_id.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("team-member", Kind::Team, "subteam"),
+                ("agent-member", Kind::Agent, "writer"),
+                ("lead", Kind::Team, "crew"),
+            ]
+        );
+        let top = store
+            .list_all_runs(RunQuery {
+                statuses: vec![],
+                include_members: false,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].run_id, "lead");
+    });
+}
+
 #[test]
 fn postgres_pushes_notices_and_sqlite_is_polled() {
     on_both(async |store| {

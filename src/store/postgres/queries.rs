@@ -1036,6 +1036,8 @@ pub(super) async fn cancel_requests(
         .collect())
 }
 
+/// Every run, newest first; a member run's kind is its own (an agent, or a team whose
+/// run object names its `team_id`), not its session's.
 pub(super) async fn list_all_runs(
     c: &impl GenericClient,
     query: &RunQuery,
@@ -1045,7 +1047,9 @@ pub(super) async fn list_all_runs(
     let rows = c
         .query(
             &format!(
-                "SELECT r.run_id, s.session_type, r.component_id, r.session_id, r.parent_run_id, \
+                "SELECT r.run_id, CASE WHEN r.parent_run_id IS NULL THEN s.session_type \
+                 WHEN (r.run::jsonb ->> 'team_id') IS NOT NULL THEN 'team' ELSE 'agent' END, \
+                 r.component_id, r.session_id, r.parent_run_id, \
                  r.status, r.created_at, r.updated_at, r.owner, {PROCESS_COLUMNS} \
                  FROM runs r JOIN sessions s ON s.session_id = r.session_id \
                  LEFT JOIN processes p ON p.process_id = r.owner \

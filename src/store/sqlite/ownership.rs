@@ -240,9 +240,13 @@ impl SqliteStore {
 
     /// Runs across all processes, newest first, with their owners.
     pub fn list_all_runs(&self, query: &RunQuery) -> StoreResult<Vec<RunListing>> {
+        // A run's kind is its session's, but for a member run: a team's member is an agent
+        // or a team (whose run object names its `team_id`).
+        const MEMBER_KIND: &str = "CASE WHEN r.parent_run_id IS NULL THEN s.session_type \
+             WHEN json_extract(r.run, '$.team_id') IS NOT NULL THEN 'team' ELSE 'agent' END";
         use rusqlite::types::Value as Sql;
         let mut sql = format!(
-            "SELECT r.run_id, s.session_type, r.component_id, r.session_id, r.parent_run_id, \
+            "SELECT r.run_id, {MEMBER_KIND}, r.component_id, r.session_id, r.parent_run_id, \
              r.status, r.created_at, r.updated_at, r.owner, {} \
              FROM runs r JOIN sessions s ON s.session_id = r.session_id \
              LEFT JOIN processes p ON p.process_id = r.owner WHERE 1 = 1",
