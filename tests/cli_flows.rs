@@ -190,6 +190,17 @@ fn flags_that_name_nothing_usable_are_refused_up_front() {
     out.assert_stderr_contains("--model: unknown provider `nosuch`");
     // Nothing was stored for the refused runs: one session, the workflow's.
     assert_eq!(env.sessions().len(), 1);
+    // --json prints the object the API answers, key for key (capture 300).
+    let out = env.run(["run", "flow", "-m", "hi", "-u", "user-1", "--json"]);
+    out.assert_success();
+    assert_eq!(
+        crate::util::keys(&out.json()),
+        crate::util::keys(&crate::util::capture_body(
+            "300_workflow_run_nonstream.http"
+        )),
+        "{}",
+        out.describe()
+    );
     // Empty ids are no ids, as over HTTP: a new session with a generated id, no user.
     let out = env.run(["run", "writer", "-m", "hi", "-s", "", "-u", "", "--json"]);
     out.assert_success();

@@ -129,7 +129,8 @@ impl<'a> Terminal<'a> {
     fn finish(&self, run: &AnyRun) -> anyhow::Result<()> {
         if self.mode == OutputMode::Json {
             let mut out = io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, run)?;
+            // The object `POST …/runs` answers with `stream=false`.
+            serde_json::to_writer_pretty(&mut out, &crate::server::schemas::run_response(run))?;
             writeln!(out)?;
             out.flush()?;
         }
