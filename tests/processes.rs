@@ -923,3 +923,56 @@ fn a_short_run_is_followed_from_the_events_it_stored() {
         "Story for 'a short tale'. Starring Default-Bot. The end."
     );
 }
+
+#[test]
+fn deleting_a_session_cancels_its_runs_wherever_they_run() {
+    let a = Server::start_with(&[], &[]);
+    let b = Peer::start(&a, &[]);
+    let mut env = TestEnv::new();
+    env.set_env("AGENTOS_DB", a.db_path().to_str().unwrap());
+    let open = |session: &str| {
+        let mut stream = Stream::open(
+            &a.url("/agents/story-writer/runs"),
+            &[
+                ("message", "slow story"),
+                ("stream", "true"),
+                ("session_id", session),
+            ],
+        );
+        stream.until(Duration::from_secs(10), |n, e| {
+            content_piece(n, e, "slow-0 ")
+        });
+        stream
+    };
+
+    // From the command line: the run on server A stops, then its session is gone.
+    let mut stream = open("doomed-1");
+    let out = env.run(["sessions", "delete", "doomed-1"]);
+    out.assert_success();
+    stream.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    assert_eq!(get(&a.url("/sessions/doomed-1")).status, 404);
+    let live = env.run(["runs", "list", "--status", "running"]);
+    live.assert_success();
+    assert_eq!(live.stdout().trim(), "no runs", "{}", live.describe());
+
+    // Through another server, one session and several at once.
+    let mut one = open("doomed-2");
+    let answer = agent()
+        .delete(&b.url("/sessions/doomed-2"))
+        .call()
+        .expect("DELETE");
+    assert_eq!(answer.status().as_u16(), 204);
+    one.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    let mut two = open("doomed-3");
+    let answer = crate::serve::send_json(
+        "DELETE",
+        &b.url("/sessions"),
+        &json!({"session_ids": ["doomed-3"], "session_types": ["agent"]}),
+    );
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    two.until(Duration::from_secs(5), |n, _| n == "RunCancelled");
+    assert_eq!(get(&b.url("/sessions/doomed-3")).status, 404);
+    // No run was left behind: nothing is running, and nothing came back.
+    let all = env.run(["runs", "list", "--all"]);
+    assert_eq!(all.stdout().trim(), "no runs", "{}", all.describe());
+}

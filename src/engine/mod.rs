@@ -266,6 +266,15 @@ impl Engine {
                 );
                 Ok(())
             }
+            Err(StoreError::RunNotFound(run_id)) => {
+                // Deleting a session cancels its runs, and deletes them when their process
+                // is too slow to answer.
+                tracing::warn!(
+                    run_id = %run_id,
+                    "the run's session was deleted while it ran; its outcome is not stored"
+                );
+                Ok(())
+            }
             other => Ok(other?),
         }
     }

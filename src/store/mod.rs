@@ -47,7 +47,7 @@ pub type SessionWithRuns = (SessionSummary, Vec<StoredRun>);
 pub use sqlite::{BUSY_TIMEOUT, SqliteStore};
 
 use crate::kind::Kind;
-use crate::run::{AnyRun, Message, RunStatus};
+use crate::run::{AnyRun, Message, RunRecord as _, RunStatus};
 
 /// A session row.
 #[derive(Clone, Debug, PartialEq)]
@@ -220,6 +220,11 @@ impl std::fmt::Debug for Store {
 const READERS: usize = 3;
 /// Bytes of history messages kept in memory, over all sessions.
 const HISTORY_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// How long deleting a session waits for its runs in progress to end once cancelled: a
+/// live owner notices a cancel within 100 ms.
+const DELETE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often deleting a session looks again at its cancelled runs.
+const DELETE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Store {
     /// Opens (creating it and its parent directories if needed) the database at `path`,
@@ -323,19 +328,68 @@ impl Store {
         )
     }
 
-    /// Deletes a session and its runs. False if there was no such session.
-    pub fn delete_session(&self, session_id: &str) -> Pending<bool> {
-        self.backend().delete_session(session_id.to_string())
+    /// Deletes a session and its runs. False if there was no such session. Its runs still
+    /// in progress are cancelled first (see [`Store::end_live_runs`]).
+    pub async fn delete_session(&self, session_id: &str) -> StoreResult<bool> {
+        self.end_live_runs(&[session_id.to_string()]).await?;
+        self.backend().delete_session(session_id.to_string()).await
     }
 
     /// Deletes the sessions with these ids (and their runs), keeping those whose type is
     /// not in `types` when `types` is given and not empty. Returns how many were deleted.
-    pub fn delete_sessions(
+    /// Runs in progress in the sessions deleted are cancelled first.
+    pub async fn delete_sessions(
         &self,
         session_ids: Vec<String>,
         types: Option<Vec<Kind>>,
-    ) -> Pending<u64> {
-        self.backend().delete_sessions(session_ids, types)
+    ) -> StoreResult<u64> {
+        let mut doomed = Vec::with_capacity(session_ids.len());
+        for id in &session_ids {
+            let deleted = match types.as_deref() {
+                None | Some([]) => true,
+                Some(types) => self
+                    .get_session(id)
+                    .await?
+                    .is_some_and(|s| types.contains(&s.session_type)),
+            };
+            if deleted {
+                doomed.push(id.clone());
+            }
+        }
+        self.end_live_runs(&doomed).await?;
+        self.backend().delete_sessions(session_ids, types).await
+    }
+
+    /// Asks every process running a run of these sessions to cancel it, and waits (at most
+    /// [`DELETE_WAIT`]) for those runs to end, so that none goes on with no row to finish
+    /// in. A run whose process does not answer in time (stalled, or stopped and not yet
+    /// settled) is deleted all the same; its process logs that its outcome was not stored.
+    async fn end_live_runs(&self, session_ids: &[String]) -> StoreResult<()> {
+        let live_statuses = || vec![RunStatus::Running, RunStatus::Pending];
+        let mut live = Vec::new();
+        for id in session_ids {
+            for stored in self
+                .list_runs_filtered(id, live_statuses(), None, None)
+                .await?
+            {
+                let run_id = stored.run.run_id().to_string();
+                self.request_cancel(&run_id).await?;
+                live.push(run_id);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+        while !live.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DELETE_POLL).await;
+            let mut still = Vec::with_capacity(live.len());
+            for run_id in live {
+                let status = self.get_run(&run_id).await?.map(|s| s.run.status());
+                if matches!(status, Some(RunStatus::Running | RunStatus::Pending)) {
+                    still.push(run_id);
+                }
+            }
+            live = still;
+        }
+        Ok(())
     }
 
     /// One session with its display name and run figures.
