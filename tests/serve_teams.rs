@@ -431,6 +431,14 @@ fn cancel_team_mid_member_matches_capture_203() {
             .collect::<Vec<_>>()
     };
     assert_eq!(tail(&events), tail(&theirs));
+    // The leader's finished model call keeps its tokens in the cancelled team run.
+    let metrics = |e: &[(String, Value)]| e.last().expect("events").1["metrics"].clone();
+    assert_same_keys(&metrics(&events), &metrics(&theirs), &[]);
+    assert!(
+        metrics(&events)["total_tokens"].as_u64() > Some(0),
+        "{}",
+        metrics(&events)
+    );
     assert!(!names(&events).contains(&"TeamToolCallCompleted"));
     for name in ["RunCancelled", "TeamRunCancelled"] {
         let ours = &events.iter().find(|(n, _)| n == name).expect(name).1;

@@ -534,8 +534,8 @@ impl Engine {
                 run.cancellation_stage = Some("EXECUTING".into());
                 // As AgentOS: a cancelled run carries no `tools` list.
                 run.tools = None;
-                run.metrics.time_to_first_token = totals.first_token;
-                run.metrics.duration = Some(duration);
+                // The model calls that finished before the cancel keep their tokens.
+                totals.fill(&mut run.metrics, &model_id, &provider, duration);
                 run.model_provider_data = provider_data.clone();
                 if !partial.is_empty() {
                     run.messages.push(Message {
