@@ -48,6 +48,9 @@ pub struct TerminalSink {
     error: Option<io::Error>,
     /// Reasoning is being shown on stderr and needs a line end before anything else.
     in_reasoning: bool,
+    /// The workflow was cancelled: its closing content is the cancel's reason, not an
+    /// answer for stdout.
+    workflow_cancelled: bool,
 }
 
 impl TerminalSink {
@@ -69,6 +72,7 @@ impl TerminalSink {
             pipe_closed: false,
             error: None,
             in_reasoning: false,
+            workflow_cancelled: false,
         }
     }
 
@@ -112,6 +116,9 @@ impl TerminalSink {
 
     fn text(&mut self, event: &Event) -> io::Result<()> {
         let nested = event.source.is_nested();
+        if !nested && matches!(event.data, EventData::WorkflowCancelled { .. }) {
+            self.workflow_cancelled = true;
+        }
         if nested || is_workflow_progress(&event.data) {
             self.progress(event);
             return Ok(());
@@ -128,7 +135,7 @@ impl TerminalSink {
             EventData::WorkflowCompleted {
                 content: Some(content),
                 ..
-            } => content,
+            } if !self.workflow_cancelled => content,
             EventData::ToolCallStarted { .. }
             | EventData::ToolCallCompleted { .. }
             | EventData::ToolCallError { .. }

@@ -211,3 +211,50 @@ fn flags_that_name_nothing_usable_are_refused_up_front() {
     );
     assert!(run["user_id"].is_null(), "{run}");
 }
+
+/// The id of the one running top-level run in `env`'s store, once there is one.
+fn running_run(env: &TestEnv) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = env.run(["runs", "list", "--status", "running", "--json"]);
+        out.assert_success();
+        if let Some(id) = out.json()[0]["run_id"].as_str() {
+            return id.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run started: {}",
+            out.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_cancelled_run_says_so_on_stderr_and_prints_no_reason_as_its_answer() {
+    let env = TestEnv::new();
+    env.write_config(&format!(
+        "{CONFIG}\n[[workflows]]\nid = \"flow\"\n[[workflows.steps]]\nname = \"write\"\nagent = \"writer\"\n"
+    ));
+    let wait = std::time::Duration::from_secs(10);
+    // Ctrl-C on a workflow: no "Run … was cancelled" on stdout as if it were the answer.
+    let running = env.spawn(["run", "flow", "-m", "[test:slow] a long story"]);
+    let run_id = running_run(&env);
+    running.interrupt();
+    let out = running.wait(wait);
+    out.assert_code(130);
+    assert!(
+        !out.stdout().contains("was cancelled"),
+        "{}",
+        out.describe()
+    );
+    out.assert_stderr_contains(&format!("agentos: run {run_id} cancelled"));
+
+    // An agent's run cancelled from another process says so too.
+    let running = env.spawn(["run", "writer", "-m", "[test:slow] a long story"]);
+    let run_id = running_run(&env);
+    env.run(["cancel", &run_id]).assert_success();
+    let out = running.wait(wait);
+    out.assert_code(130);
+    out.assert_stderr_contains(&format!("agentos: run {run_id} cancelled from elsewhere"));
+}

@@ -140,9 +140,13 @@ impl<'a> Terminal<'a> {
         match run.status() {
             RunStatus::Completed => Ok(()),
             RunStatus::Cancelled => {
-                if self.interrupted.load(Ordering::SeqCst) {
-                    eprintln!("agentos: run {} cancelled", run.run_id());
-                }
+                let by = if self.interrupted.load(Ordering::SeqCst) {
+                    ""
+                } else {
+                    // `agentos cancel`, another server, or its session deleted.
+                    " from elsewhere"
+                };
+                eprintln!("agentos: run {} cancelled{by}", run.run_id());
                 Err(SilentExit(EXIT_CANCELLED).into())
             }
             RunStatus::Paused => {
