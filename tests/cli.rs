@@ -890,6 +890,21 @@ fn agents_show_prints_the_instructions() {
     env.run(["agents", "show", "nope"])
         .assert_code(2)
         .assert_stderr_contains("nope");
+
+    // Everything about one agent: its tools, dependencies, fallbacks and limits too.
+    env.write_config(
+        "[tools.clock]\ndescription = \"Time.\"\ncommand = [\"date\"]\n\n\
+         [[agents]]\nid = \"full\"\nmodel = \"test\"\ntools = [\"clock\"]\n\
+         tool_call_limit = 3\nmax_answer_bytes = 1000\nfallback_models = [\"openai:gpt-4o-mini\"]\n\
+         dependencies = { robot_name = \"Anna\" }\n",
+    );
+    env.run(["agents", "show", "full"])
+        .assert_success()
+        .assert_stdout_contains("tools:        clock\n")
+        .assert_stdout_contains("tool_call_limit: 3\n")
+        .assert_stdout_contains("max_answer_bytes: 1000\n")
+        .assert_stdout_contains("fallbacks:    openai:gpt-4o-mini\n")
+        .assert_stdout_contains("dependencies: {\"robot_name\":\"Anna\"}\n");
 }
 
 // ---------------------------------------------------------------------------------------

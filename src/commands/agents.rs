@@ -5,9 +5,11 @@ use std::io::Write;
 use super::Context;
 use crate::cli::AgentsCommand;
 use crate::config::{
-    AgentDef, Config, MemberRef, RouteBy, StepDef, StepKind, TeamDef, WorkflowDef,
+    AgentDef, Config, DEFAULT_TOOL_CALL_LIMIT, MemberRef, RouteBy, StepDef, StepKind, TeamDef,
+    WorkflowDef,
 };
 use crate::error::UsageError;
+use crate::limits::DEFAULT_MAX_ANSWER_BYTES;
 
 pub fn run(command: Option<AgentsCommand>, ctx: &Context) -> anyhow::Result<()> {
     let config = ctx.config()?;
@@ -97,6 +99,35 @@ fn show_agent(agent: &AgentDef) -> String {
     }
     if let Some(schema) = &agent.output_schema {
         out.push_str(&format!("output_schema: {schema}\n"));
+    }
+    let options = &agent.model_options;
+    if !options.fallback_models.is_empty() {
+        out.push_str(&format!(
+            "fallbacks:    {}\n",
+            options.fallback_models.join(", ")
+        ));
+    }
+    if let Some(budget) = options.thinking_budget {
+        out.push_str(&format!("thinking:     {budget} tokens\n"));
+    }
+    if options.cache_prompt {
+        out.push_str("cache_prompt: true\n");
+    }
+    if !agent.tools.is_empty() {
+        let tools: Vec<String> = agent.tools.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("tools:        {}\n", tools.join(", ")));
+        if agent.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
+            out.push_str(&format!("tool_call_limit: {}\n", agent.tool_call_limit));
+        }
+    }
+    if agent.max_answer_bytes != DEFAULT_MAX_ANSWER_BYTES {
+        out.push_str(&format!("max_answer_bytes: {}\n", agent.max_answer_bytes));
+    }
+    if !agent.dependencies.is_empty() {
+        out.push_str(&format!(
+            "dependencies: {}\n",
+            serde_json::Value::Object(agent.dependencies.clone())
+        ));
     }
     out.push_str("instructions:\n");
     for line in &agent.instructions {
