@@ -253,7 +253,7 @@ pub struct SessionsListArgs {
     #[arg(short, long = "user", value_name = "USER_ID")]
     pub user: Option<String>,
     /// How many to show.
-    #[arg(short = 'n', long, default_value_t = 20)]
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Print JSON lines instead of a table.
     #[arg(long)]
@@ -290,7 +290,7 @@ pub struct RunsListArgs {
     #[arg(long)]
     pub all: bool,
     /// How many to show.
-    #[arg(short = 'n', long, default_value_t = 20)]
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
     /// Print a JSON array instead of a table.
     #[arg(long)]

@@ -1049,3 +1049,18 @@ fn every_command_takes_a_closed_stdout_quietly() {
     let sessions = env.sessions();
     assert_eq!(sessions[0]["session_name"], "Renamed", "{sessions:?}");
 }
+
+#[test]
+fn listing_limits_start_at_one() {
+    let env = TestEnv::new();
+    for command in [["sessions", "list"], ["runs", "list"]] {
+        let out = env.run([command[0], command[1], "-n", "0"]);
+        out.assert_code(2);
+        out.assert_stderr_contains("0 is not in 1..");
+    }
+    env.run(["run", "test-agent", "-m", "hi"]).assert_success();
+    env.run(["run", "test-agent", "-m", "hi again"]).assert_success();
+    let one = env.run(["sessions", "list", "-n", "1", "--json"]);
+    one.assert_success();
+    assert_eq!(one.json_lines().len(), 1, "{}", one.describe());
+}

@@ -44,7 +44,7 @@ async fn list(store: &Store, args: &SessionsListArgs) -> anyhow::Result<()> {
         session_type: args.agent.as_ref().map(|_| Kind::Agent),
         component_id: args.agent.clone(),
         user_id: args.user.clone(),
-        limit: args.limit.max(1),
+        limit: args.limit,
         ..SessionQuery::default()
     };
     let (sessions, total) = store.list_sessions(query).await?;
