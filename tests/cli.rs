@@ -1059,8 +1059,41 @@ fn listing_limits_start_at_one() {
         out.assert_stderr_contains("0 is not in 1..");
     }
     env.run(["run", "test-agent", "-m", "hi"]).assert_success();
-    env.run(["run", "test-agent", "-m", "hi again"]).assert_success();
+    env.run(["run", "test-agent", "-m", "hi again"])
+        .assert_success();
     let one = env.run(["sessions", "list", "-n", "1", "--json"]);
     one.assert_success();
     assert_eq!(one.json_lines().len(), 1, "{}", one.describe());
+}
+
+#[test]
+fn a_session_of_another_user_is_named_as_such() {
+    let env = TestEnv::new();
+    env.run([
+        "run",
+        "test-agent",
+        "-m",
+        "hi",
+        "-s",
+        "owned",
+        "-u",
+        "alice",
+    ])
+    .assert_success();
+    let out = env.run(["run", "test-agent", "-m", "hi", "-s", "owned", "-u", "bob"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("session 'owned' belongs to another user");
+    // Its owner carries on.
+    env.run([
+        "run",
+        "test-agent",
+        "-m",
+        "more",
+        "-s",
+        "owned",
+        "-u",
+        "alice",
+    ])
+    .assert_success();
+    assert_eq!(env.stored_runs("owned").len(), 2);
 }

@@ -95,8 +95,9 @@ pub enum EngineError {
     TeamNotFound(String),
     #[error("workflow '{0}' not found")]
     WorkflowNotFound(String),
-    /// The session exists but belongs to another user (reported like an unknown session).
-    #[error("Session not found")]
+    /// The session exists but belongs to another user. The server answers it as an
+    /// unknown session (404 `Session not found`, as AgentOS); the command line says it.
+    #[error("session '{0}' belongs to another user: give its user id (-u), or another session")]
     SessionNotFound(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
