@@ -1097,3 +1097,22 @@ fn a_session_of_another_user_is_named_as_such() {
     .assert_success();
     assert_eq!(env.stored_runs("owned").len(), 2);
 }
+
+#[test]
+fn a_store_that_cannot_be_opened_is_named_once_with_the_reason() {
+    let env = TestEnv::new();
+    let file = env.write_file("not-a-dir", "x");
+    let db = file.join("agentos.db");
+    let out = env.run(["--db", db.to_str().unwrap(), "sessions", "list"]);
+    out.assert_code(1);
+    let stderr = out.stderr();
+    let expected = format!(
+        "agentos: could not open database {}: cannot create its directory {}: ",
+        db.display(),
+        file.display(),
+    );
+    assert!(stderr.starts_with(&expected), "{}", out.describe());
+    // One line, the database named once: no chain of causes repeating each other.
+    assert_eq!(stderr.trim().lines().count(), 1, "{}", out.describe());
+    assert_eq!(stderr.matches(db.to_str().unwrap()).count(), 1, "{stderr}");
+}

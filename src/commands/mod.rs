@@ -52,14 +52,10 @@ impl Context {
             if self.db_pool == 0 {
                 return Err(crate::error::UsageError("--db-pool must be at least 1".into()).into());
             }
-            return Store::open_postgres(&location, self.db_pool).with_context(|| {
-                format!(
-                    "could not open the store {}",
-                    crate::store::postgres::redact(&location)
-                )
-            });
+            // The store's errors name the database (a URL without its password).
+            return Ok(Store::open_postgres(&location, self.db_pool)?);
         }
-        Store::open(&path).with_context(|| format!("could not open the store {}", path.display()))
+        Ok(Store::open(&path)?)
     }
 }
 

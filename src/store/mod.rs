@@ -178,10 +178,12 @@ pub enum StoreError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("could not open database {path}: {source}")]
+    /// The reason is part of the message, not a separate cause: printed as a chain, the
+    /// reasons of SQLite and PostgreSQL errors would repeat themselves and the path.
+    #[error("could not open database {path}: {reason}")]
     Open {
         path: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        reason: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The database was written by a newer agentos.
     #[error(

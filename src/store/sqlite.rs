@@ -96,12 +96,19 @@ impl SqliteStore {
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.display().to_string(),
-            source,
+            reason: source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| open_error(Box::new(e)))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_error(format!("cannot create its directory {}: {e}", parent.display()).into())
+            })?;
         }
-        let conn = Connection::open(path).map_err(|e| open_error(Box::new(e)))?;
+        let conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::CannotOpen) => open_error(
+                "cannot open or create the file (is its directory writable by this user?)".into(),
+            ),
+            _ => open_error(Box::new(e)),
+        })?;
         let in_memory = path == Path::new(":memory:");
         SqliteStore::from_connection(conn, in_memory, &path.display().to_string())
     }
@@ -110,7 +117,7 @@ impl SqliteStore {
     pub fn open_in_memory() -> StoreResult<SqliteStore> {
         let conn = Connection::open_in_memory().map_err(|e| StoreError::Open {
             path: ":memory:".into(),
-            source: Box::new(e),
+            reason: Box::new(e),
         })?;
         SqliteStore::from_connection(conn, true, ":memory:")
     }
@@ -120,7 +127,7 @@ impl SqliteStore {
     pub fn open_reader(path: &Path) -> StoreResult<SqliteStore> {
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.display().to_string(),
-            source: Box::new(e),
+            reason: Box::new(e),
         })?;
         Self::configure(conn, false, &path.display().to_string())
     }
@@ -136,7 +143,7 @@ impl SqliteStore {
     fn configure(conn: Connection, in_memory: bool, path: &str) -> StoreResult<SqliteStore> {
         let open_error = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.to_string(),
-            source,
+            reason: source,
         };
         // The busy timeout comes first: switching to WAL needs a lock another process may hold.
         conn.busy_timeout(BUSY_TIMEOUT)

@@ -80,7 +80,7 @@ impl PgStore {
         let (driver_url, verify) = tls_mode(url);
         let config: tokio_postgres::Config = driver_url.parse().map_err(|e| StoreError::Open {
             path: redact(url),
-            source: Box::new(e),
+            reason: Box::new(e),
         })?;
         let tls = tls(verify);
         let describe = format!("PostgreSQL {}", describe(&config));
@@ -91,7 +91,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: location.clone(),
-                    source: Box::new(e),
+                    reason: Box::new(e),
                 })?;
             runtime.block_on(async move {
                 let (mut client, connection) =
@@ -99,11 +99,11 @@ impl PgStore {
                         .await
                         .map_err(|_| StoreError::Open {
                             path: location.clone(),
-                            source: "timed out connecting".into(),
+                            reason: "timed out connecting".into(),
                         })?
                         .map_err(|e| StoreError::Open {
                             path: location.clone(),
-                            source: Box::new(e),
+                            reason: Box::new(e),
                         })?;
                 tokio::spawn(connection);
                 schema::migrate(&mut client).await
@@ -127,7 +127,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: redact(url),
-                    source: Box::new(e),
+                    reason: Box::new(e),
                 })
         };
         // The writers hold their connections for good: they come on top of the reads'.
