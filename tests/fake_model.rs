@@ -13,6 +13,11 @@
 //! - `slow`: 30 content chunks `slow-0 `, `slow-1 `, … 0.3 s apart;
 //! - `stall`: a role chunk and one content chunk `partial `, then silence for 60 s with the
 //!   socket held open;
+//! - `cutoff`: streamed, a role chunk and one content chunk `partial `, then the body ends
+//!   with no `finish_reason` and no `[DONE]` (a provider's connection lost mid-answer);
+//!   `cutearly`: the same with the role chunk only;
+//! - `toolsforever`: every answer is a call of `get_weather`, tools offered or not, tool
+//!   results or not (a model that never stops calling tools);
 //! - `huge`: an answer of [`HUGE_ANSWER_BYTES`] (`BEGIN word word … END`), streamed in 32
 //!   pieces (0.3 s apart with `slow` too);
 //! - `preface`: a tool-call answer (see below) starts with the text [`PREFACE`], as
@@ -640,7 +645,9 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
         answer_text(body, &user_text)
     };
     let stream_requested = body.get("stream").and_then(Value::as_bool) == Some(true);
-    let calls = if last_is_user {
+    let calls = if has_word(&user_text, "toolsforever") {
+        vec![("get_weather".to_string(), json!({"city": "Paris"}))]
+    } else if last_is_user {
         tool_calls_for(body, &user_text)
     } else {
         Vec::new()
@@ -715,6 +722,13 @@ fn respond(stream: &mut TcpStream, state: &State, body: &Value) -> std::io::Resu
             &chunk(json!({"reasoning_content": first}), Value::Null),
         )?;
         send_event(stream, &chunk(json!({"reasoning": rest}), Value::Null))?;
+    }
+    if word("cutoff") || word("cutearly") {
+        if word("cutoff") {
+            send_event(stream, &chunk(json!({"content": "partial "}), Value::Null))?;
+        }
+        write_chunk(stream, b"")?; // the body ends: no finish_reason, no [DONE]
+        return Ok(());
     }
     if stall {
         send_event(stream, &chunk(json!({"content": "partial "}), Value::Null))?;

@@ -767,3 +767,85 @@ fn agents_list_their_tools_as_agentos_does() {
         .unwrap_or_default();
     assert_eq!(half_names, ["get_time"]);
 }
+
+#[test]
+fn a_model_that_keeps_calling_tools_past_the_limit_ends_the_run() {
+    let config = format!(
+        "{CONFIG}\n[[agents]]\nid = \"looper\"\nmodel = \"fake:gpt-4o-mini\"\n\
+         tools = [\"get_weather\"]\ntool_call_limit = 2\n"
+    );
+    let s = Server::start_config(&config);
+    let a = post_form(
+        &s.url("/agents/looper/runs"),
+        &[
+            ("message", "weather toolsforever"),
+            ("stream", "false"),
+            ("session_id", "sess-loop"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let run = a.json();
+    assert_eq!(run["status"], "ERROR", "{run}");
+    assert!(
+        run["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("after tool_call_limit (2 rounds)")),
+        "{run}"
+    );
+    // Two rounds of tools, then one call without them: three requests, not an endless loop.
+    let requests = s.fake.requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    assert!(requests[2].get("tools").is_none(), "{}", requests[2]);
+}
+
+#[test]
+fn a_stream_cut_mid_answer_ends_the_run_in_error_and_falls_back_when_nothing_was_said() {
+    let config = format!(
+        "{CONFIG}\n[[agents]]\nid = \"cut\"\nmodel = \"fake:gpt-4o-mini\"\n\n\
+         [[agents]]\nid = \"cut-fallback\"\nmodel = \"fake:gpt-4o-mini\"\n\
+         fallback_models = [\"test\"]\n"
+    );
+    let s = Server::start_config(&config);
+    let run = |agent: &str, message: &str| {
+        let a = post_form(
+            &s.url(&format!("/agents/{agent}/runs")),
+            &[
+                ("message", message),
+                ("stream", "true"),
+                ("session_id", &format!("sess-{agent}")),
+            ],
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.events()
+    };
+    // Text had reached the client: the run ends ERROR, keeping it.
+    let events = run("cut", "cutoff please");
+    assert_eq!(
+        names(&events).last(),
+        Some(&"RunError"),
+        "{:?}",
+        names(&events)
+    );
+    let error = &events.last().unwrap().1;
+    assert!(
+        error["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("before the answer was complete")),
+        "{error}"
+    );
+    // Nothing had: the fallback model answers.
+    let events = run("cut-fallback", "cutearly please");
+    assert_eq!(
+        names(&events).last(),
+        Some(&"RunCompleted"),
+        "{:?}",
+        names(&events)
+    );
+    let run_id = events.last().unwrap().1["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = wait_run(&s, "cut-fallback", &run_id, "sess-cut-fallback");
+    assert_eq!(stored["status"], "COMPLETED", "{stored}");
+    assert_eq!(stored["model"], "test", "{stored}");
+}

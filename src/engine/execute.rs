@@ -429,6 +429,14 @@ impl Engine {
             if response.tool_calls.is_empty() {
                 break Step::Answer(Box::new(response));
             }
+            if tool_rounds >= tool_call_limit {
+                // Tools were no longer offered: a model calling them anyway would keep the
+                // run going round for ever.
+                break Step::Failed(ModelError::Protocol(format!(
+                    "{provider} model {model_id} called tools again after tool_call_limit \
+                     ({tool_call_limit} rounds), when none were offered"
+                )));
+            }
             tool_rounds += 1;
             let mut calls: Vec<_> = response
                 .tool_calls

@@ -373,6 +373,8 @@ struct StreamHandler {
     /// Some text piece (possibly the empty role-only one) was handed on.
     delivered: bool,
     seen_chunk: bool,
+    /// A `finish_reason` arrived: the answer is complete even if `[DONE]` does not follow.
+    finished: bool,
     calls: CallIndexes,
 }
 
@@ -384,6 +386,7 @@ impl StreamHandler {
             fingerprint: None,
             delivered: false,
             seen_chunk: false,
+            finished: false,
             calls: CallIndexes::default(),
         }
     }
@@ -433,6 +436,7 @@ impl StreamHandler {
             }
         }
         if let Some(reason) = choice.finish_reason {
+            self.finished = true;
             out.push(Chunk::Finish(reason.into_owned()));
         }
     }
@@ -467,25 +471,41 @@ impl SseHandler for StreamHandler {
         Ok(false)
     }
 
+    /// The body ended without `[DONE]`: complete when a `finish_reason` came, otherwise the
+    /// connection was lost mid-answer (the text so far, or a tool call's arguments, may be
+    /// cut anywhere).
     fn end(&mut self) -> Result<(), ModelError> {
-        if self.seen_chunk {
-            Ok(())
-        } else {
-            Err(ModelError::Protocol(format!(
+        match (self.finished, self.seen_chunk) {
+            (true, _) => Ok(()),
+            (false, true) => Err(ModelError::Protocol(format!(
+                "{} ended the stream before the answer was complete (no finish_reason, no \
+                 [DONE])",
+                self.provider
+            ))),
+            (false, false) => Err(ModelError::Protocol(format!(
                 "{} ended the stream without sending any answer",
                 self.provider
-            )))
+            ))),
         }
     }
 }
 
-/// The index of each streamed call piece. Pieces without an `index` are placed by id: a
-/// new id starts a new call (at the smallest free index from its position), a piece
-/// without one continues the latest call.
+/// The call each streamed piece belongs to. A piece with an `index` continues the call
+/// last seen at that index, unless it brings a different id: some servers send every call
+/// at index 0, each with its own id, and those are separate calls. Pieces without an
+/// `index` are placed by id: a new id starts a new call (at the smallest free index from
+/// its position), a piece without one continues the latest call.
 #[derive(Default)]
 struct CallIndexes {
-    /// `(index, id)` in order of first appearance.
-    known: Vec<(u64, Option<String>)>,
+    /// Every call in order of first appearance: the index it is assembled under, the
+    /// provider's `index` for it (if it sent one), its id.
+    known: Vec<Known>,
+}
+
+struct Known {
+    at: u64,
+    sent_index: Option<u64>,
+    id: Option<String>,
 }
 
 impl CallIndexes {
@@ -494,35 +514,46 @@ impl CallIndexes {
             .get("id")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty());
-        let index = match entry.get("index").and_then(Value::as_u64) {
-            Some(index) => index,
+        let sent_index = entry.get("index").and_then(Value::as_u64);
+        let current = match sent_index {
+            Some(index) => self
+                .known
+                .iter()
+                .rposition(|k| k.sent_index == Some(index))
+                .filter(|&k| {
+                    let known = self.known[k].id.as_deref();
+                    id.is_none() || known.is_none() || known == id
+                }),
             None => match id {
-                Some(id) => self
-                    .known
-                    .iter()
-                    .find(|(_, known)| known.as_deref() == Some(id))
-                    .map_or_else(|| self.free_from(position as u64), |(index, _)| *index),
-                None => self
-                    .known
-                    .last()
-                    .map_or(position as u64, |(index, _)| *index),
+                Some(id) => self.known.iter().position(|k| k.id.as_deref() == Some(id)),
+                None => self.known.len().checked_sub(1),
             },
         };
-        match self.known.iter_mut().find(|(i, _)| *i == index) {
-            Some((_, known)) => {
-                if known.is_none() {
-                    *known = id.map(str::to_string);
+        let at = match current {
+            Some(k) => {
+                let known = &mut self.known[k];
+                if known.id.is_none() {
+                    known.id = id.map(str::to_string);
                 }
+                known.at
             }
-            None => self.known.push((index, id.map(str::to_string))),
-        }
-        call_delta(index, entry)
+            None => {
+                let at = self.free_from(sent_index.unwrap_or(position as u64));
+                self.known.push(Known {
+                    at,
+                    sent_index,
+                    id: id.map(str::to_string),
+                });
+                at
+            }
+        };
+        call_delta(at, entry)
     }
 
     /// The smallest index not in use that is at least `from`.
     fn free_from(&self, from: u64) -> u64 {
         let mut index = from;
-        while self.known.iter().any(|(i, _)| *i == index) {
+        while self.known.iter().any(|k| k.at == index) {
             index += 1;
         }
         index
@@ -1121,6 +1152,72 @@ mod tests {
                 ("call_5", "h", "{}")
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn calls_sharing_an_index_with_their_own_ids_stay_apart() {
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            // Every call at index 0, each with its own id, arguments in pieces.
+            tool_delta(json!([{"index": 0, "id": "call_P", "type": "function",
+                               "function": {"name": "get_weather", "arguments": ""}}])),
+            tool_delta(json!([{"index": 0, "function": {"arguments": "{\"city\": "}}])),
+            tool_delta(json!([{"index": 0, "function": {"arguments": "\"Paris\"}"}}])),
+            tool_delta(json!([{"index": 0, "id": "call_Q", "type": "function",
+                               "function": {"name": "get_weather", "arguments": "{\"city\""}}])),
+            tool_delta(json!([{"index": 0, "id": "call_Q",
+                               "function": {"arguments": ": \"Quito\"}"}}])),
+            chunk(json!({}), json!("tool_calls")),
+            "data: [DONE]\n\n".into(),
+        ])]);
+        let msgs = messages();
+        let tools = weather_tools();
+        let mut req = request(&msgs, true);
+        req.tools = &tools;
+        let calls = invoke(&server.model(), req).await.0.unwrap().tool_calls;
+        let got: Vec<(&str, &str)> = calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("call_P", "{\"city\": \"Paris\"}"),
+                ("call_Q", "{\"city\": \"Quito\"}")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_before_its_finish_is_an_error() {
+        for (pieces, expected) in [
+            (
+                vec![
+                    chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                    chunk(json!({"content": "partial ans"}), Value::Null),
+                ],
+                "before the answer was complete",
+            ),
+            (vec![], "without sending any answer"),
+        ] {
+            let server = FakeServer::start(vec![Reply::Sse(pieces)]);
+            let msgs = messages();
+            let error = invoke(&server.model(), request(&msgs, true))
+                .await
+                .0
+                .expect_err("a cut answer");
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        // A finish_reason without [DONE] is a whole answer.
+        let server = FakeServer::start(vec![Reply::Sse(vec![
+            chunk(json!({"content": "whole"}), Value::Null),
+            chunk(json!({}), json!("stop")),
+        ])]);
+        let msgs = messages();
+        let response = invoke(&server.model(), request(&msgs, true))
+            .await
+            .0
+            .unwrap();
+        assert_eq!(response.content, "whole");
     }
 
     #[tokio::test]
