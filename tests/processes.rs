@@ -976,3 +976,30 @@ fn deleting_a_session_cancels_its_runs_wherever_they_run() {
     let all = env.run(["runs", "list", "--all"]);
     assert_eq!(all.stdout().trim(), "no runs", "{}", all.describe());
 }
+
+#[test]
+fn a_long_owner_timeout_does_not_get_a_live_server_taken_for_stopped() {
+    // A's own timeout is long; B judges silence by a short one, as an `agentos run` left at
+    // its default would.
+    let a = Server::start_with(&[], &[("AGENTOS_OWNER_TIMEOUT_SECS", "60")]);
+    let _b = Peer::start(&a, &[("AGENTOS_OWNER_TIMEOUT_SECS", "3")]);
+    let mut stream = Stream::open(
+        &a.url("/agents/story-writer/runs"),
+        &[
+            ("message", "slow story"),
+            ("stream", "true"),
+            ("session_id", "long-timeout"),
+        ],
+    );
+    let started = stream.until(Duration::from_secs(10), |n, _| n == "RunStarted");
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    // The slow answer takes about 9 s, three of B's timeouts.
+    stream.until(Duration::from_secs(30), |n, _| n == "RunCompleted");
+    let run = wait_stored(
+        &a.url(&format!("/sessions/long-timeout/runs/{run_id}")),
+        Duration::from_secs(5),
+        |r| r["status"] != "RUNNING",
+    );
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert!(last_assistant(&run).ends_with("slow-29 "), "{run}");
+}

@@ -55,6 +55,9 @@ const JOURNAL_KEEP_SECS: i64 = 60;
 
 /// Variables that tune presence.
 pub const OWNER_TIMEOUT_ENV: &str = "AGENTOS_OWNER_TIMEOUT_SECS";
+/// The longest time between two heartbeats, whatever the timeout: a quarter of the
+/// default timeout.
+const MAX_HEARTBEAT_EVERY: Duration = Duration::from_millis(1250);
 pub const FLUSH_INTERVAL_ENV: &str = "AGENTOS_FLUSH_INTERVAL_MS";
 
 /// How a process takes part.
@@ -109,8 +112,12 @@ impl Settings {
         Ok(settings)
     }
 
+    /// A quarter of the timeout, and never longer than a quarter of the default one: each
+    /// process judges the others' silence by its own timeout, so one configured with a
+    /// long timeout still beats often enough for processes left at the default (or at any
+    /// timeout of a few seconds) sharing its store.
     fn heartbeat_every(&self) -> Duration {
-        self.owner_timeout / 4
+        (self.owner_timeout / 4).min(MAX_HEARTBEAT_EVERY)
     }
 }
 
@@ -508,6 +515,8 @@ mod tests {
         assert_eq!(s.owner_timeout, Duration::from_millis(1500));
         assert!(s.flush_interval.is_zero());
         assert_eq!(s.heartbeat_every(), Duration::from_millis(375));
+        let long = Settings::from_values(Some("30"), None).unwrap();
+        assert_eq!(long.heartbeat_every(), Duration::from_millis(1250));
         let err = Settings::from_values(Some("0"), None).unwrap_err();
         assert!(err.starts_with("AGENTOS_OWNER_TIMEOUT_SECS=0"), "{err}");
         let err = Settings::from_values(None, Some("fast")).unwrap_err();
