@@ -729,6 +729,51 @@ fn history_holds_completed_top_level_runs_without_system_prompts() {
     });
 }
 
+#[test]
+fn deleting_a_session_drops_the_runs_queued_into_it() {
+    on_both(async |store| {
+        let queued = |id: &str, session: &str| QueuedRun {
+            run_id: id.into(),
+            kind: Kind::Agent,
+            component_id: "writer".into(),
+            session_id: session.into(),
+            request: json!([["message", "hi"]]),
+            accepted_by: None,
+            accepted_at: 1.0,
+        };
+        for (id, at) in [("s1", 100), ("s2", 101), ("s3", 102)] {
+            finish(&store, &session(id, "writer", None, at), id, "hi", at).await;
+        }
+        for (run, session) in [("q1", "s1"), ("q2", "s2"), ("q3", "s3"), ("q4", "s4")] {
+            store.enqueue_run(queued(run, session)).await.unwrap();
+        }
+        assert!(store.delete_session("s1").await.unwrap());
+        assert_eq!(
+            store
+                .delete_sessions(vec!["s2".into()], Some(vec![Kind::Agent]))
+                .await
+                .unwrap(),
+            1
+        );
+        // A typed bulk delete that keeps s3 keeps its queued run too.
+        assert_eq!(
+            store
+                .delete_sessions(vec!["s3".into()], Some(vec![Kind::Team]))
+                .await
+                .unwrap(),
+            0
+        );
+        for (run, kept) in [("q1", false), ("q2", false), ("q3", true), ("q4", true)] {
+            assert_eq!(
+                store.queued_run(run).await.unwrap().is_some(),
+                kept,
+                "{run} on {}",
+                store.describe()
+            );
+        }
+    });
+}
+
 /// A team run object as the engine stores it; `parent` makes it a member run.
 fn team_run(session_id: &str, run_id: &str, team: &str, parent: Option<&str>) -> AnyRun {
     AnyRun::Team(

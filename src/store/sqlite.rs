@@ -322,12 +322,7 @@ impl SqliteStore {
 
     /// Deletes a session and its runs. False if there was no such session.
     pub fn delete_session(&self, session_id: &str) -> StoreResult<bool> {
-        self.write(|tx| {
-            let deleted = tx
-                .prepare_cached("DELETE FROM sessions WHERE session_id = ?1")?
-                .execute([session_id])?;
-            Ok(deleted > 0)
-        })
+        self.write(|tx| delete_one_session(tx, session_id))
     }
 
     /// Deletes the sessions with these ids (and their runs) in one transaction, keeping
@@ -352,10 +347,7 @@ impl SqliteStore {
                         continue;
                     }
                 }
-                let n = tx
-                    .prepare_cached("DELETE FROM sessions WHERE session_id = ?1")?
-                    .execute([id])?;
-                deleted += n as u64;
+                deleted += u64::from(delete_one_session(tx, id)?);
             }
             Ok(deleted)
         })
@@ -1139,6 +1131,19 @@ mod backend;
 mod journal;
 mod ownership;
 mod queue;
+
+/// Deletes a session (its runs go with it), and the background runs queued into it that
+/// no process has taken up yet: they would bring the session back.
+fn delete_one_session(tx: &rusqlite::Connection, session_id: &str) -> StoreResult<bool> {
+    let deleted = tx
+        .prepare_cached("DELETE FROM sessions WHERE session_id = ?1")?
+        .execute([session_id])?;
+    if deleted > 0 {
+        tx.prepare_cached("DELETE FROM run_queue WHERE session_id = ?1 AND claimed_by IS NULL")?
+            .execute([session_id])?;
+    }
+    Ok(deleted > 0)
+}
 
 #[cfg(test)]
 mod tests {

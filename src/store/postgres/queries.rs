@@ -203,11 +203,22 @@ pub(super) async fn update_session(
         .transpose()
 }
 
+/// Deletes the sessions `gone` selects, and the background runs queued into them that no
+/// process has taken up yet (they would bring the session back).
+const DELETE_SESSIONS_AND_QUEUED: &str = "WITH gone AS ({gone} RETURNING session_id), \
+     queued AS (DELETE FROM run_queue WHERE claimed_by IS NULL \
+                AND session_id IN (SELECT session_id FROM gone)) \
+     SELECT count(*) FROM gone";
+
 pub(super) async fn delete_session(c: &impl GenericClient, id: &str) -> StoreResult<bool> {
     let stmt = c
-        .prepare_cached("DELETE FROM sessions WHERE session_id = $1")
+        .prepare_cached(
+            &DELETE_SESSIONS_AND_QUEUED
+                .replace("{gone}", "DELETE FROM sessions WHERE session_id = $1"),
+        )
         .await?;
-    Ok(c.execute(&stmt, &[&id]).await? > 0)
+    let deleted: i64 = c.query_one(&stmt, &[&id]).await?.get(0);
+    Ok(deleted > 0)
 }
 
 pub(super) async fn delete_sessions(
@@ -219,21 +230,28 @@ pub(super) async fn delete_sessions(
         .filter(|t| !t.is_empty())
         .map(|t| t.iter().map(|k| k.as_str()).collect());
     let tx = client.transaction().await?;
-    let deleted = match types {
+    let row = match types {
         Some(types) => {
-            tx.execute(
-                "DELETE FROM sessions WHERE session_id = ANY($1) AND session_type = ANY($2)",
+            tx.query_one(
+                &DELETE_SESSIONS_AND_QUEUED.replace(
+                    "{gone}",
+                    "DELETE FROM sessions WHERE session_id = ANY($1) AND session_type = ANY($2)",
+                ),
                 &[&ids, &types],
             )
             .await?
         }
         None => {
-            tx.execute("DELETE FROM sessions WHERE session_id = ANY($1)", &[&ids])
-                .await?
+            tx.query_one(
+                &DELETE_SESSIONS_AND_QUEUED
+                    .replace("{gone}", "DELETE FROM sessions WHERE session_id = ANY($1)"),
+                &[&ids],
+            )
+            .await?
         }
     };
     tx.commit().await?;
-    Ok(deleted)
+    Ok(to_u64(row.get(0)))
 }
 
 async fn summarize(
