@@ -341,3 +341,16 @@ fn count_runs(url: &str) -> (i64, i64, i64) {
         (row.get(0), row.get(1), row.get(2))
     })
 }
+
+#[test]
+fn a_database_that_cannot_be_opened_is_reported_with_the_server_s_reason() {
+    let base = crate::util::postgres::admin_url();
+    let missing = match base.rfind('/') {
+        Some(at) => format!("{}/agentos_no_such_database", &base[..at]),
+        None => panic!("AGENTOS_TEST_POSTGRES has no database part: {base}"),
+    };
+    let env = crate::util::TestEnv::new();
+    let out = env.run(["--db", &missing, "sessions", "list"]);
+    out.assert_code(1);
+    out.assert_stderr_contains("database \"agentos_no_such_database\" does not exist");
+}

@@ -174,8 +174,10 @@ pub enum StoreError {
     InvalidRun(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// With the server's own words (`database "x" does not exist`), which tokio-postgres
+    /// keeps as the error's cause behind a bare `db error`.
+    #[error("database error: {}", postgres::error_text(.0))]
+    Postgres(tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The reason is part of the message, not a separate cause: printed as a chain, the
@@ -615,6 +617,12 @@ fn message_bytes(message: &Message) -> usize {
             .tool_args
             .as_ref()
             .map_or(0, |a| a.to_string().len())
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
 }
 
 #[cfg(test)]
