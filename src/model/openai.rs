@@ -65,8 +65,14 @@ pub struct OpenAiModel {
     url: String,
     api_key: Option<String>,
     headers: Vec<(String, String)>,
+    /// OpenAI's own API takes the answer's cap as `max_completion_tokens` (its o-series and
+    /// gpt-5 models refuse `max_tokens`); other compatible servers know `max_tokens`.
+    completion_tokens: bool,
     transport: Arc<Transport>,
 }
+
+/// The built-in provider whose server is OpenAI's own API.
+const OPENAI: &str = "openai";
 
 impl OpenAiModel {
     pub fn new(resolved: &ResolvedModel, transport: Arc<Transport>) -> Self {
@@ -83,6 +89,7 @@ impl OpenAiModel {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            completion_tokens: provider.name == OPENAI,
             transport,
         }
     }
@@ -97,7 +104,8 @@ impl OpenAiModel {
                 include_usage: true,
             }),
             temperature: request.temperature,
-            max_tokens: request.max_tokens,
+            max_tokens: request.max_tokens.filter(|_| !self.completion_tokens),
+            max_completion_tokens: request.max_tokens.filter(|_| self.completion_tokens),
             response_format: request.output.map(WireFormat),
             // Past the run's tool-call limit no functions are offered, so the model answers.
             tools: (request.allow_tools && !request.tools.is_empty())
@@ -165,6 +173,8 @@ struct WireRequest<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<WireFormat<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1152,6 +1162,54 @@ mod tests {
                 ("call_5", "h", "{}")
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn openai_itself_gets_max_completion_tokens() {
+        let server = FakeServer::start(vec![
+            Reply::Sse(vec![
+                chunk(json!({"content": "ok"}), json!("stop")),
+                "data: [DONE]\n\n".into(),
+            ]),
+            Reply::Sse(vec![
+                chunk(json!({"content": "ok"}), json!("stop")),
+                "data: [DONE]\n\n".into(),
+            ]),
+        ]);
+        let msgs = messages();
+        let mut openai = server.model();
+        openai.completion_tokens = true;
+        for model in [openai, server.model()] {
+            let mut req = request(&msgs, true);
+            req.max_tokens = Some(64);
+            invoke(&model, req).await.0.unwrap();
+        }
+        let seen = server.requests();
+        assert_eq!(seen[0].body["max_completion_tokens"], 64);
+        assert!(seen[0].body.get("max_tokens").is_none(), "{}", seen[0].body);
+        assert_eq!(seen[1].body["max_tokens"], 64);
+        assert!(seen[1].body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn only_the_built_in_openai_provider_counts_as_openai_itself() {
+        let resolved = |name: &str| ResolvedModel {
+            provider: ProviderDef {
+                name: name.into(),
+                kind: crate::config::ProviderKind::OpenAi,
+                base_url: "http://127.0.0.1:9/v1".into(),
+                api_key_env: None,
+                headers: BTreeMap::new(),
+                display_name: name.into(),
+                http2: false,
+            },
+            model: "o3-mini".into(),
+            api_key: None,
+            missing_key: None,
+        };
+        let transport = Arc::new(Transport::new(Options::default()));
+        assert!(OpenAiModel::new(&resolved("openai"), transport.clone()).completion_tokens);
+        assert!(!OpenAiModel::new(&resolved("ollama"), transport).completion_tokens);
     }
 
     #[tokio::test]
