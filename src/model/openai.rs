@@ -1503,6 +1503,36 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_provider_that_never_starts_its_answer_times_out_saying_how_long() {
+        // Accepts, reads the request, never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(held);
+        });
+        let server = FakeServer {
+            base_url,
+            ..FakeServer::start(vec![])
+        };
+        let model = server.model_with(Options {
+            read_timeout: Duration::from_millis(200),
+            connect_timeout: Duration::from_millis(300),
+            ..Options::default()
+        });
+        let msgs = messages();
+        match invoke(&model, request(&msgs, true)).await.0 {
+            Err(ModelError::Timeout(message)) => assert!(
+                message.contains("did not start its answer within 0.5 s")
+                    && message.contains(READ_TIMEOUT_ENV),
+                "{message}"
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     fn wire(message: &Message) -> Value {
         serde_json::to_value(WireMessage(message)).unwrap()
     }

@@ -202,7 +202,12 @@ impl Transport {
         let head_timeout = self.options.read_timeout + self.options.connect_timeout;
         let sent = tokio::time::timeout(head_timeout, self.client.request(request));
         match sent.await {
-            Err(_) => Err(Failure::Other(self.read_timeout_error(call.provider))),
+            Err(_) => Err(Failure::Other(ModelError::Timeout(format!(
+                "{} did not start its answer within {} s (connect timeout plus read timeout; \
+                 set {CONNECT_TIMEOUT_ENV} or {READ_TIMEOUT_ENV} to change them)",
+                call.provider,
+                seconds(head_timeout)
+            )))),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if e.is_connect() && is_connect_timeout(&e) => {
                 Err(Failure::Connect(ModelError::Timeout(format!(
