@@ -879,6 +879,16 @@ fn every_log_line_of_a_run_carries_its_run_and_session_ids() {
         start_line.contains("run_id=span-run-2") && start_line.contains("session_id=span-1"),
         "{start_line}"
     );
+    // Every line names the session once, also those logged after it was opened.
+    for line in lines.iter().filter(|l| l.contains("span-run-2")) {
+        assert_eq!(line.matches("session_id=").count(), 1, "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("run finished") && l.contains("span-run-2")),
+        "{lines:#?}"
+    );
     let end_line = end_line.unwrap_or_else(|| panic!("no end of run-3: {lines:#?}"));
     assert!(
         end_line.contains(&format!("session_id={new_session}")),

@@ -557,9 +557,13 @@ impl Engine {
         if session.user_id.is_none() {
             session.user_id.clone_from(&req.user_id);
         }
-        // A server run's span learns the id of a session created here; elsewhere this is
-        // a no-op.
-        tracing::Span::current().record("session_id", tracing::field::display(&session.session_id));
+        // A server run's span learns the id of a session created here with a new id (a
+        // given id is in the span from the start; recording it again would log it twice);
+        // elsewhere this is a no-op.
+        if req.session_id.is_none() {
+            tracing::Span::current()
+                .record("session_id", tracing::field::display(&session.session_id));
+        }
 
         let mut state = match &session.session_state {
             Value::Object(map) => map.clone(),
