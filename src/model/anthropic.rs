@@ -28,11 +28,9 @@
 //! Connections, timeouts and the retries of error statuses (429 with `retry-after`, 5xx,
 //! 529 `overloaded_error`) are the provider's [`Transport`]'s.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -41,7 +39,7 @@ use super::sse::SseEvent;
 use super::transport::{Call, SseChunks, SseHandler, Transport, one_line, provider_message};
 use super::{
     ArgumentsPiece, Chunk, ChunkStream, Model, ModelError, ModelInfo, ModelRequest, ToolCallDelta,
-    Usage,
+    Usage, until_answer,
 };
 use crate::config::ResolvedModel;
 use crate::run::{Message, ReasoningBlock, Role};
@@ -145,30 +143,10 @@ impl AnthropicModel {
                 )));
             }
             let body = self.transport.body_stream(response, &self.info.provider);
-            let mut stream = SseChunks::new(body, StreamHandler::new(&self.info.provider));
-            // Read up to the first piece of the answer: an error before it (the API
-            // overloaded after accepting the request) is worth another attempt, since
-            // nothing was passed on yet.
-            let mut held = VecDeque::new();
-            let failure = loop {
-                match stream.next().await {
-                    None => break None,
-                    Some(Ok(chunk)) => {
-                        let answer_began = is_answer(&chunk);
-                        held.push_back(chunk);
-                        if answer_began {
-                            break None;
-                        }
-                    }
-                    Some(Err(error)) => break Some(error),
-                }
-            };
-            match failure {
-                Some(error) => attempts.retry(error).await?,
-                None => {
-                    let held = futures_util::stream::iter(held.into_iter().map(Ok));
-                    return Ok(Box::pin(held.chain(stream)));
-                }
+            let stream = SseChunks::new(body, StreamHandler::new(&self.info.provider));
+            match until_answer(Box::pin(stream)).await {
+                Ok(stream) => return Ok(stream),
+                Err(error) => attempts.retry(error).await?,
             }
         }
     }
@@ -184,18 +162,6 @@ impl Model for AnthropicModel {
         request: ModelRequest<'a>,
     ) -> BoxFuture<'a, Result<ChunkStream, ModelError>> {
         Box::pin(self.call(request))
-    }
-}
-
-/// Whether a chunk is part of the answer itself (passed on to the run's client).
-fn is_answer(chunk: &Chunk) -> bool {
-    match chunk {
-        Chunk::Text(text) => !text.is_empty(),
-        Chunk::Reasoning(_) | Chunk::RedactedReasoning(_) | Chunk::ToolCall(_) => true,
-        Chunk::ReasoningSignature(_)
-        | Chunk::Usage(_)
-        | Chunk::ProviderData(_)
-        | Chunk::Finish(_) => false,
     }
 }
 

@@ -84,6 +84,44 @@ pub enum Chunk {
     Finish(String),
 }
 
+impl Chunk {
+    /// Whether the chunk is part of the answer itself (passed on to the run's client).
+    pub fn is_answer(&self) -> bool {
+        match self {
+            Chunk::Text(text) => !text.is_empty(),
+            Chunk::Reasoning(_) | Chunk::RedactedReasoning(_) | Chunk::ToolCall(_) => true,
+            Chunk::ReasoningSignature(_)
+            | Chunk::Usage(_)
+            | Chunk::ProviderData(_)
+            | Chunk::Finish(_) => false,
+        }
+    }
+}
+
+/// Reads `stream` up to the first piece of the answer and gives it back whole, or the
+/// error that came before any of the answer: nothing was passed on yet, so the provider
+/// may be asked again (an API that accepted the request, then reported itself
+/// overloaded inside the stream).
+pub async fn until_answer(mut stream: ChunkStream) -> Result<ChunkStream, ModelError> {
+    use futures_util::StreamExt;
+    let mut held = Vec::new();
+    loop {
+        match stream.next().await {
+            None => break,
+            Some(Ok(chunk)) => {
+                let began = chunk.is_answer();
+                held.push(chunk);
+                if began {
+                    break;
+                }
+            }
+            Some(Err(error)) => return Err(error),
+        }
+    }
+    let held = futures_util::stream::iter(held.into_iter().map(Ok));
+    Ok(Box::pin(held.chain(stream)))
+}
+
 /// A piece of a function call.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolCallDelta {

@@ -30,7 +30,7 @@ use super::sse::SseEvent;
 use super::transport::{Call, SseChunks, SseHandler, Transport, one_line, provider_message};
 use super::{
     ArgumentsPiece, Chunk, ChunkStream, Model, ModelError, ModelInfo, ModelRequest, ToolCallDelta,
-    Usage,
+    Usage, until_answer,
 };
 use crate::config::ResolvedModel;
 use crate::run::{Message, Role, ToolCall};
@@ -125,25 +125,37 @@ impl OpenAiModel {
             stream: request.stream,
             provider: &self.info.provider,
         };
-        let response = self.transport.send(&call).await?;
-        let is_json = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
-        if request.stream && !is_json {
-            let body = self.transport.body_stream(response, &self.info.provider);
-            let handler = StreamHandler::new(&self.info.provider);
-            return Ok(Box::pin(SseChunks::new(body, handler)));
+        // One retry budget for the whole call: failed statuses and connections, and an
+        // error inside the stream before any of the answer (OpenRouter reports a failed
+        // upstream that way, after a 200), all spend it.
+        let mut attempts = self.transport.attempts();
+        loop {
+            let response = attempts.send(&call).await?;
+            let is_json = response
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("application/json"));
+            if request.stream && !is_json {
+                let body = self.transport.body_stream(response, &self.info.provider);
+                let stream = SseChunks::new(body, StreamHandler::new(&self.info.provider));
+                match until_answer(Box::pin(stream)).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(error) => {
+                        attempts.retry(error).await?;
+                        continue;
+                    }
+                }
+            }
+            let body = self
+                .transport
+                .read_body(response, MAX_RESPONSE_BODY, &self.info.provider)
+                .await?;
+            let chunks = whole_answer(&body, &self.info.provider)?;
+            return Ok(Box::pin(futures_util::stream::iter(
+                chunks.into_iter().map(Ok),
+            )));
         }
-        let body = self
-            .transport
-            .read_body(response, MAX_RESPONSE_BODY, &self.info.provider)
-            .await?;
-        let chunks = whole_answer(&body, &self.info.provider)?;
-        Ok(Box::pin(futures_util::stream::iter(
-            chunks.into_iter().map(Ok),
-        )))
     }
 }
 
@@ -1466,25 +1478,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_error_in_the_stream_before_the_answer_is_retried() {
+        let server = FakeServer::start(vec![
+            // A 200, the role chunk, then the upstream's failure, as OpenRouter sends it.
+            Reply::Sse(vec![
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                "data: {\"error\": {\"message\": \"upstream overloaded\", \"code\": 502}}\n\n"
+                    .into(),
+            ]),
+            Reply::Sse(vec![
+                chunk(json!({"content": "fine"}), json!("stop")),
+                "data: [DONE]\n\n".into(),
+            ]),
+        ]);
+        let msgs = messages();
+        let response = invoke(&server.model(), request(&msgs, true))
+            .await
+            .0
+            .unwrap();
+        assert_eq!(response.content, "fine");
+        assert_eq!(server.requests().len(), 2);
+    }
+
+    #[tokio::test]
     async fn dropping_a_stalled_stream_returns_at_once() {
         let server = FakeServer::start(vec![Reply::Stall]);
         let msgs = messages();
         let model = server.model();
-        let mut stream = model.stream(request(&msgs, true)).await.unwrap();
-        let first = stream.next().await.unwrap().unwrap();
-        assert_eq!(
-            first,
-            Chunk::ProviderData(Map::from_iter([("id".into(), json!("c1"))]))
-        );
-        assert_eq!(
-            stream.next().await.unwrap().unwrap(),
-            Chunk::Text(String::new())
-        );
+        // The call waits for the first piece of the answer (an error before it could be
+        // retried); the provider sent its role chunk and then went silent.
         let started = Instant::now();
-        let next = tokio::time::timeout(Duration::from_millis(100), stream.next()).await;
-        assert!(next.is_err(), "the provider is silent");
-        drop(stream);
+        let call = tokio::time::timeout(
+            Duration::from_millis(100),
+            model.stream(request(&msgs, true)),
+        )
+        .await;
+        assert!(call.is_err(), "the provider is silent");
+        drop(call);
         assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(server.requests().len(), 1);
     }
 
     #[tokio::test]
