@@ -708,6 +708,19 @@ pub fn queued_runs_are_cancelled_or_followed_wherever_they_run(
             .find(|(k, _)| *k == "AGENTOS_DB")
             .map_or_else(|| a.db_path().display().to_string(), |(_, v)| v.to_string());
         cli.set_env("AGENTOS_DB", &db);
+        // Both waiting runs are listed, as queued.
+        let listed = cli.run(["runs", "list", "--status", "pending"]);
+        listed.assert_success();
+        for id in [run_id.as_str(), "streamed-run"] {
+            assert!(
+                listed
+                    .stdout()
+                    .lines()
+                    .any(|l| l.contains(id) && l.contains("queued, waiting for a process")),
+                "{}",
+                listed.describe()
+            );
+        }
         let out = cli.run(["cancel", &run_id]);
         out.assert_success();
         out.assert_stdout_contains(&format!("cancelled run {run_id} (it was queued"));

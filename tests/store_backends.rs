@@ -774,6 +774,73 @@ fn deleting_a_session_drops_the_runs_queued_into_it() {
     });
 }
 
+#[test]
+fn queued_runs_are_listed_as_pending_until_they_begin() {
+    on_both(async |store| {
+        store
+            .enqueue_run(QueuedRun {
+                run_id: "q1".into(),
+                kind: Kind::Team,
+                component_id: "crew".into(),
+                session_id: "s-new".into(),
+                request: json!([["message", "hi"]]),
+                accepted_by: None,
+                accepted_at: 2_000_000_000.5,
+            })
+            .await
+            .unwrap();
+        finish(&store, &session("s1", "writer", None, 100), "r1", "hi", 100).await;
+        let list = |statuses: Vec<RunStatus>| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_all_runs(RunQuery {
+                        statuses,
+                        include_members: false,
+                        limit: 10,
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let all = list(vec![]).await;
+        let ids: Vec<(&str, RunStatus, bool)> = all
+            .iter()
+            .map(|r| (r.run_id.as_str(), r.status, r.queued))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("q1", RunStatus::Pending, true),
+                ("r1", RunStatus::Completed, false)
+            ]
+        );
+        assert_eq!(all[0].kind, Kind::Team);
+        assert_eq!(all[0].component_id, "crew");
+        assert_eq!(all[0].created_at, 2_000_000_000);
+        assert_eq!(list(vec![RunStatus::Pending]).await.len(), 1);
+        assert!(list(vec![RunStatus::Running]).await.is_empty());
+        // Once it has begun (its row exists, the queue row not yet gone) it is listed once.
+        let mut begun = run("s-new", "q1", "hi", 2_000_000_000);
+        begun.status = RunStatus::Running;
+        store
+            .begin_run(
+                session("s-new", "writer", None, 2_000_000_000),
+                AnyRun::Agent(begun),
+                Kind::Agent,
+            )
+            .await
+            .unwrap();
+        let all = list(vec![]).await;
+        assert_eq!(
+            all.iter().filter(|r| r.run_id == "q1").count(),
+            1,
+            "{all:?}"
+        );
+        assert!(!all[0].queued, "{all:?}");
+    });
+}
+
 /// A team run object as the engine stores it; `parent` makes it a member run.
 fn team_run(session_id: &str, run_id: &str, team: &str, parent: Option<&str>) -> AnyRun {
     AnyRun::Team(

@@ -98,6 +98,7 @@ async fn list(store: &Store, args: &RunsListArgs) -> anyhow::Result<()> {
         let owner = match (&run.owner, &run.owner_id) {
             (Some(process), _) => process.describe(),
             (None, Some(_)) => "a process that stopped".to_string(),
+            (None, None) if run.queued => "queued, waiting for a process".to_string(),
             (None, None) => String::new(),
         };
         let line = format!(

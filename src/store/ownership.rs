@@ -76,7 +76,7 @@ pub enum CancelOutcome {
 pub struct RunQuery {
     /// Any status when empty.
     pub statuses: Vec<RunStatus>,
-    /// Team members' and workflow steps' runs too.
+    /// Team members' runs too.
     pub include_members: bool,
     pub limit: usize,
 }
@@ -98,6 +98,28 @@ pub struct RunListing {
     pub owner_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<ProcessInfo>,
+    /// A background run still waiting in the queue for a process to take it up
+    /// (`PENDING`, no row of its own yet; `created_at` is when it was accepted).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+}
+
+impl RunListing {
+    /// `runs` (newest first) and the `queued` runs that have no row yet, together newest
+    /// first (a queued run by when it was accepted), at most `limit` of them.
+    pub(crate) fn merge(
+        mut runs: Vec<RunListing>,
+        queued: Vec<RunListing>,
+        limit: usize,
+    ) -> Vec<RunListing> {
+        let known: std::collections::HashSet<String> =
+            runs.iter().map(|r| r.run_id.clone()).collect();
+        runs.extend(queued.into_iter().filter(|q| !known.contains(&q.run_id)));
+        // Stable: runs of one second keep their order.
+        runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        runs.truncate(limit);
+        runs
+    }
 }
 
 /// Events of one run to append to its journal.

@@ -1077,7 +1077,8 @@ pub(super) async fn list_all_runs(
             &[&statuses, &query.include_members, &limit],
         )
         .await?;
-    rows.iter()
+    let runs = rows
+        .iter()
         .map(|row| {
             Ok(RunListing {
                 run_id: row.get(0),
@@ -1090,9 +1091,39 @@ pub(super) async fn list_all_runs(
                 updated_at: row.get(7),
                 owner_id: row.get(8),
                 owner: process_at(row, 9),
+                queued: false,
             })
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    if !(query.statuses.is_empty() || query.statuses.contains(&RunStatus::Pending)) {
+        return Ok(runs);
+    }
+    let queued = c
+        .query(
+            "SELECT run_id, kind, component_id, session_id, accepted_at FROM run_queue \
+             ORDER BY accepted_at DESC LIMIT $1",
+            &[&limit],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let at: f64 = row.get(4);
+            Ok(RunListing {
+                run_id: row.get(0),
+                kind: kind(row.get(1))?,
+                component_id: row.get(2),
+                session_id: row.get(3),
+                parent_run_id: None,
+                status: RunStatus::Pending,
+                created_at: at as i64,
+                updated_at: at as i64,
+                owner_id: None,
+                owner: None,
+                queued: true,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(RunListing::merge(runs, queued, query.limit))
 }
 
 pub(super) async fn append_journal(

@@ -290,10 +290,36 @@ impl SqliteStore {
                         None => None,
                     },
                     owner_id,
+                    queued: false,
                 })
             })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(query.statuses.is_empty() || query.statuses.contains(&RunStatus::Pending)) {
+            return Ok(rows);
+        }
+        let queued = conn
+            .prepare_cached(
+                "SELECT run_id, kind, component_id, session_id, accepted_at FROM run_queue \
+                 ORDER BY accepted_at DESC LIMIT ?1",
+            )?
+            .query_map([i64::try_from(query.limit).unwrap_or(i64::MAX)], |row| {
+                let at: f64 = row.get(4)?;
+                Ok(RunListing {
+                    run_id: row.get(0)?,
+                    kind: row.get(1)?,
+                    component_id: row.get(2)?,
+                    session_id: row.get(3)?,
+                    parent_run_id: None,
+                    status: RunStatus::Pending,
+                    created_at: at as i64,
+                    updated_at: at as i64,
+                    owner_id: None,
+                    owner: None,
+                    queued: true,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RunListing::merge(rows, queued, query.limit))
     }
 }
 
