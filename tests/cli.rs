@@ -1103,7 +1103,14 @@ fn a_store_that_cannot_be_opened_is_named_once_with_the_reason() {
     let env = TestEnv::new();
     let file = env.write_file("not-a-dir", "x");
     let db = file.join("agentos.db");
-    let out = env.run(["--db", db.to_str().unwrap(), "sessions", "list"]);
+    let out = env.run([
+        "--db",
+        db.to_str().unwrap(),
+        "run",
+        "test-agent",
+        "-m",
+        "hi",
+    ]);
     out.assert_code(1);
     let stderr = out.stderr();
     let expected = format!(
@@ -1115,4 +1122,37 @@ fn a_store_that_cannot_be_opened_is_named_once_with_the_reason() {
     // One line, the database named once: no chain of causes repeating each other.
     assert_eq!(stderr.trim().lines().count(), 1, "{}", out.describe());
     assert_eq!(stderr.matches(db.to_str().unwrap()).count(), 1, "{stderr}");
+}
+
+#[test]
+fn looking_at_a_database_that_does_not_exist_creates_nothing() {
+    let env = TestEnv::new();
+    let db = env.path().join("typo").join("agentos.db");
+    let db_arg = db.to_str().unwrap();
+    for args in [
+        vec!["sessions", "list"],
+        vec!["runs", "list"],
+        vec!["runs", "list", "--json"],
+    ] {
+        let mut all = vec!["--db", db_arg];
+        all.extend(args.iter().copied());
+        let out = env.run(&all);
+        // Quietly empty (the note is for a person at a terminal).
+        out.assert_success();
+        let listed = out.stdout();
+        assert!(
+            listed.is_empty() || listed.trim() == "no runs" || listed.trim() == "[]",
+            "{}",
+            out.describe()
+        );
+    }
+    let out = env.run(["--db", db_arg, "cancel", "some-run"]);
+    out.assert_code(1);
+    assert!(!db.parent().unwrap().exists(), "nothing was created");
+    // A run creates it, and then it is read as usual.
+    env.run(["--db", db_arg, "run", "test-agent", "-m", "hi"])
+        .assert_success();
+    let out = env.run(["--db", db_arg, "runs", "list"]);
+    out.assert_success();
+    assert!(out.stdout().contains("COMPLETED"), "{}", out.describe());
 }

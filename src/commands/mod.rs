@@ -40,6 +40,27 @@ impl Context {
         Ok(Config::load(&path)?)
     }
 
+    /// The store for commands that look at what is there (`sessions`, `runs`, `cancel`):
+    /// a SQLite file that does not exist is not created (a mistyped `--db` would otherwise
+    /// leave an empty database behind and look like one with nothing in it); it reads as
+    /// empty, and a person at a terminal is told so.
+    pub fn existing_store(&self) -> anyhow::Result<Store> {
+        let path = self.db_path.clone().unwrap_or_else(Store::default_path);
+        let location = path.to_string_lossy();
+        let sqlite_file = !crate::store::postgres::is_url(&location) && location != ":memory:";
+        if sqlite_file && !path.exists() {
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!(
+                    "agentos: no database at {} yet: nothing has run with it (check --db or \
+                     AGENTOS_DB)",
+                    path.display()
+                );
+            }
+            return Ok(Store::open_in_memory()?);
+        }
+        self.store()
+    }
+
     /// Opens the store at `--db`, `AGENTOS_DB` or the default path: a SQLite file, or a
     /// PostgreSQL database for a `postgres://` URL.
     pub fn store(&self) -> anyhow::Result<Store> {

@@ -18,7 +18,7 @@ use crate::server::schemas::iso8601;
 use crate::store::{CancelOutcome, RunQuery, Store};
 
 pub fn run(cmd: RunsCommand, ctx: &Context) -> anyhow::Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.existing_store()?;
     super::block_on(async move {
         settle(&store).await?;
         match cmd {
@@ -32,7 +32,7 @@ pub fn cancel(args: CancelArgs, ctx: &Context) -> anyhow::Result<()> {
     if !(args.wait_secs.is_finite() && args.wait_secs >= 0.0) {
         return Err(UsageError("--wait-secs must be a number of seconds, 0 or more".into()).into());
     }
-    let store = ctx.store()?;
+    let store = ctx.existing_store()?;
     super::block_on(async move {
         settle(&store).await?;
         cancel_run(&store, &args).await

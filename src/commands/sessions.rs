@@ -12,7 +12,7 @@ use crate::run::{AnyRun, Role, RunRecord, RunStatus};
 use crate::store::{SessionQuery, Store};
 
 pub fn run(command: SessionsCommand, ctx: &Context) -> anyhow::Result<()> {
-    let store = ctx.store()?;
+    let store = ctx.existing_store()?;
     super::block_on(async move {
         match command {
             SessionsCommand::List(args) => list(&store, &args).await,

@@ -114,9 +114,15 @@ impl RunListing {
     ) -> Vec<RunListing> {
         let known: std::collections::HashSet<String> =
             runs.iter().map(|r| r.run_id.clone()).collect();
-        runs.extend(queued.into_iter().filter(|q| !known.contains(&q.run_id)));
-        // Stable: runs of one second keep their order.
-        runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        // The runs keep their order (the store's, newest first); each queued run goes
+        // before the first run begun earlier than it was accepted.
+        for q in queued.into_iter().filter(|q| !known.contains(&q.run_id)) {
+            let at = runs
+                .iter()
+                .position(|r| !r.queued && r.created_at < q.created_at)
+                .unwrap_or(runs.len());
+            runs.insert(at, q);
+        }
         runs.truncate(limit);
         runs
     }
