@@ -31,3 +31,20 @@ pub fn init(default: &str, with_time: bool) {
         builder.without_time().try_init()
     };
 }
+
+/// An error and its causes on one line, each said once: hyper's and tokio-postgres's own
+/// messages are terse (`db error`, `error connecting to server`) and keep the reason
+/// (`database "x" does not exist`, `Connection refused`) as the cause.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

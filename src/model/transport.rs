@@ -38,6 +38,7 @@ use serde_json::Value;
 
 use super::ModelError;
 use super::sse::{SseDecoder, SseEvent};
+use crate::logging::error_chain;
 
 /// Environment variable overriding the read timeout, in seconds.
 pub const READ_TIMEOUT_ENV: &str = "AGENTOS_READ_TIMEOUT_SECS";
@@ -438,21 +439,6 @@ where
 /// A duration in seconds as people write it: `10`, `0.5`.
 fn seconds(duration: Duration) -> String {
     format!("{}", (duration.as_secs_f64() * 1000.0).round() / 1000.0)
-}
-
-/// The error and its causes on one line (hyper's own messages are terse).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 enum ReadError {

@@ -176,7 +176,7 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// With the server's own words (`database "x" does not exist`), which tokio-postgres
     /// keeps as the error's cause behind a bare `db error`.
-    #[error("database error: {}", postgres::error_text(.0))]
+    #[error("database error: {}", crate::logging::error_chain(.0))]
     Postgres(tokio_postgres::Error),
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),

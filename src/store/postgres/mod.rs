@@ -80,7 +80,7 @@ impl PgStore {
         let (driver_url, verify) = tls_mode(url);
         let config: tokio_postgres::Config = driver_url.parse().map_err(|e| StoreError::Open {
             path: redact(url),
-            reason: error_text(&e).into(),
+            reason: crate::logging::error_chain(&e).into(),
         })?;
         let tls = tls(verify);
         let describe = format!("PostgreSQL {}", describe(&config));
@@ -91,7 +91,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: location.clone(),
-                    reason: error_text(&e).into(),
+                    reason: crate::logging::error_chain(&e).into(),
                 })?;
             runtime.block_on(async move {
                 let (mut client, connection) =
@@ -103,7 +103,7 @@ impl PgStore {
                         })?
                         .map_err(|e| StoreError::Open {
                             path: location.clone(),
-                            reason: error_text(&e).into(),
+                            reason: crate::logging::error_chain(&e).into(),
                         })?;
                 tokio::spawn(connection);
                 schema::migrate(&mut client).await
@@ -127,7 +127,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: redact(url),
-                    reason: error_text(&e).into(),
+                    reason: crate::logging::error_chain(&e).into(),
                 })
         };
         // The writers hold their connections for good: they come on top of the reads'.
@@ -461,23 +461,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// An error with the causes behind it, each said once: tokio-postgres reports `db error`
-/// or `error connecting to server` and keeps the reason (`database "x" does not exist`,
-/// `Connection refused`) as the cause.
-pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let said = e.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 #[cfg(test)]
