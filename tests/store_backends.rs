@@ -493,6 +493,30 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         assert!(!store.dequeue_run("q2").await.unwrap());
         assert!(store.queued_run("q2").await.unwrap().is_none());
         assert!(store.queued_run("q1").await.unwrap().is_some());
+
+        // A run queued already taken up by the live process that accepted it: no other
+        // process takes it, unless that one falls silent.
+        store.heartbeat("a").await.unwrap();
+        let mut mine = queued("q3", 3.0);
+        mine.accepted_by = Some("a".into());
+        store.enqueue_claimed_run(mine).await.unwrap();
+        assert!(store.queued_run("q3").await.unwrap().is_some());
+        assert!(
+            store
+                .claim_run("b", Some("q3"), MINUTE)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .claim_run("b", Some("q3"), Duration::ZERO)
+                .await
+                .unwrap()
+                .map(|q| q.run_id),
+            Some("q3".to_string()),
+            "a silent accepter's run is taken up elsewhere"
+        );
     });
 }
 

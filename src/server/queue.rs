@@ -55,27 +55,22 @@ pub(super) async fn accept(
     fields.push(json!(["run_id", run_id]));
     fields.push(json!(["session_id", session_id]));
     let store = state.engine.store();
-    store
-        .enqueue_run(QueuedRun {
-            run_id: run_id.clone(),
-            kind: component,
-            component_id: id.to_string(),
-            session_id: session_id.clone(),
-            request: Value::Array(fields),
-            accepted_by: Some(presence.process_id().to_string()),
-            accepted_at: unix_now(),
-        })
-        .await?;
+    let queued = QueuedRun {
+        run_id: run_id.clone(),
+        kind: component,
+        component_id: id.to_string(),
+        session_id: session_id.clone(),
+        request: Value::Array(fields),
+        accepted_by: Some(presence.process_id().to_string()),
+        accepted_at: unix_now(),
+    };
+    // With room here, the run is queued already taken up by this server, so no other
+    // server takes it first; it stays in the queue until it has begun.
     if let Ok(slot) = reserve(&state) {
-        let timeout = presence.settings().owner_timeout;
-        if store
-            .claim_run(presence.process_id(), Some(&run_id), timeout)
-            .await?
-            .is_some()
-        {
-            return start(state, slot, (component, id), request, delivery).await;
-        }
+        store.enqueue_claimed_run(queued).await?;
+        return start(state, slot, (component, id), request, delivery).await;
     }
+    store.enqueue_run(queued).await?;
     // Queued for whichever server has room first.
     if delivery.stream {
         return Ok(journal_stream(store, &run_id, 0, None));

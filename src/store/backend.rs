@@ -127,7 +127,8 @@ pub trait Backend: Send + Sync {
     fn clean_journals(&self, cutoff: i64) -> Pending<u64>;
 
     // ----- the queue of background runs -----
-    fn enqueue_run(&self, run: QueuedRun) -> Pending<()>;
+    /// `claimed`: taken up at once by the process that accepted it (`accepted_by`).
+    fn enqueue_run(&self, run: QueuedRun, claimed: bool) -> Pending<()>;
     fn claim_run(
         &self,
         claimer: String,

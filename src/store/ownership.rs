@@ -253,7 +253,14 @@ impl Store {
 
     /// Puts a background run in the queue for any process to take up.
     pub fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
-        self.backend().enqueue_run(run)
+        self.backend().enqueue_run(run, false)
+    }
+
+    /// Puts a background run in the queue already taken up by the process that accepted
+    /// it (it has room): no other process takes it while that one lives, and it is in the
+    /// queue, so it is run elsewhere if that process stops before beginning it.
+    pub fn enqueue_claimed_run(&self, run: QueuedRun) -> Pending<()> {
+        self.backend().enqueue_run(run, true)
     }
 
     /// Takes up a queued run for `claimer`: `run_id`, or the oldest one. A run claimed by

@@ -239,9 +239,9 @@ impl Backend for PgStore {
         self.write(move |c| Box::pin(async move { q::clean_journals(&*c, cutoff).await }))
     }
 
-    fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
+    fn enqueue_run(&self, run: QueuedRun, claimed: bool) -> Pending<()> {
         self.write_to(writer_of(&run.run_id), move |c| {
-            Box::pin(async move { q::enqueue_run(c, &run).await })
+            Box::pin(async move { q::enqueue_run(c, &run, claimed).await })
         })
     }
 

@@ -1221,11 +1221,26 @@ fn queued_at(row: &tokio_postgres::Row) -> StoreResult<QueuedRun> {
     })
 }
 
-pub(super) async fn enqueue_run(client: &mut Client, run: &QueuedRun) -> StoreResult<()> {
+/// Queues a run; `claimed`: taken up at once by the process that accepted it, so the
+/// other servers are not told of it (they would only find it taken).
+pub(super) async fn enqueue_run(
+    client: &mut Client,
+    run: &QueuedRun,
+    claimed: bool,
+) -> StoreResult<()> {
     let request = serde_json::to_string(&run.request)?;
+    let claimed_by = if claimed {
+        run.accepted_by.clone()
+    } else {
+        None
+    };
     let tx = client.transaction().await?;
     tx.execute(
-        &format!("INSERT INTO run_queue ({QUEUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+        &format!(
+            "INSERT INTO run_queue ({QUEUE_COLUMNS}, claimed_by, claimed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $8::TEXT IS NULL THEN NULL \
+             ELSE {DB_NOW} END)"
+        ),
         &[
             &run.run_id,
             &run.kind.as_str(),
@@ -1234,10 +1249,13 @@ pub(super) async fn enqueue_run(client: &mut Client, run: &QueuedRun) -> StoreRe
             &request,
             &run.accepted_by,
             &run.accepted_at,
+            &claimed_by,
         ],
     )
     .await?;
-    notify(&tx, QUEUE_CHANNEL, &run.run_id).await?;
+    if claimed_by.is_none() {
+        notify(&tx, QUEUE_CHANNEL, &run.run_id).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

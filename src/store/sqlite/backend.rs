@@ -218,8 +218,8 @@ impl Backend for Pool {
         self.write(move |db| db.clean_journals(cutoff))
     }
 
-    fn enqueue_run(&self, run: QueuedRun) -> Pending<()> {
-        self.write(move |db| db.enqueue_run(&run))
+    fn enqueue_run(&self, run: QueuedRun, claimed: bool) -> Pending<()> {
+        self.write(move |db| db.enqueue_run(&run, claimed))
     }
 
     fn claim_run(

@@ -30,11 +30,18 @@ fn with_request((mut run, request): (QueuedRun, String)) -> StoreResult<QueuedRu
 }
 
 impl SqliteStore {
-    pub fn enqueue_run(&self, run: &QueuedRun) -> StoreResult<()> {
+    /// Queues a run; `claimed`: taken up at once by the process that accepted it.
+    pub fn enqueue_run(&self, run: &QueuedRun, claimed: bool) -> StoreResult<()> {
         let request = serde_json::to_string(&run.request)?;
+        let (claimed_by, claimed_at) = if claimed {
+            (run.accepted_by.clone(), Some(crate::run::unix_now()))
+        } else {
+            (None, None)
+        };
         self.write(|tx| {
             tx.prepare_cached(&format!(
-                "INSERT INTO run_queue ({QUEUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO run_queue ({QUEUE_COLUMNS}, claimed_by, claimed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 run.run_id,
@@ -44,6 +51,8 @@ impl SqliteStore {
                 request,
                 run.accepted_by,
                 run.accepted_at,
+                claimed_by,
+                claimed_at,
             ])?;
             Ok(())
         })
@@ -129,8 +138,8 @@ mod tests {
     #[test]
     fn queued_runs_are_claimed_once_and_again_after_their_claimer_stops() {
         let store = SqliteStore::open_in_memory().unwrap();
-        store.enqueue_run(&run("r2", 2.0)).unwrap();
-        store.enqueue_run(&run("r1", 1.0)).unwrap();
+        store.enqueue_run(&run("r2", 2.0), false).unwrap();
+        store.enqueue_run(&run("r1", 1.0), false).unwrap();
         assert_eq!(
             store.queued_run("r1").unwrap().unwrap().request["message"],
             "hi"
