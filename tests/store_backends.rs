@@ -71,6 +71,19 @@ fn run(session_id: &str, run_id: &str, input: &str, created_at: i64) -> RunOutpu
     .expect("a run object")
 }
 
+/// A background run of the agent `writer` waiting in the queue, accepted at `at`.
+fn queued(id: &str, session_id: &str, at: f64) -> QueuedRun {
+    QueuedRun {
+        run_id: id.into(),
+        kind: Kind::Agent,
+        component_id: "writer".into(),
+        session_id: session_id.into(),
+        request: json!([["message", "hi"]]),
+        accepted_by: None,
+        accepted_at: at,
+    }
+}
+
 fn completed(mut r: RunOutput, answer: &str, tokens: u64) -> AnyRun {
     r.status = RunStatus::Completed;
     r.content = Some(Value::String(answer.into()));
@@ -452,17 +465,8 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         assert_eq!(store.clean_journals(i64::MAX).await.unwrap(), 1);
         assert!(!store.read_journal("r1", 0).await.unwrap().journaled);
 
-        let queued = |id: &str, at: f64| QueuedRun {
-            run_id: id.into(),
-            kind: Kind::Agent,
-            component_id: "writer".into(),
-            session_id: "s9".into(),
-            request: json!([["message", "hi"]]),
-            accepted_by: None,
-            accepted_at: at,
-        };
-        store.enqueue_run(queued("q2", 2.0)).await.unwrap();
-        store.enqueue_run(queued("q1", 1.0)).await.unwrap();
+        store.enqueue_run(queued("q2", "s9", 2.0)).await.unwrap();
+        store.enqueue_run(queued("q1", "s9", 1.0)).await.unwrap();
         store.register_process(process("a", 1000.0)).await.unwrap();
         assert_eq!(
             store
@@ -497,7 +501,7 @@ fn owners_orphans_cancels_journals_and_the_queue() {
         // A run queued already taken up by the live process that accepted it: no other
         // process takes it, unless that one falls silent.
         store.heartbeat("a").await.unwrap();
-        let mut mine = queued("q3", 3.0);
+        let mut mine = queued("q3", "s9", 3.0);
         mine.accepted_by = Some("a".into());
         store.enqueue_claimed_run(mine).await.unwrap();
         assert!(store.queued_run("q3").await.unwrap().is_some());
@@ -606,18 +610,7 @@ fn heartbeats_are_stamped_by_the_store_and_settled_runs_stay_settled() {
 #[test]
 fn a_cancel_of_a_queued_run_waits_on_its_queue_row() {
     on_both(async |store| {
-        store
-            .enqueue_run(QueuedRun {
-                run_id: "q1".into(),
-                kind: Kind::Agent,
-                component_id: "writer".into(),
-                session_id: "s1".into(),
-                request: json!([["message", "hi"]]),
-                accepted_by: None,
-                accepted_at: 1.0,
-            })
-            .await
-            .unwrap();
+        store.enqueue_run(queued("q1", "s1", 1.0)).await.unwrap();
         assert_eq!(
             store.request_cancel("q1").await.unwrap(),
             CancelOutcome::Queued
@@ -756,20 +749,11 @@ fn history_holds_completed_top_level_runs_without_system_prompts() {
 #[test]
 fn deleting_a_session_drops_the_runs_queued_into_it() {
     on_both(async |store| {
-        let queued = |id: &str, session: &str| QueuedRun {
-            run_id: id.into(),
-            kind: Kind::Agent,
-            component_id: "writer".into(),
-            session_id: session.into(),
-            request: json!([["message", "hi"]]),
-            accepted_by: None,
-            accepted_at: 1.0,
-        };
         for (id, at) in [("s1", 100), ("s2", 101), ("s3", 102)] {
             finish(&store, &session(id, "writer", None, at), id, "hi", at).await;
         }
         for (run, session) in [("q1", "s1"), ("q2", "s2"), ("q3", "s3"), ("q4", "s4")] {
-            store.enqueue_run(queued(run, session)).await.unwrap();
+            store.enqueue_run(queued(run, session, 1.0)).await.unwrap();
         }
         assert!(store.delete_session("s1").await.unwrap());
         assert_eq!(
@@ -801,18 +785,10 @@ fn deleting_a_session_drops_the_runs_queued_into_it() {
 #[test]
 fn queued_runs_are_listed_as_pending_until_they_begin() {
     on_both(async |store| {
-        store
-            .enqueue_run(QueuedRun {
-                run_id: "q1".into(),
-                kind: Kind::Team,
-                component_id: "crew".into(),
-                session_id: "s-new".into(),
-                request: json!([["message", "hi"]]),
-                accepted_by: None,
-                accepted_at: 2_000_000_000.5,
-            })
-            .await
-            .unwrap();
+        let mut team = queued("q1", "s-new", 2_000_000_000.5);
+        team.kind = Kind::Team;
+        team.component_id = "crew".into();
+        store.enqueue_run(team).await.unwrap();
         finish(&store, &session("s1", "writer", None, 100), "r1", "hi", 100).await;
         let list = |statuses: Vec<RunStatus>| {
             let store = store.clone();
@@ -977,18 +953,7 @@ fn postgres_pushes_notices_and_sqlite_is_polled() {
             .await
             .unwrap();
         assert_eq!(next(&mut notices).await, Notice::Journal("r1".into()));
-        store
-            .enqueue_run(QueuedRun {
-                run_id: "q1".into(),
-                kind: Kind::Agent,
-                component_id: "writer".into(),
-                session_id: "s9".into(),
-                request: json!([]),
-                accepted_by: None,
-                accepted_at: 1.0,
-            })
-            .await
-            .unwrap();
+        store.enqueue_run(queued("q1", "s9", 1.0)).await.unwrap();
         assert_eq!(next(&mut notices).await, Notice::Queued("q1".into()));
     });
 }
