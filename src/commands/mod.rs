@@ -45,7 +45,7 @@ impl Context {
     /// leave an empty database behind and look like one with nothing in it); it reads as
     /// empty, and a person at a terminal is told so.
     pub fn existing_store(&self) -> anyhow::Result<Store> {
-        let path = self.db_path.clone().unwrap_or_else(Store::default_path);
+        let path = self.db_location();
         let location = path.to_string_lossy();
         let sqlite_file = !crate::store::postgres::is_url(&location) && location != ":memory:";
         if sqlite_file && !path.exists() {
@@ -64,10 +64,7 @@ impl Context {
     /// Opens the store at `--db`, `AGENTOS_DB` or the default path: a SQLite file, or a
     /// PostgreSQL database for a `postgres://` URL.
     pub fn store(&self) -> anyhow::Result<Store> {
-        let path = match &self.db_path {
-            Some(p) => p.clone(),
-            None => Store::default_path(),
-        };
+        let path = self.db_location();
         let location = path.to_string_lossy();
         if crate::store::postgres::is_url(&location) {
             if self.db_pool == 0 {
@@ -77,6 +74,11 @@ impl Context {
             return Ok(Store::open_postgres(&location, self.db_pool)?);
         }
         Ok(Store::open(&path)?)
+    }
+
+    /// `--db` (or `AGENTOS_DB`), else the default SQLite file.
+    fn db_location(&self) -> std::path::PathBuf {
+        self.db_path.clone().unwrap_or_else(Store::default_path)
     }
 }
 

@@ -55,10 +55,13 @@ const JOURNAL_KEEP_SECS: i64 = 60;
 
 /// Variables that tune presence.
 pub const OWNER_TIMEOUT_ENV: &str = "AGENTOS_OWNER_TIMEOUT_SECS";
+pub const FLUSH_INTERVAL_ENV: &str = "AGENTOS_FLUSH_INTERVAL_MS";
+/// The owner timeout when [`OWNER_TIMEOUT_ENV`] does not set one.
+const DEFAULT_OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest time between two heartbeats, whatever the timeout: a quarter of the
 /// default timeout.
-const MAX_HEARTBEAT_EVERY: Duration = Duration::from_millis(1250);
-pub const FLUSH_INTERVAL_ENV: &str = "AGENTOS_FLUSH_INTERVAL_MS";
+const MAX_HEARTBEAT_EVERY: Duration =
+    Duration::from_millis(DEFAULT_OWNER_TIMEOUT.as_millis() as u64 / 4);
 
 /// How a process takes part.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,7 +75,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            owner_timeout: Duration::from_secs(5),
+            owner_timeout: DEFAULT_OWNER_TIMEOUT,
             flush_interval: Duration::from_millis(100),
         }
     }

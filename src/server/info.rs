@@ -260,9 +260,8 @@ fn model_info(config: &Config, spec: &str) -> ModelInfo {
 }
 
 /// AgentOS's `AgentResponse` for one agent. Settings at their defaults are omitted, as
-/// AgentOS does; instructions are shown raw, with `{placeholders}` unfilled.
-/// AgentOS's `AgentResponse` for one agent. `tools` are the specs its model is offered;
-/// an agent without tools has no `tools` key, as in AgentOS.
+/// AgentOS does (an agent without tools has no `tools` key); instructions are shown raw,
+/// with `{placeholders}` unfilled.
 fn agent_json(config: &Config, agent: &AgentDef, tools: &AgentTools) -> Value {
     let model = model_info(config, &agent.model);
     let mut out = Map::new();
@@ -280,13 +279,8 @@ fn agent_json(config: &Config, agent: &AgentDef, tools: &AgentTools) -> Value {
     );
     let specs = tools.of_agent(&agent.id);
     if !specs.is_empty() {
-        let list: Vec<Value> = specs.iter().map(tool_json).collect();
-        let mut tools = Map::new();
-        tools.insert("tools".into(), Value::Array(list));
-        if agent.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
-            tools.insert("tool_call_limit".into(), json!(agent.tool_call_limit));
-        }
-        out.insert("tools".into(), Value::Object(tools));
+        let list = specs.iter().map(tool_json).collect();
+        out.insert("tools".into(), tools_json(list, agent.tool_call_limit));
     }
 
     out.insert(
@@ -336,6 +330,17 @@ impl AgentTools {
     }
 }
 
+/// The `tools` object of an agent or team: its tools, and `tool_call_limit` when it is not
+/// the default.
+fn tools_json(tools: Vec<Value>, tool_call_limit: usize) -> Value {
+    let mut out = Map::new();
+    out.insert("tools".into(), Value::Array(tools));
+    if tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
+        out.insert("tool_call_limit".into(), json!(tool_call_limit));
+    }
+    Value::Object(out)
+}
+
 /// One tool as AgentOS lists it: `name`, `description`, the JSON Schema of its
 /// `parameters`, and `requires_confirmation` only when it is set.
 fn tool_json(spec: &ToolSpec) -> Value {
@@ -378,12 +383,10 @@ fn team_json(config: &Config, team: &TeamDef, tools: &AgentTools) -> Value {
         "model".into(),
         json!({"name": model.class_name, "model": model.id, "provider": model.provider}),
     );
-    let mut delegation = Map::new();
-    delegation.insert("tools".into(), json!([delegation_tool(config, team)]));
-    if team.tool_call_limit != DEFAULT_TOOL_CALL_LIMIT {
-        delegation.insert("tool_call_limit".into(), json!(team.tool_call_limit));
-    }
-    out.insert("tools".into(), Value::Object(delegation));
+    out.insert(
+        "tools".into(),
+        tools_json(vec![delegation_tool(config, team)], team.tool_call_limit),
+    );
     out.insert(
         "sessions".into(),
         sessions_json(team.add_history_to_context, team.num_history_runs),

@@ -87,7 +87,9 @@ pub async fn create(state: Arc<AppState>, req: Req, component: Kind, id: &str) -
         background: bool_field(&form, "background")?.unwrap_or(false),
         stream_events: bool_field(&form, "stream_events")?.unwrap_or(true),
     };
-    check_int(&form, "version")?;
+    // agentos takes `version` and does not use it: agents.toml holds one version of each
+    // component.
+    int_field(&form, "version")?;
     if component != Kind::Workflow {
         refuse_files(&form)?;
     }
@@ -418,21 +420,7 @@ pub async fn resume(
     run_id: &str,
 ) -> ApiResult {
     let form = form::parse(&req.headers, &req.body)?;
-    let last: i64 = match form
-        .get("last_event_index")
-        .filter(|v| !v.trim().is_empty())
-    {
-        None => -1,
-        Some(v) => v.trim().parse().map_err(|_| {
-            ApiError::validation(
-                "int_parsing",
-                "body",
-                "last_event_index",
-                "Input should be a valid integer, unable to parse string as an integer",
-                Value::String(v.to_string()),
-            )
-        })?,
-    };
+    let last = int_field(&form, "last_event_index")?.unwrap_or(-1);
     let session_id = form.get("session_id").filter(|s| !s.is_empty());
     let user_id = form.get("user_id").filter(|s| !s.is_empty());
     component.require(state.engine.config(), id)?;
@@ -639,13 +627,12 @@ pub(super) fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiErr
         .transpose()
 }
 
-/// Checks an integer field (`version`, which agentos takes and does not use: agents.toml
-/// holds one version of each component) as pydantic parses one: surrounding whitespace
-/// and a zero fraction allowed, anything else FastAPI's 422 `int_parsing` error. An empty
-/// value counts as absent, as FastAPI takes an empty form field.
-fn check_int(form: &Form, name: &str) -> Result<(), ApiError> {
-    let Some(raw) = form.get(name).filter(|v| !v.is_empty()) else {
-        return Ok(());
+/// An integer form field, parsed as pydantic parses one: surrounding whitespace and a zero
+/// fraction allowed (`" 3 "`, `"4.0"`), anything else FastAPI's 422 `int_parsing` error.
+/// An empty value counts as absent, as FastAPI takes an empty form field.
+fn int_field(form: &Form, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = form.get(name).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
     };
     let trimmed = raw.trim();
     let whole = match trimmed.split_once('.') {
@@ -653,17 +640,16 @@ fn check_int(form: &Form, name: &str) -> Result<(), ApiError> {
         Some(_) => "",
         None => trimmed,
     };
-    let digits = whole.strip_prefix(['+', '-']).unwrap_or(whole);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::validation(
+    match whole.parse::<i64>() {
+        Ok(value) => Ok(Some(value)),
+        Err(_) => Err(ApiError::validation(
             "int_parsing",
             "body",
             name,
             "Input should be a valid integer, unable to parse string as an integer",
             Value::String(raw.to_string()),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Uploaded `files` are refused rather than dropped: agentos does not pass attachments to

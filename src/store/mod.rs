@@ -214,6 +214,14 @@ struct Inner {
     history: Mutex<HistoryCache>,
 }
 
+/// By hand rather than `#[from]`: the message already holds the error's causes, which
+/// `#[from]` would also make its source (and an error chain would print them twice).
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
@@ -617,12 +625,6 @@ fn message_bytes(message: &Message) -> usize {
             .tool_args
             .as_ref()
             .map_or(0, |a| a.to_string().len())
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Postgres(e)
-    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::backend::Notice;
 use super::{Pending, StoreError, StoreResult};
+use crate::logging::error_chain;
 
 /// Writer tasks, each on a connection of the pool (see the module documentation).
 pub(super) const WRITERS: usize = 4;
@@ -80,7 +81,7 @@ impl PgStore {
         let (driver_url, verify) = tls_mode(url);
         let config: tokio_postgres::Config = driver_url.parse().map_err(|e| StoreError::Open {
             path: redact(url),
-            reason: crate::logging::error_chain(&e).into(),
+            reason: error_chain(&e).into(),
         })?;
         let tls = tls(verify);
         let describe = format!("PostgreSQL {}", describe(&config));
@@ -91,7 +92,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: location.clone(),
-                    reason: crate::logging::error_chain(&e).into(),
+                    reason: error_chain(&e).into(),
                 })?;
             runtime.block_on(async move {
                 let (mut client, connection) =
@@ -103,7 +104,7 @@ impl PgStore {
                         })?
                         .map_err(|e| StoreError::Open {
                             path: location.clone(),
-                            reason: crate::logging::error_chain(&e).into(),
+                            reason: error_chain(&e).into(),
                         })?;
                 tokio::spawn(connection);
                 schema::migrate(&mut client).await
@@ -127,7 +128,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Open {
                     path: redact(url),
-                    reason: crate::logging::error_chain(&e).into(),
+                    reason: error_chain(&e).into(),
                 })
         };
         // The writers hold their connections for good: they come on top of the reads'.
