@@ -11,8 +11,8 @@ use agentos::kind::Kind;
 use agentos::run::{AnyRun, RunOutput, RunRecord, RunStatus};
 use agentos::store::backend::Notice;
 use agentos::store::{
-    CancelOutcome, JournalBatch, ProcessInfo, QueuedRun, RunQuery, Session, SessionQuery,
-    SessionSort, Store, StoreError,
+    CancelOutcome, JournalBatch, ProcessInfo, QueuedRun, RunListing, RunQuery, Session,
+    SessionQuery, SessionSort, Store, StoreError,
 };
 use serde_json::{Value, json};
 
@@ -82,6 +82,18 @@ fn queued(id: &str, session_id: &str, at: f64) -> QueuedRun {
         accepted_by: None,
         accepted_at: at,
     }
+}
+
+/// `agentos runs list`'s query: up to 10 runs with one of `statuses` (any when empty).
+async fn listed(store: &Store, statuses: Vec<RunStatus>, include_members: bool) -> Vec<RunListing> {
+    store
+        .list_all_runs(RunQuery {
+            statuses,
+            include_members,
+            limit: 10,
+        })
+        .await
+        .unwrap()
 }
 
 fn completed(mut r: RunOutput, answer: &str, tokens: u64) -> AnyRun {
@@ -382,16 +394,9 @@ fn owners_orphans_cancels_journals_and_the_queue() {
 
         assert!(store.heartbeat("dead").await.unwrap());
         assert!(!store.heartbeat("unknown").await.unwrap());
-        let listed = store
-            .list_all_runs(RunQuery {
-                statuses: vec![RunStatus::Running],
-                include_members: false,
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].owner.as_ref().unwrap().pid, 7);
+        let running = listed(&store, vec![RunStatus::Running], false).await;
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].owner.as_ref().unwrap().pid, 7);
 
         assert_eq!(
             store.request_cancel("r1").await.unwrap(),
@@ -548,15 +553,8 @@ fn heartbeats_are_stamped_by_the_store_and_settled_runs_stay_settled() {
         let (dead, orphans) = store.orphans("me", MINUTE).await.unwrap();
         assert!(dead.is_empty(), "{dead:?}");
         assert!(orphans.is_empty());
-        let listed = store
-            .list_all_runs(RunQuery {
-                statuses: vec![],
-                include_members: false,
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        let stamped = listed[0].owner.as_ref().unwrap().heartbeat_at;
+        let runs = listed(&store, vec![], false).await;
+        let stamped = runs[0].owner.as_ref().unwrap().heartbeat_at;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -790,20 +788,7 @@ fn queued_runs_are_listed_as_pending_until_they_begin() {
         team.component_id = "crew".into();
         store.enqueue_run(team).await.unwrap();
         finish(&store, &session("s1", "writer", None, 100), "r1", "hi", 100).await;
-        let list = |statuses: Vec<RunStatus>| {
-            let store = store.clone();
-            async move {
-                store
-                    .list_all_runs(RunQuery {
-                        statuses,
-                        include_members: false,
-                        limit: 10,
-                    })
-                    .await
-                    .unwrap()
-            }
-        };
-        let all = list(vec![]).await;
+        let all = listed(&store, vec![], false).await;
         let ids: Vec<(&str, RunStatus, bool)> = all
             .iter()
             .map(|r| (r.run_id.as_str(), r.status, r.queued))
@@ -818,8 +803,15 @@ fn queued_runs_are_listed_as_pending_until_they_begin() {
         assert_eq!(all[0].kind, Kind::Team);
         assert_eq!(all[0].component_id, "crew");
         assert_eq!(all[0].created_at, 2_000_000_000);
-        assert_eq!(list(vec![RunStatus::Pending]).await.len(), 1);
-        assert!(list(vec![RunStatus::Running]).await.is_empty());
+        assert_eq!(
+            listed(&store, vec![RunStatus::Pending], false).await.len(),
+            1
+        );
+        assert!(
+            listed(&store, vec![RunStatus::Running], false)
+                .await
+                .is_empty()
+        );
         // Once it has begun (its row exists, the queue row not yet gone) it is listed once.
         let mut begun = run("s-new", "q1", "hi", 2_000_000_000);
         begun.status = RunStatus::Running;
@@ -831,7 +823,7 @@ fn queued_runs_are_listed_as_pending_until_they_begin() {
             )
             .await
             .unwrap();
-        let all = list(vec![]).await;
+        let all = listed(&store, vec![], false).await;
         assert_eq!(
             all.iter().filter(|r| r.run_id == "q1").count(),
             1,
@@ -877,15 +869,8 @@ fn member_runs_are_listed_with_their_own_kind() {
             )
             .await
             .unwrap();
-        let listed = store
-            .list_all_runs(RunQuery {
-                statuses: vec![],
-                include_members: true,
-                limit: 10,
-            })
-            .await
-            .unwrap();
-        let kinds: Vec<(&str, Kind, &str)> = listed
+        let all = listed(&store, vec![], true).await;
+        let kinds: Vec<(&str, Kind, &str)> = all
             .iter()
             .map(|r| (r.run_id.as_str(), r.kind, r.component_id.as_str()))
             .collect();
@@ -897,14 +882,7 @@ fn member_runs_are_listed_with_their_own_kind() {
                 ("lead", Kind::Team, "crew"),
             ]
         );
-        let top = store
-            .list_all_runs(RunQuery {
-                statuses: vec![],
-                include_members: false,
-                limit: 10,
-            })
-            .await
-            .unwrap();
+        let top = listed(&store, vec![], false).await;
         assert_eq!(top.len(), 1);
         assert_eq!(top[0].run_id, "lead");
     });
