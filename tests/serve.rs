@@ -621,7 +621,7 @@ fn versions_are_integers_and_uploads_are_refused() {
     );
     for kind in ["agents/story-writer", "teams/story-team"] {
         let url = s.url(&format!("/{kind}/runs"));
-        for ok in ["2", " 3 ", "4.0", "-1", ""] {
+        for ok in ["2", " 3 ", "4.0", "-1", "", "862184483326941771312660480"] {
             let a = post_multipart(
                 &url,
                 &[("message", "hi"), ("stream", "false"), ("version", ok)],

@@ -628,7 +628,8 @@ pub(super) fn bool_field(form: &Form, name: &str) -> Result<Option<bool>, ApiErr
 }
 
 /// An integer form field, parsed as pydantic parses one: surrounding whitespace and a zero
-/// fraction allowed (`" 3 "`, `"4.0"`), anything else FastAPI's 422 `int_parsing` error.
+/// fraction allowed (`" 3 "`, `"4.0"`), of any size, anything else FastAPI's 422
+/// `int_parsing` error.
 /// An empty value counts as absent, as FastAPI takes an empty form field.
 fn int_field(form: &Form, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(raw) = form.get(name).filter(|v| !v.trim().is_empty()) else {
@@ -640,16 +641,23 @@ fn int_field(form: &Form, name: &str) -> Result<Option<i64>, ApiError> {
         Some(_) => "",
         None => trimmed,
     };
-    match whole.parse::<i64>() {
-        Ok(value) => Ok(Some(value)),
-        Err(_) => Err(ApiError::validation(
-            "int_parsing",
-            "body",
-            name,
-            "Input should be a valid integer, unable to parse string as an integer",
-            Value::String(raw.to_string()),
-        )),
+    let digits = whole.strip_prefix(['+', '-']).unwrap_or(whole);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Python's integers have no bound: one past i64 is taken as i64's end.
+        let value = whole.parse::<i64>().unwrap_or(if whole.starts_with('-') {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
+        return Ok(Some(value));
     }
+    Err(ApiError::validation(
+        "int_parsing",
+        "body",
+        name,
+        "Input should be a valid integer, unable to parse string as an integer",
+        Value::String(raw.to_string()),
+    ))
 }
 
 /// Uploaded `files` are refused rather than dropped: agentos does not pass attachments to
